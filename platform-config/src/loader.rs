@@ -1,0 +1,507 @@
+//! Loading: layers in precedence order, one typed value, every problem at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::de::{NodeDe, Seen};
+use crate::origin::Origin;
+use crate::report::{ConfigError, Problem, Report};
+use crate::schema::Schema;
+use crate::sources;
+use crate::tree::Node;
+use crate::validate::{Validate, Validation};
+
+/// What a root settings type must be: readable, printable, described by a
+/// schema, with working defaults and its own rules. Blanket-implemented.
+pub trait Settings:
+    DeserializeOwned + Serialize + schemars::JsonSchema + Default + Validate + Send + Sync + 'static
+{
+}
+
+impl<T> Settings for T where
+    T: DeserializeOwned
+        + Serialize
+        + schemars::JsonSchema
+        + Default
+        + Validate
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Builds a configuration from layered sources, lowest precedence first:
+///
+/// 1. built-in defaults (the settings type's `Default`);
+/// 2. `<config-dir>/default.toml`;
+/// 3. `<config-dir>/<profile>.toml`, when a profile is chosen;
+/// 4. `<config-dir>/local.toml` (optional, meant to be git-ignored);
+/// 5. environment variables `<PREFIX>__SECTION__KEY`;
+/// 6. explicit overrides: `--set key.path=value`, then [`Loader::set`] in code.
+///
+/// Each file may be `.toml`, `.yaml`, `.yml` or `.json` (one per layer).
+/// Tables merge key by key; lists and scalars are replaced whole.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// #[derive(Debug, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// #[serde(default, deny_unknown_fields)]
+/// struct AppSettings {
+///     /// Greeting sent to callers.
+///     greeting: String,
+///     /// Ports to listen on.
+///     ports: Vec<u16>,
+/// }
+/// impl platform_config::Validate for AppSettings {}
+///
+/// let loaded = platform_config::Loader::new()
+///     .env_vars([("APP__PORTS", "8080")])
+///     .set("greeting", "007")
+///     .load::<AppSettings>()?;
+/// assert_eq!(loaded.value().greeting, "007");
+/// assert_eq!(loaded.value().ports, [8080]);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Loader {
+    config_dir: Option<PathBuf>,
+    profile: Option<String>,
+    prefix: String,
+    env: Option<Vec<(String, String)>>,
+    overrides: Vec<(String, String, Origin)>,
+    bad_args: Vec<Problem>,
+}
+
+// By hand: environment values and overrides may be secrets.
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("config_dir", &self.config_dir)
+            .field("profile", &self.profile)
+            .field("prefix", &self.prefix)
+            .field(
+                "overridden_keys",
+                &self.overrides.iter().map(|(k, _, _)| k).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Loader::new()
+    }
+}
+
+/// Default config directory, relative to the working directory.
+pub const DEFAULT_CONFIG_DIR: &str = "config";
+/// Default prefix of environment variables.
+pub const DEFAULT_ENV_PREFIX: &str = "APP";
+
+impl Loader {
+    /// A loader with the defaults: `./config`, prefix `APP`, the process environment.
+    pub fn new() -> Self {
+        Loader {
+            config_dir: None,
+            profile: None,
+            prefix: DEFAULT_ENV_PREFIX.to_owned(),
+            env: None,
+            overrides: Vec::new(),
+            bad_args: Vec::new(),
+        }
+    }
+
+    /// Reads config files from `dir`; a directory given this way must exist.
+    pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config_dir = Some(dir.into());
+        self
+    }
+
+    /// Chooses the profile file `<profile>.toml` (else `<PREFIX>_PROFILE` decides).
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
+    }
+
+    /// Prefix of environment variables (`APP` gives `APP__SECTION__KEY`, `APP_PROFILE`).
+    pub fn env_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Uses these variables instead of the process environment (tests, embedding).
+    pub fn env_vars<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.env = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Sets `key.path` to `value` above every other source (value given in code).
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.overrides
+            .push((key.into(), value.into(), Origin::Code));
+        self
+    }
+
+    /// Adds a `--set key.path=value` argument as given on the command line.
+    pub fn set_arg(mut self, arg: &str) -> Self {
+        match sources::parse_set_arg(arg) {
+            Ok((key, value)) => {
+                let origin = Origin::CommandLine { key: key.clone() };
+                // Command-line overrides rank below those given in code.
+                let at = self
+                    .overrides
+                    .iter()
+                    .position(|(_, _, o)| *o == Origin::Code)
+                    .unwrap_or(self.overrides.len());
+                self.overrides.insert(at, (key, value, origin));
+            }
+            Err(problem) => self.bad_args.push(problem),
+        }
+        self
+    }
+
+    /// The prefix of environment variables.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn env_snapshot(&self, report: &mut Report) -> Vec<(String, String)> {
+        if let Some(vars) = &self.env {
+            return vars.clone();
+        }
+        let mut out = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            match value.into_string() {
+                Ok(value) => out.push((name.to_owned(), value)),
+                Err(_)
+                    if name
+                        .to_ascii_uppercase()
+                        .starts_with(&self.prefix.to_ascii_uppercase()) =>
+                {
+                    report.push(Problem::Input {
+                        origin: Origin::Env {
+                            var: name.to_owned(),
+                        },
+                        message: "value is not valid UTF-8".into(),
+                    })
+                }
+                Err(_) => {}
+            }
+        }
+        out
+    }
+
+    /// The profile in force: set in code or on the command line, else `<PREFIX>_PROFILE`.
+    pub fn resolved_profile(&self) -> Option<String> {
+        let mut report = Report::default();
+        let env = self.env_snapshot(&mut report);
+        self.profile_from(&env)
+    }
+
+    fn profile_from(&self, env: &[(String, String)]) -> Option<String> {
+        let var = format!("{}_PROFILE", self.prefix);
+        self.profile
+            .clone()
+            .or_else(|| {
+                env.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(&var))
+                    .map(|(_, v)| v.clone())
+            })
+            .filter(|p| !p.trim().is_empty())
+    }
+
+    fn dir_from(&self, env: &[(String, String)]) -> (PathBuf, bool) {
+        let var = format!("{}_CONFIG_DIR", self.prefix);
+        if let Some(dir) = &self.config_dir {
+            return (dir.clone(), true);
+        }
+        match env.iter().find(|(k, _)| k.eq_ignore_ascii_case(&var)) {
+            Some((_, dir)) => (PathBuf::from(dir), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_DIR), false),
+        }
+    }
+
+    /// Loads, checks and validates `T`; the error lists every problem found.
+    pub fn load<T: Settings>(&self) -> Result<Loaded<T>, ConfigError> {
+        let schema = Schema::of::<T>();
+        let mut report = Report::default();
+        for p in &self.bad_args {
+            report.push(p.clone());
+        }
+        let env = self.env_snapshot(&mut report);
+        let profile = self.profile_from(&env);
+        let (dir, explicit) = self.dir_from(&env);
+        let mut tree = Node::empty_map(Origin::Default);
+        let mut files = Vec::new();
+
+        if dir.is_dir() {
+            let mut stems = vec!["default".to_owned()];
+            if let Some(profile) = &profile {
+                if !is_valid_profile(profile) {
+                    report.push(Problem::Input {
+                        origin: Origin::Env {
+                            var: format!("{}_PROFILE", self.prefix),
+                        },
+                        message: format!(
+                            "invalid profile {profile:?}: use letters, digits, `-` and `_`, and not `default` or `local`"
+                        ),
+                    });
+                } else {
+                    stems.push(profile.clone());
+                }
+            }
+            stems.push("local".to_owned());
+            for stem in &stems {
+                match sources::find_layer_file(&dir, stem, &mut report) {
+                    Some(path) => {
+                        if let Some(layer) = sources::read_file(&path, &schema, &mut report) {
+                            tree.merge(layer);
+                        }
+                        files.push(path);
+                    }
+                    None if Some(stem) == profile.as_ref() && is_valid_profile(stem) => report
+                        .push(Problem::Source {
+                            path: dir.join(format!("{stem}.toml")),
+                            line: None,
+                            message: format!(
+                                "profile `{stem}` was chosen but has no file{}",
+                                available_profiles(&dir)
+                            ),
+                        }),
+                    None => {}
+                }
+            }
+        } else if explicit || dir.exists() {
+            report.push(Problem::Source {
+                path: dir.clone(),
+                line: None,
+                message: if dir.exists() {
+                    "is not a directory".into()
+                } else {
+                    "config directory does not exist".into()
+                },
+            });
+        }
+
+        tree.merge(sources::env_layer(&env, &self.prefix, &schema, &mut report));
+        tree.merge(sources::override_layer(
+            &self.overrides,
+            &schema,
+            &mut report,
+        ));
+
+        let value = deserialize_all::<T>(&mut tree, &schema, &mut report);
+        if let Some(value) = &value {
+            let mut validation = Validation::default();
+            value.validate(&mut validation);
+            let reported: Vec<String> = report
+                .problems
+                .iter()
+                .filter_map(|p| p.key().map(str::to_owned))
+                .collect();
+            for (key, message) in validation.errors() {
+                // A rule over a value already reported as bad would only repeat it.
+                if reported
+                    .iter()
+                    .any(|r| r == key || r.starts_with(&format!("{key}.")))
+                {
+                    continue;
+                }
+                report.push(Problem::Invalid {
+                    origin: origin_at(&tree, key),
+                    key: key.clone(),
+                    message: message.clone(),
+                });
+            }
+        }
+        match value {
+            Some(value) if report.is_empty() => Ok(Loaded {
+                value: Arc::new(value),
+                tree: Arc::new(tree),
+                profile,
+                files,
+                config_dir: dir,
+            }),
+            _ => Err(ConfigError::Invalid(report)),
+        }
+    }
+}
+
+fn is_valid_profile(profile: &str) -> bool {
+    !profile.is_empty()
+        && profile != "default"
+        && profile != "local"
+        && profile
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn available_profiles(dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path();
+            let ext = path.extension()?.to_str()?;
+            sources::EXTENSIONS.contains(&ext).then_some(())?;
+            let stem = path.file_stem()?.to_str()?.to_owned();
+            (stem != "default" && stem != "local").then_some(stem)
+        })
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" (profiles found: {})", names.join(", "))
+    }
+}
+
+pub(crate) fn origin_at(tree: &Node, key: &str) -> Origin {
+    tree.get_path(key)
+        .map(|n| n.origin.clone())
+        .unwrap_or(Origin::Default)
+}
+
+/// Deserializes `T`, collecting every error: a bad value is reported and
+/// removed from the tree (so its default applies) and the pass repeats.
+fn deserialize_all<T: Settings>(
+    tree: &mut Node,
+    schema: &Schema,
+    report: &mut Report,
+) -> Option<T> {
+    // Bounded by the number of values: each failed pass removes one.
+    let max_passes = tree.leaves().len() + 2;
+    let mut unknown: Vec<(String, Origin)> = Vec::new();
+    let mut result = None;
+    for _ in 0..max_passes {
+        let seen = Seen::default();
+        let outcome = T::deserialize(NodeDe::new(tree, String::new(), &seen));
+        for entry in seen.unknown.into_inner() {
+            if !unknown.contains(&entry) {
+                unknown.push(entry);
+            }
+        }
+        match outcome {
+            Ok(value) => {
+                result = Some(value);
+                break;
+            }
+            Err(e) => {
+                let path = e.path.clone().unwrap_or_default();
+                let origin = e.origin.clone().unwrap_or(Origin::Default);
+                if e.unknown_key {
+                    unknown.push((path.clone(), origin));
+                } else {
+                    report.push(Problem::InvalidValue {
+                        key: path.clone(),
+                        origin,
+                        message: e.message.clone(),
+                    });
+                }
+                if path.is_empty() || !tree.remove_path(&path) {
+                    break;
+                }
+            }
+        }
+    }
+    for (key, origin) in unknown {
+        let (parent, last) = key.rsplit_once('.').unwrap_or(("", &key));
+        report.push(Problem::UnknownKey {
+            suggestion: schema.suggest(parent, last),
+            key,
+            origin,
+        });
+    }
+    // With bad values removed the rest may still parse: the caller validates
+    // it so that cross-field rules are reported too, then refuses it.
+    result
+}
+
+/// A loaded configuration: the typed value and where each value came from.
+pub struct Loaded<T> {
+    value: Arc<T>,
+    tree: Arc<Node>,
+    profile: Option<String>,
+    files: Vec<PathBuf>,
+    config_dir: PathBuf,
+}
+
+// By hand: the source tree holds raw values, secrets included.
+impl<T: std::fmt::Debug> std::fmt::Debug for Loaded<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("value", &self.value)
+            .field("profile", &self.profile)
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Clone for Loaded<T> {
+    fn clone(&self) -> Self {
+        Loaded {
+            value: self.value.clone(),
+            tree: self.tree.clone(),
+            profile: self.profile.clone(),
+            files: self.files.clone(),
+            config_dir: self.config_dir.clone(),
+        }
+    }
+}
+
+impl<T: Settings> Loaded<T> {
+    /// The typed configuration.
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// The typed configuration, shareable.
+    pub fn shared(&self) -> Arc<T> {
+        self.value.clone()
+    }
+
+    /// The profile in force, if any.
+    pub fn profile(&self) -> Option<&str> {
+        self.profile.as_deref()
+    }
+
+    /// The files that were read, lowest precedence first.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// The config directory that was searched.
+    pub fn config_dir(&self) -> &Path {
+        &self.config_dir
+    }
+
+    /// Where the value at a dotted key path came from (`Origin::Default` if no source set it).
+    pub fn origin_of(&self, key: &str) -> Origin {
+        self.tree
+            .get_path(key)
+            .map(|n| n.origin.clone())
+            .unwrap_or(Origin::Default)
+    }
+
+    /// The effective configuration as TOML, each value followed by its source;
+    /// secrets show as `[REDACTED]`.
+    pub fn render(&self) -> String {
+        crate::render::effective(&*self.value, &|key| self.origin_of(key))
+    }
+
+    pub(crate) fn same_sources(&self, other: &Loaded<T>) -> bool {
+        self.tree == other.tree
+    }
+}

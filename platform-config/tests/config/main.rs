@@ -1,0 +1,10 @@
+//! Integration tests of layered loading, env mapping, bad input, secrets,
+//! printing, the command line and reload.
+
+mod bad_input;
+mod cli;
+mod env;
+mod layers;
+mod reload;
+mod secrets;
+mod settings;
