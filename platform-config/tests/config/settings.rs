@@ -7,7 +7,7 @@ use std::time::Duration;
 use platform_config::{Secret, Validate, Validation};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct Root {
     /// The public listener.
@@ -16,16 +16,6 @@ pub(crate) struct Root {
     pub db: Db,
     /// The service's own settings.
     pub app: App,
-}
-
-impl Default for Root {
-    fn default() -> Self {
-        Root {
-            server: Server::default(),
-            db: Db::default(),
-            app: App::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
