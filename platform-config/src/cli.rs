@@ -77,6 +77,25 @@ impl ConfigArgs {
         loader
     }
 
+    /// Like [`ConfigArgs::run`] on stdout and stderr, for `main`: exits the
+    /// process after a printing flag (0) or when the configuration is invalid
+    /// (2, with the report on stderr); otherwise returns the configuration.
+    pub fn load_or_exit<T: Settings>(&self, loader: Loader) -> Loaded<T> {
+        let loader = self.apply(loader);
+        let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+        match self.run::<T>(&loader, &mut out, &mut err) {
+            Ok(Action::Run(loaded)) => loaded,
+            Ok(Action::Exit(code)) => {
+                let _ = out.flush();
+                std::process::exit(i32::from(code))
+            }
+            Err(e) => {
+                let _ = writeln!(err, "{e}");
+                std::process::exit(i32::from(EXIT_INVALID_CONFIG))
+            }
+        }
+    }
+
     /// Loads the configuration and handles `--check-config`, `--print-config`
     /// and `--print-defaults`, writing to `out` and `err`.
     pub fn run<T: Settings>(

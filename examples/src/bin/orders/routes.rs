@@ -1,0 +1,88 @@
+//! Orders' HTTP API: an order reserves stock in inventory.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Orders {
+    pub(crate) http: reqwest::Client,
+    pub(crate) inventory_url: String,
+    pub(crate) max_quantity: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Order {
+    pub(crate) sku: String,
+    pub(crate) quantity: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Placed {
+    pub(crate) sku: String,
+    pub(crate) quantity: u32,
+    pub(crate) remaining_stock: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct Stock {
+    available: u32,
+}
+
+pub(crate) fn router(orders: Orders) -> Router {
+    Router::new()
+        .route("/orders", post(create_order))
+        .with_state(orders)
+}
+
+async fn create_order(
+    State(orders): State<Orders>,
+    Json(order): Json<Order>,
+) -> Result<(StatusCode, Json<Placed>), (StatusCode, String)> {
+    if order.quantity == 0 || order.quantity > orders.max_quantity {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("quantity must be 1..={}", orders.max_quantity),
+        ));
+    }
+    let response = orders
+        .http
+        .post(format!("{}/reservations", orders.inventory_url))
+        .json(&reservation_for(&order))
+        .send()
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, format!("inventory unreachable: {e}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        let code = if status.is_client_error() { StatusCode::CONFLICT } else { StatusCode::BAD_GATEWAY };
+        return Err((code, format!("inventory said {status}: {body}")));
+    }
+    let stock: Stock = response
+        .json()
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, format!("inventory answer unreadable: {e}")))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Placed {
+            sku: order.sku,
+            quantity: order.quantity,
+            remaining_stock: stock.available,
+        }),
+    ))
+}
+
+/// The reservation inventory expects for an order.
+fn reservation_for(order: &Order) -> impl Serialize + '_ {
+    #[derive(Serialize)]
+    struct Reservation<'a> {
+        sku: &'a str,
+        quantity: u32,
+    }
+    Reservation {
+        sku: &order.sku,
+        quantity: order.quantity,
+    }
+}

@@ -1,0 +1,112 @@
+//! The example services start from their config, take the standard command
+//! line, and serve their API: orders reserves stock in inventory.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills the child when the test ends, pass or fail.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(bin: &str, args: &[&str]) -> Service {
+    Service(
+        Command::new(bin)
+            .args(args)
+            .env_remove("APP_PROFILE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .env_remove("APP_PROFILE")
+        .output()
+        .unwrap()
+}
+
+async fn wait_until_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const INVENTORY: &str = env!("CARGO_BIN_EXE_inventory");
+const ORDERS: &str = env!("CARGO_BIN_EXE_orders");
+
+#[tokio::test]
+async fn orders_reserve_stock_in_inventory() {
+    let (inv_port, ord_port) = (free_port(), free_port());
+    let inv_bind = format!("server.bind=127.0.0.1:{inv_port}");
+    let _inventory = start(INVENTORY, &["--set", &inv_bind, "--set", "app.initial_stock.apple=7"]);
+    let ord_bind = format!("server.bind=127.0.0.1:{ord_port}");
+    let inv_url = format!("app.inventory_url=http://127.0.0.1:{inv_port}");
+    let _orders = start(ORDERS, &["--profile", "dev", "--set", &ord_bind, "--set", &inv_url]);
+    wait_until_listening(inv_port).await;
+    wait_until_listening(ord_port).await;
+
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{ord_port}/orders");
+    let placed = client
+        .post(&url)
+        .json(&serde_json::json!({"sku": "apple", "quantity": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), 201);
+    let body: serde_json::Value = placed.json().await.unwrap();
+    assert_eq!(body["remaining_stock"], 2);
+
+    // Inventory refuses more than it has: orders passes that on as a conflict.
+    let refused = client
+        .post(&url)
+        .json(&serde_json::json!({"sku": "apple", "quantity": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+}
+
+#[test]
+fn check_config_accepts_the_shipped_profiles_and_refuses_bad_values() {
+    for bin in [INVENTORY, ORDERS] {
+        for profile in ["dev", "prod"] {
+            let out = run(bin, &["--check-config", "--profile", profile]);
+            assert_eq!(out.status.code(), Some(0), "{bin} {profile}: {out:?}");
+        }
+    }
+    let out = run(ORDERS, &["--check-config", "--set", "app.max_quantity=0", "--set", "server.bnid=x"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("app.max_quantity") && err.contains("must be at least 1"), "{err}");
+    assert!(err.contains("did you mean `server.bind`"), "{err}");
+}
+
+#[test]
+fn print_defaults_documents_every_setting() {
+    let out = run(INVENTORY, &["--print-defaults"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("# Largest quantity one reservation may take.\nmax_reservation = 10"), "{text}");
+    assert!(text.contains("extra_latency = \"0s\""), "{text}");
+}
