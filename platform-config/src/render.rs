@@ -26,7 +26,7 @@ pub(crate) fn effective<T: Serialize>(value: &T, origin_of: &dyn Fn(&str) -> Ori
 }
 
 /// The defaults as a documented config file.
-pub(crate) fn defaults<T: Serialize + Default + schemars::JsonSchema>() -> String {
+pub(crate) fn defaults<T: Serialize + Default + schemars::JsonSchema + 'static>() -> String {
     let schema = Schema::of::<T>();
     let json = to_json(&T::default());
     let mut out = String::from(

@@ -5,6 +5,10 @@
 //! suggest the nearest valid key for a typo, and attach field doc comments
 //! to the printed defaults.
 
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
 use serde_json::Value as Json;
 
 /// The schema of a settings type, with `$ref`s resolved on the fly.
@@ -21,13 +25,22 @@ pub(crate) struct At<'a> {
 }
 
 impl Schema {
-    pub(crate) fn of<T: schemars::JsonSchema>() -> Schema {
-        let schema = schemars::generate::SchemaSettings::draft2020_12()
-            .into_generator()
-            .into_root_schema_for::<T>();
-        Schema {
-            root: schema.to_value(),
-        }
+    /// The schema of `T`, generated once per type and process (reloads reuse it).
+    pub(crate) fn of<T: schemars::JsonSchema + 'static>() -> Arc<Schema> {
+        static CACHE: OnceLock<Mutex<HashMap<TypeId, Arc<Schema>>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| {
+                let schema = schemars::generate::SchemaSettings::draft2020_12()
+                    .into_generator()
+                    .into_root_schema_for::<T>();
+                Arc::new(Schema {
+                    root: schema.to_value(),
+                })
+            })
+            .clone()
     }
 
     pub(crate) fn root(&self) -> At<'_> {

@@ -45,7 +45,10 @@ fn run(bin: &str, args: &[&str]) -> Output {
 
 async fn wait_until_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "port {port} never opened");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -58,10 +61,16 @@ const ORDERS: &str = env!("CARGO_BIN_EXE_orders");
 async fn orders_reserve_stock_in_inventory() {
     let (inv_port, ord_port) = (free_port(), free_port());
     let inv_bind = format!("server.bind=127.0.0.1:{inv_port}");
-    let _inventory = start(INVENTORY, &["--set", &inv_bind, "--set", "app.initial_stock.apple=7"]);
+    let _inventory = start(
+        INVENTORY,
+        &["--set", &inv_bind, "--set", "app.initial_stock.apple=7"],
+    );
     let ord_bind = format!("server.bind=127.0.0.1:{ord_port}");
     let inv_url = format!("app.inventory_url=http://127.0.0.1:{inv_port}");
-    let _orders = start(ORDERS, &["--profile", "dev", "--set", &ord_bind, "--set", &inv_url]);
+    let _orders = start(
+        ORDERS,
+        &["--profile", "dev", "--set", &ord_bind, "--set", &inv_url],
+    );
     wait_until_listening(inv_port).await;
     wait_until_listening(ord_port).await;
 
@@ -95,10 +104,22 @@ fn check_config_accepts_the_shipped_profiles_and_refuses_bad_values() {
             assert_eq!(out.status.code(), Some(0), "{bin} {profile}: {out:?}");
         }
     }
-    let out = run(ORDERS, &["--check-config", "--set", "app.max_quantity=0", "--set", "server.bnid=x"]);
+    let out = run(
+        ORDERS,
+        &[
+            "--check-config",
+            "--set",
+            "app.max_quantity=0",
+            "--set",
+            "server.bnid=x",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("app.max_quantity") && err.contains("must be at least 1"), "{err}");
+    assert!(
+        err.contains("app.max_quantity") && err.contains("must be at least 1"),
+        "{err}"
+    );
     assert!(err.contains("did you mean `server.bind`"), "{err}");
 }
 
@@ -107,6 +128,9 @@ fn print_defaults_documents_every_setting() {
     let out = run(INVENTORY, &["--print-defaults"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("# Largest quantity one reservation may take.\nmax_reservation = 10"), "{text}");
+    assert!(
+        text.contains("# Largest quantity one reservation may take.\nmax_reservation = 10"),
+        "{text}"
+    );
     assert!(text.contains("extra_latency = \"0s\""), "{text}");
 }

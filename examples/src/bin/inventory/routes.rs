@@ -49,7 +49,10 @@ pub(crate) fn router(store: Store) -> Router {
         .with_state(store)
 }
 
-async fn stock(State(store): State<Store>, Path(sku): Path<String>) -> Result<Json<Stock>, StatusCode> {
+async fn stock(
+    State(store): State<Store>,
+    Path(sku): Path<String>,
+) -> Result<Json<Stock>, StatusCode> {
     tokio::time::sleep(store.extra_latency).await;
     let stock = store.stock.lock().unwrap_or_else(PoisonError::into_inner);
     let available = *stock.get(&sku).ok_or(StatusCode::NOT_FOUND)?;
@@ -68,9 +71,10 @@ async fn reserve(
         ));
     }
     let mut stock = store.stock.lock().unwrap_or_else(PoisonError::into_inner);
-    let available = stock
-        .get_mut(&request.sku)
-        .ok_or((StatusCode::NOT_FOUND, format!("unknown sku {:?}", request.sku)))?;
+    let available = stock.get_mut(&request.sku).ok_or((
+        StatusCode::NOT_FOUND,
+        format!("unknown sku {:?}", request.sku),
+    ))?;
     if *available < request.quantity {
         return Err((StatusCode::CONFLICT, format!("only {available} left")));
     }

@@ -17,7 +17,9 @@ async fn main() -> std::io::Result<()> {
     let args = ServiceArgs::parse();
     let loader = platform_config::Loader::new().config_dir(CONFIG_DIR);
     let loaded = args.config.load_or_exit::<Settings>(loader);
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let settings = loaded.value();
 
     let orders = routes::Orders {

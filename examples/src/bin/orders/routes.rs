@@ -53,17 +53,28 @@ async fn create_order(
         .json(&reservation_for(&order))
         .send()
         .await
-        .map_err(|e| (StatusCode::BAD_GATEWAY, format!("inventory unreachable: {e}")))?;
+        .map_err(|e| {
+            (
+                StatusCode::BAD_GATEWAY,
+                format!("inventory unreachable: {e}"),
+            )
+        })?;
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
-        let code = if status.is_client_error() { StatusCode::CONFLICT } else { StatusCode::BAD_GATEWAY };
+        let code = if status.is_client_error() {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
         return Err((code, format!("inventory said {status}: {body}")));
     }
-    let stock: Stock = response
-        .json()
-        .await
-        .map_err(|e| (StatusCode::BAD_GATEWAY, format!("inventory answer unreadable: {e}")))?;
+    let stock: Stock = response.json().await.map_err(|e| {
+        (
+            StatusCode::BAD_GATEWAY,
+            format!("inventory answer unreadable: {e}"),
+        )
+    })?;
     Ok((
         StatusCode::CREATED,
         Json(Placed {

@@ -61,6 +61,10 @@ impl Validate for Settings {
             "app.inventory_url",
             "must be an http:// or https:// URL",
         );
-        v.check(self.app.max_quantity > 0, "app.max_quantity", "must be at least 1");
+        v.check(
+            self.app.max_quantity > 0,
+            "app.max_quantity",
+            "must be at least 1",
+        );
     }
 }
