@@ -1,0 +1,310 @@
+//! The runtime: one init in `main` ties config, health and lifecycle together.
+
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use clap::Parser;
+use platform_config::cli::{Action, ConfigArgs, ServiceArgs};
+use platform_config::reload::{Reloader, WatchGuard};
+use platform_config::{Loaded, Loader};
+
+use crate::error::Error;
+use crate::health::{CheckOutcome, HealthRegistry, Kind, ManualCheck, Status};
+use crate::lifecycle::{Lifecycle, ShutdownOutcome, install_signal_handlers};
+use crate::settings::Settings;
+
+/// Names of the built-in health checks.
+pub mod checks {
+    /// Startup and readiness fail until start-up has finished.
+    pub const STARTUP: &str = "startup";
+    /// Readiness fails as soon as shutdown starts.
+    pub const SHUTDOWN: &str = "shutdown";
+    /// Warns (readiness still passes) while the last config reload was rejected.
+    pub const CONFIG: &str = "config";
+}
+
+/// Who this process is: for telemetry resources, `/info` and logs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceInfo {
+    /// The service's name (`service.name`).
+    pub name: String,
+    /// Its version (`service.version`).
+    pub version: String,
+    /// This process, unique among the service's instances (`service.instance.id`).
+    pub instance_id: String,
+    /// The config profile in force (`deployment.environment.name`), if any.
+    pub profile: Option<String>,
+    /// When the runtime started.
+    #[serde(serialize_with = "serialize_time")]
+    pub started_at: SystemTime,
+}
+
+fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::health::rfc3339(*t))
+}
+
+fn instance_id(name: &str) -> String {
+    // The pod name in Kubernetes; the pid and start time tell apart processes on one host.
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| name.to_owned());
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{host}-{}-{nanos:08x}", std::process::id())
+}
+
+/// The bounds a service's own settings type meets (blanket-implemented).
+pub trait AppSettings: platform_config::Settings + Clone + std::fmt::Debug {}
+impl<S: platform_config::Settings + Clone + std::fmt::Debug> AppSettings for S {}
+
+/// Builds a [`Runtime`]; see [`Runtime::builder`].
+#[derive(Debug)]
+pub struct RuntimeBuilder<S> {
+    name: String,
+    version: String,
+    args: Option<ConfigArgs>,
+    loader: Loader,
+    default_config_dir: Option<PathBuf>,
+    signals: bool,
+    _settings: PhantomData<fn() -> S>,
+}
+
+impl<S: AppSettings> RuntimeBuilder<S> {
+    /// The service's version (default: this crate's; pass `env!("CARGO_PKG_VERSION")`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Uses these flags instead of parsing the process's command line.
+    pub fn args(mut self, args: ConfigArgs) -> Self {
+        self.args = Some(args);
+        self
+    }
+
+    /// The config directory when `--config-dir` is not given (default `./config`).
+    pub fn default_config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.default_config_dir = Some(dir.into());
+        self
+    }
+
+    /// Starts from this loader (env prefix, injected env, overrides in code).
+    pub fn loader(mut self, loader: Loader) -> Self {
+        self.loader = loader;
+        self
+    }
+
+    /// Leaves SIGTERM and SIGINT alone (tests, embedding); call
+    /// [`Lifecycle::request_shutdown`] instead.
+    pub fn without_signal_handlers(mut self) -> Self {
+        self.signals = false;
+        self
+    }
+
+    /// Parses the command line, loads and validates config, creates the
+    /// health registry with the built-in checks, starts config reload and
+    /// installs the signal handlers. A printing flag (`--print-config`, ...)
+    /// prints and exits the process.
+    pub async fn init(self) -> Result<Runtime<S>, Error> {
+        let args = self.args.unwrap_or_else(|| ServiceArgs::parse().config);
+        let mut loader = self.loader;
+        if let Some(dir) = self.default_config_dir {
+            loader = loader.config_dir(dir);
+        }
+        let loader = args.apply(loader);
+        let loaded: Loaded<Settings<S>> = {
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            match args.run(&loader, &mut out, &mut err)? {
+                Action::Run(loaded) => loaded,
+                Action::Exit(code) => {
+                    use std::io::Write;
+                    let _ = out.flush();
+                    std::process::exit(i32::from(code));
+                }
+            }
+        };
+        let settings = loaded.value().clone();
+        let info = ServiceInfo {
+            instance_id: instance_id(&self.name),
+            name: self.name,
+            version: self.version,
+            profile: loaded.profile().map(str::to_owned),
+            started_at: SystemTime::now(),
+        };
+
+        let health = HealthRegistry::new();
+        let startup = health.manual(
+            checks::STARTUP,
+            &[Kind::Startup, Kind::Readiness],
+            Status::Unknown,
+        )?;
+        let shutdown = health.manual(checks::SHUTDOWN, &[Kind::Readiness], Status::Pass)?;
+        let config_check = health.manual(checks::CONFIG, &[Kind::Readiness], Status::Pass)?;
+
+        let lifecycle = Lifecycle::new(settings.shutdown.clone());
+        let reloader = Reloader::new(loader, loaded);
+        let watch = if settings.reload.enabled {
+            Some(reloader.watch(settings.reload.debounce)?)
+        } else {
+            None
+        };
+        let mut status = reloader.subscribe_status();
+        lifecycle.spawn_task("config-reload-health", move |token| async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    changed = status.changed() => if changed.is_err() { return },
+                }
+                let s = status.borrow_and_update().clone();
+                config_check.set(match &s.last_error {
+                    None => CheckOutcome::pass(),
+                    Some(report) => CheckOutcome::warn(format!(
+                        "last reload rejected, running on the previous configuration: {report}"
+                    )),
+                });
+            }
+        });
+        if self.signals {
+            install_signal_handlers(&lifecycle).map_err(Error::Signals)?;
+        }
+        tracing::info!(service = %info.name, version = %info.version, instance = %info.instance_id,
+            profile = info.profile.as_deref().unwrap_or("none"), "runtime initialised");
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                info,
+                reloader,
+                health,
+                lifecycle,
+                startup,
+                shutdown,
+                watch: Mutex::new(watch),
+            }),
+        })
+    }
+}
+
+/// The platform runtime of one service process. Cheap to clone.
+///
+/// ```no_run
+/// # #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// # struct OrdersSettings {}
+/// # impl platform_config::Validate for OrdersSettings {}
+/// # async fn run() -> Result<(), platform_core::Error> {
+/// let rt = platform_core::Runtime::<OrdersSettings>::builder("orders")
+///     .version(env!("CARGO_PKG_VERSION"))
+///     .init()
+///     .await?;
+/// let config = rt.config(); // Arc<Settings<OrdersSettings>>, reload-aware
+/// # let _ = config; Ok(()) }
+/// ```
+pub struct Runtime<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Runtime<S> {
+    fn clone(&self) -> Self {
+        Runtime {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Runtime<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("info", &self.inner.info)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<S> {
+    info: ServiceInfo,
+    reloader: Reloader<Settings<S>>,
+    health: HealthRegistry,
+    lifecycle: Lifecycle,
+    startup: ManualCheck,
+    shutdown: ManualCheck,
+    watch: Mutex<Option<WatchGuard>>,
+}
+
+impl<S: AppSettings> Runtime<S> {
+    /// Starts building the runtime of the service `name`.
+    pub fn builder(name: impl Into<String>) -> RuntimeBuilder<S> {
+        RuntimeBuilder {
+            name: name.into(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            args: None,
+            loader: Loader::new(),
+            default_config_dir: None,
+            signals: true,
+            _settings: PhantomData,
+        }
+    }
+
+    /// Who this process is.
+    pub fn info(&self) -> &ServiceInfo {
+        &self.inner.info
+    }
+
+    /// The configuration in force now (it changes on reload).
+    pub fn config(&self) -> Arc<Settings<S>> {
+        self.inner.reloader.current()
+    }
+
+    /// The configuration with provenance, for `/config` and `--print-config`.
+    pub fn loaded_config(&self) -> Loaded<Settings<S>> {
+        self.inner.reloader.loaded()
+    }
+
+    /// Reload control and status.
+    pub fn reloader(&self) -> &Reloader<Settings<S>> {
+        &self.inner.reloader
+    }
+
+    /// The health registry: add the service's own checks here.
+    pub fn health(&self) -> &HealthRegistry {
+        &self.inner.health
+    }
+
+    /// Shutdown signal, background tasks and hooks.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.inner.lifecycle
+    }
+
+    /// Marks start-up finished: the startup probe passes and readiness may.
+    pub fn mark_started(&self) {
+        self.inner.startup.set(CheckOutcome::pass());
+    }
+
+    /// Runs `server` until shutdown, then the shutdown sequence (see
+    /// [`crate::lifecycle`]). The server must stop accepting when
+    /// `lifecycle().stop_accepting()` completes.
+    pub async fn run<F>(&self, server: F) -> Result<ShutdownOutcome, Error>
+    where
+        F: std::future::Future<Output = std::io::Result<()>>,
+    {
+        let outcome = self.inner.lifecycle.run(&self.inner.shutdown, server).await;
+        self.inner.health.stop();
+        drop(
+            self.inner
+                .watch
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        match &outcome.server_error {
+            Some(e) => Err(Error::Serve {
+                what: "api",
+                source: std::io::Error::other(e.clone()),
+            }),
+            None => Ok(outcome),
+        }
+    }
+}

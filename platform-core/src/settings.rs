@@ -1,0 +1,182 @@
+//! The platform's own config sections, and the root type a service loads.
+
+use std::time::Duration;
+
+use platform_config::{Validate, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Everything a platform service reads from config: the platform's sections
+/// and the service's own, under `[app]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+#[schemars(bound = "S: schemars::JsonSchema + Default + Serialize")]
+pub struct Settings<S> {
+    /// The service's API listener.
+    pub server: ServerSettings,
+    /// The admin listener: probes, metrics, info.
+    pub admin: AdminSettings,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownSettings,
+    /// Configuration reload.
+    pub reload: ReloadSettings,
+    /// The service's own settings.
+    pub app: S,
+}
+
+impl<S: Validate> Validate for Settings<S> {
+    fn validate(&self, v: &mut Validation) {
+        v.section("server", &self.server);
+        v.section("admin", &self.admin);
+        v.section("shutdown", &self.shutdown);
+        v.section("app", &self.app);
+        if self.server.enabled && self.admin.enabled && self.server.bind == self.admin.bind {
+            v.error(
+                "admin.bind",
+                "must differ from server.bind: the admin server listens on its own port",
+            );
+        }
+    }
+}
+
+fn check_bind(v: &mut Validation, bind: &str) {
+    v.check(
+        bind.parse::<std::net::SocketAddr>().is_ok(),
+        "bind",
+        format!("expected ip:port (e.g. 0.0.0.0:8080), got {bind:?}"),
+    );
+}
+
+/// The service's API listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Serve the API at all (off for workers with only an admin port).
+    pub enabled: bool,
+    /// Address and port of the API.
+    pub bind: String,
+    /// A client must send its request headers within this time.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers) accepted.
+    #[serde(with = "platform_config::size")]
+    #[schemars(with = "String")]
+    pub max_header_size: u64,
+    /// Largest request body accepted.
+    #[serde(with = "platform_config::size")]
+    #[schemars(with = "String")]
+    pub max_body_size: u64,
+    /// Default deadline of a request when the caller sends none.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            enabled: true,
+            bind: "0.0.0.0:8080".into(),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_size: 64 * 1024,
+            max_body_size: 2 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Validate for ServerSettings {
+    fn validate(&self, v: &mut Validation) {
+        check_bind(v, &self.bind);
+        v.check(
+            !self.header_read_timeout.is_zero(),
+            "header_read_timeout",
+            "must be above zero",
+        );
+        v.check(
+            self.max_header_size >= 1024,
+            "max_header_size",
+            "must be at least 1KiB",
+        );
+        v.check(
+            !self.request_timeout.is_zero(),
+            "request_timeout",
+            "must be above zero",
+        );
+    }
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Serve the admin endpoints.
+    pub enabled: bool,
+    /// Address and port of the admin endpoints; all interfaces by default so the kubelet can probe.
+    pub bind: String,
+    /// Serve `/config` (the effective configuration, secrets redacted). Off by default: it shows internals.
+    pub config_endpoint: bool,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            enabled: true,
+            bind: "0.0.0.0:9090".into(),
+            config_endpoint: false,
+        }
+    }
+}
+
+impl Validate for AdminSettings {
+    fn validate(&self, v: &mut Validation) {
+        check_bind(v, &self.bind);
+    }
+}
+
+/// Graceful shutdown on SIGTERM or SIGINT.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// After the signal, keep serving this long with readiness failing, so load balancers stop sending traffic.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub drain_delay: Duration,
+    /// Then stop accepting and give in-flight requests this long to finish before they are cancelled.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub grace_period: Duration,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        // 5 s + 25 s stays under Kubernetes' default terminationGracePeriodSeconds of 30.
+        ShutdownSettings {
+            drain_delay: Duration::from_secs(5),
+            grace_period: Duration::from_secs(25),
+        }
+    }
+}
+
+impl Validate for ShutdownSettings {}
+
+/// Configuration reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReloadSettings {
+    /// Watch the config directory and reload on change.
+    pub enabled: bool,
+    /// Quiet period after the last change before reloading.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub debounce: Duration,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        ReloadSettings {
+            enabled: true,
+            debounce: platform_config::reload::DEFAULT_DEBOUNCE,
+        }
+    }
+}
