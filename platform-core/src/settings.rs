@@ -29,7 +29,16 @@ impl<S: Validate> Validate for Settings<S> {
         v.section("admin", &self.admin);
         v.section("shutdown", &self.shutdown);
         v.section("app", &self.app);
-        if self.server.enabled && self.admin.enabled && self.server.bind == self.admin.bind {
+        // Port 0 (any free port, in tests) is the one legitimate repeat.
+        let fixed_port = |bind: &str| {
+            bind.parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.port() != 0)
+        };
+        if self.server.enabled
+            && self.admin.enabled
+            && self.server.bind == self.admin.bind
+            && fixed_port(&self.server.bind)
+        {
             v.error(
                 "admin.bind",
                 "must differ from server.bind: the admin server listens on its own port",

@@ -1,0 +1,133 @@
+//! Serving an axum router on the runtime: limits, observability, graceful drain.
+
+mod accept;
+mod layer;
+mod request_id;
+
+use std::net::SocketAddr;
+
+use platform_core::{AppSettings, Error, Runtime};
+use tokio_util::sync::CancellationToken;
+
+pub use accept::serve_listener;
+pub use layer::{InFlight, ServerLayer, ServerService};
+pub use request_id::{REQUEST_ID_HEADER, RequestId};
+
+/// Runs `router` on `server.bind` and the admin endpoints on `admin.bind`
+/// until SIGTERM or SIGINT, then shuts down gracefully: readiness fails at
+/// once, the API keeps serving for the drain delay, stops accepting, and
+/// in-flight requests get the grace period. Returns when the sequence is
+/// over; `main` then returns and the process exits 0.
+pub async fn serve<S: AppSettings>(rt: &Runtime<S>, router: axum::Router) -> Result<(), Error> {
+    BoundServer::bind(rt, router).await?.run().await
+}
+
+/// The API and admin listeners, bound but not yet serving: lets a caller
+/// learn the addresses (port 0 in tests) before running.
+#[derive(Debug)]
+pub struct BoundServer<S> {
+    rt: Runtime<S>,
+    router: axum::Router,
+    api: Option<tokio::net::TcpListener>,
+    admin: Option<tokio::net::TcpListener>,
+    in_flight: InFlight,
+}
+
+impl<S: AppSettings> BoundServer<S> {
+    /// Binds the listeners named in config.
+    pub async fn bind(rt: &Runtime<S>, router: axum::Router) -> Result<Self, Error> {
+        let config = rt.config();
+        let bind = |what: &'static str, addr: String| async move {
+            tokio::net::TcpListener::bind(&addr)
+                .await
+                .map_err(|source| Error::Bind { what, addr, source })
+        };
+        let admin = if config.admin.enabled {
+            Some(bind("admin", config.admin.bind.clone()).await?)
+        } else {
+            None
+        };
+        let api = if config.server.enabled {
+            Some(bind("server", config.server.bind.clone()).await?)
+        } else {
+            None
+        };
+        Ok(BoundServer {
+            rt: rt.clone(),
+            router,
+            api,
+            admin,
+            in_flight: InFlight::default(),
+        })
+    }
+
+    /// Where the API listens.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where the admin endpoints listen.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Requests being served now.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.clone()
+    }
+
+    /// Serves until shutdown, then runs the shutdown sequence.
+    pub async fn run(self) -> Result<(), Error> {
+        let config = self.rt.config();
+        let lifecycle = self.rt.lifecycle().clone();
+        // The admin server outlives the API: /readyz must answer 503 while draining.
+        if let Some(addr) = self.admin_addr() {
+            tracing::info!(%addr, "admin server listening");
+        }
+        if let Some(addr) = self.api_addr() {
+            tracing::info!(%addr, "API server listening");
+        }
+        let admin_stop = CancellationToken::new();
+        let admin_task = self.admin.map(|listener| {
+            let app = crate::admin::router(&self.rt);
+            let settings = config.server.clone();
+            let stop = admin_stop.clone().cancelled_owned();
+            tokio::spawn(async move {
+                if let Err(e) = serve_listener(listener, app, &settings, stop).await {
+                    tracing::error!(error = %e, "admin server failed");
+                }
+            })
+        });
+        let app = self
+            .router
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                layer::panic_response,
+            ))
+            .layer(axum::extract::DefaultBodyLimit::max(
+                usize::try_from(config.server.max_body_size).unwrap_or(usize::MAX),
+            ))
+            .layer(ServerLayer::new(self.in_flight.clone()));
+        let api = self.api.map(|listener| {
+            let settings = config.server.clone();
+            let stop = lifecycle.stop_accepting();
+            async move { serve_listener(listener, app, &settings, stop).await }
+        });
+        self.rt.mark_started();
+        let outcome = match api {
+            Some(api) => self.rt.run(api).await,
+            None => {
+                self.rt
+                    .run(async {
+                        lifecycle.stop_accepting().await;
+                        Ok(())
+                    })
+                    .await
+            }
+        };
+        admin_stop.cancel();
+        if let Some(task) = admin_task {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), task).await;
+        }
+        outcome.map(|_| ())
+    }
+}

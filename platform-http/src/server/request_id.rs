@@ -1,0 +1,72 @@
+//! Request ids: forwarded when the caller sent a sane one, made up otherwise.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+
+/// The header that carries the request id, both ways.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request id, in the request's extensions for handlers to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+const MAX_LEN: usize = 128;
+
+impl RequestId {
+    /// The caller's id if it is short, visible ASCII; otherwise a new one.
+    pub fn from_headers(headers: &HeaderMap) -> (RequestId, bool) {
+        let given = headers
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                !v.is_empty() && v.len() <= MAX_LEN && v.bytes().all(|b| b.is_ascii_graphic())
+            });
+        match given {
+            Some(id) => (RequestId(id.to_owned()), true),
+            None => (RequestId::generate(), false),
+        }
+    }
+
+    /// A new id: unique within the process, unlikely to collide across them.
+    pub fn generate() -> RequestId {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let seed = *SEED.get_or_init(|| {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or_default();
+            nanos ^ (u64::from(std::process::id()) << 32)
+        });
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // splitmix64 of seed+n: cheap, well spread.
+        let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        RequestId(format!("{:016x}{:08x}", z ^ (z >> 31), n as u32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_sane_ids_and_replaces_garbage() {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID_HEADER, "abc-123".parse().unwrap());
+        assert_eq!(
+            RequestId::from_headers(&h),
+            (RequestId("abc-123".into()), true)
+        );
+        for bad in ["", "has space", &"x".repeat(200)] {
+            h.insert(REQUEST_ID_HEADER, bad.parse().unwrap());
+            let (id, forwarded) = RequestId::from_headers(&h);
+            assert!(!forwarded, "{bad:?}");
+            assert_eq!(id.0.len(), 24);
+        }
+        assert_ne!(RequestId::generate(), RequestId::generate());
+    }
+}

@@ -1,0 +1,266 @@
+//! The server and admin endpoints on a real runtime, over loopback.
+
+use std::time::Duration;
+
+use axum::routing::get;
+use platform_config::Loader;
+use platform_config::cli::ConfigArgs;
+use platform_core::Runtime;
+use platform_http::BoundServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+struct App {
+    token: platform_config::Secret<String>,
+}
+impl platform_config::Validate for App {}
+
+async fn runtime(extra: &[(&str, &str)]) -> Runtime<App> {
+    let mut loader = Loader::new()
+        .config_dir(env!("CARGO_MANIFEST_DIR")) // holds no config files
+        .env_vars(Vec::<(String, String)>::new())
+        .set("server.bind", "127.0.0.1:0")
+        .set("admin.bind", "127.0.0.1:0")
+        .set("shutdown.drain_delay", "300ms")
+        .set("shutdown.grace_period", "2s")
+        .set("server.header_read_timeout", "300ms")
+        .set("server.max_body_size", "1KiB")
+        .set("reload.enabled", "false");
+    for (k, v) in extra {
+        loader = loader.set(*k, *v);
+    }
+    Runtime::<App>::builder("test-service")
+        .args(ConfigArgs::default())
+        .loader(loader)
+        .without_signal_handlers()
+        .init()
+        .await
+        .unwrap()
+}
+
+fn app() -> axum::Router {
+    axum::Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .route("/panic", get(panics))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                "slow done"
+            }),
+        )
+        .route(
+            "/echo",
+            axum::routing::post(|body: String| async move { body }),
+        )
+}
+
+async fn panics() -> &'static str {
+    panic!("boom")
+}
+
+struct Running {
+    api: String,
+    admin: String,
+    rt: Runtime<App>,
+    task: tokio::task::JoinHandle<Result<(), platform_core::Error>>,
+}
+
+async fn start(extra: &[(&str, &str)]) -> Running {
+    let rt = runtime(extra).await;
+    let server = BoundServer::bind(&rt, app()).await.unwrap();
+    let api = format!("http://{}", server.api_addr().unwrap());
+    let admin = format!("http://{}", server.admin_addr().unwrap());
+    let task = tokio::spawn(server.run());
+    Running {
+        api,
+        admin,
+        rt,
+        task,
+    }
+}
+
+async fn get_status(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn admin_endpoints_answer_from_the_runtime() {
+    let s = start(&[]).await;
+    assert_eq!(
+        get_status(&format!("{}/hello", s.api)).await,
+        (200, "hello".into())
+    );
+    for probe in ["livez", "readyz", "startupz"] {
+        assert_eq!(
+            get_status(&format!("{}/{probe}", s.admin)).await,
+            (200, "ok\n".into()),
+            "{probe}"
+        );
+    }
+    let (code, body) = get_status(&format!("{}/health", s.admin)).await;
+    assert_eq!(code, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "pass");
+    let names: Vec<&str> = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["startup", "shutdown", "config"]);
+    let (code, body) = get_status(&format!("{}/info", s.admin)).await;
+    assert_eq!(code, 200);
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["name"], "test-service");
+    assert!(info["uptime_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        get_status(&format!("{}/config", s.admin)).await.0,
+        404,
+        "sensitive endpoint off by default"
+    );
+    s.rt.lifecycle().request_shutdown("test");
+    s.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_config_endpoint_is_opt_in_and_redacts_secrets() {
+    let s = start(&[
+        ("admin.config_endpoint", "true"),
+        ("app.token", "tok-s3cret"),
+    ])
+    .await;
+    let (code, body) = get_status(&format!("{}/config", s.admin)).await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("token = \"[REDACTED]\"") && !body.contains("tok-s3cret"),
+        "{body}"
+    );
+    assert!(body.contains("# override in code"), "{body}");
+    s.rt.lifecycle().request_shutdown("test");
+    s.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn readiness_fails_at_once_on_shutdown_while_in_flight_requests_finish() {
+    let s = start(&[]).await;
+    let slow = tokio::spawn(reqwest::get(format!("{}/slow", s.api)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.rt.lifecycle().request_shutdown("SIGTERM");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        get_status(&format!("{}/readyz", s.admin)).await.0,
+        503,
+        "readiness fails at once"
+    );
+    assert_eq!(
+        get_status(&format!("{}/livez", s.admin)).await.0,
+        200,
+        "liveness does not"
+    );
+    // Still serving during the drain delay.
+    assert_eq!(get_status(&format!("{}/hello", s.api)).await.0, 200);
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(
+        slow.text().await.unwrap(),
+        "slow done",
+        "accepted request completed"
+    );
+    s.task.await.unwrap().unwrap();
+    assert!(
+        reqwest::get(format!("{}/hello", s.api)).await.is_err(),
+        "listener closed"
+    );
+    assert!(
+        reqwest::get(format!("{}/livez", s.admin)).await.is_err(),
+        "admin closed at the end"
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_a_500_and_the_server_lives_on() {
+    let s = start(&[]).await;
+    let (code, _) = get_status(&format!("{}/panic", s.api)).await;
+    assert_eq!(code, 500);
+    assert_eq!(get_status(&format!("{}/hello", s.api)).await.0, 200);
+    s.rt.lifecycle().request_shutdown("test");
+    s.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn request_ids_are_forwarded_or_made_up() {
+    let s = start(&[]).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{}/hello", s.api))
+        .header("x-request-id", "abc-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-1");
+    let r = client
+        .get(format!("{}/hello", s.api))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
+    let made_up = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(made_up, "bad id with spaces");
+    assert_eq!(made_up.len(), 24);
+    s.rt.lifecycle().request_shutdown("test");
+    s.task.await.unwrap().unwrap();
+}
+
+async fn raw(addr: &str, request: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn malformed_slow_and_oversized_requests_cannot_pin_the_server() {
+    let s = start(&[]).await;
+    let huge = format!(
+        "GET /hello HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let answer = raw(&s.api, huge.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.80}");
+
+    let answer = raw(
+        &s.api,
+        b"GET /hello HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:.80}");
+
+    // A client that never finishes its headers is cut off after header_read_timeout.
+    let started = std::time::Instant::now();
+    let answer = raw(&s.api, b"GET /hello HTTP/1.1\r\nhost: x\r\n").await;
+    assert!(!answer.contains("hello"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "connection closed, not left hanging"
+    );
+
+    let r = reqwest::Client::new()
+        .post(format!("{}/echo", s.api))
+        .body("x".repeat(4096))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413, "body over max_body_size");
+    assert_eq!(
+        get_status(&format!("{}/hello", s.api)).await.0,
+        200,
+        "still serving"
+    );
+    s.rt.lifecycle().request_shutdown("test");
+    s.task.await.unwrap().unwrap();
+}
