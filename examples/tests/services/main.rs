@@ -133,4 +133,8 @@ fn print_defaults_documents_every_setting() {
         "{text}"
     );
     assert!(text.contains("extra_latency = \"0s\""), "{text}");
+    assert!(
+        text.contains("drain_delay = \"5s\"") && text.contains("grace_period = \"25s\""),
+        "{text}"
+    );
 }

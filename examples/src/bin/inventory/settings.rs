@@ -1,36 +1,10 @@
-//! Inventory's settings: the platform sections plus its own `[app]` section.
+//! Inventory's own settings, the `[app]` section of its config.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use platform_config::{Validate, Validation};
 use serde::{Deserialize, Serialize};
-
-/// Everything inventory reads from config.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct Settings {
-    /// The public API listener.
-    pub(crate) server: ServerSettings,
-    /// Inventory's own settings.
-    pub(crate) app: InventorySettings,
-}
-
-/// The public API listener.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct ServerSettings {
-    /// Address and port the API listens on.
-    pub(crate) bind: String,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        ServerSettings {
-            bind: "127.0.0.1:8081".into(),
-        }
-    }
-}
 
 /// Inventory's own settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -56,16 +30,11 @@ impl Default for InventorySettings {
     }
 }
 
-impl Validate for Settings {
+impl Validate for InventorySettings {
     fn validate(&self, v: &mut Validation) {
         v.check(
-            self.server.bind.parse::<std::net::SocketAddr>().is_ok(),
-            "server.bind",
-            format!("expected ip:port, got {:?}", self.server.bind),
-        );
-        v.check(
-            self.app.max_reservation > 0,
-            "app.max_reservation",
+            self.max_reservation > 0,
+            "max_reservation",
             "must be at least 1",
         );
     }

@@ -5,29 +5,25 @@
 mod routes;
 mod settings;
 
-use clap::Parser;
-use platform_config::cli::ServiceArgs;
-
-use settings::Settings;
+use settings::OrdersSettings;
 
 const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/orders");
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
-    let args = ServiceArgs::parse();
-    let loader = platform_config::Loader::new().config_dir(CONFIG_DIR);
-    let loaded = args.config.load_or_exit::<Settings>(loader);
+async fn main() -> Result<(), platform_core::Error> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
-    let settings = loaded.value();
-
+    let rt = platform_core::Runtime::<OrdersSettings>::builder("orders")
+        .version(env!("CARGO_PKG_VERSION"))
+        .default_config_dir(CONFIG_DIR)
+        .init()
+        .await?;
+    let app = &rt.config().app;
     let orders = routes::Orders {
         http: reqwest::Client::new(),
-        inventory_url: settings.app.inventory_url.trim_end_matches('/').to_owned(),
-        max_quantity: settings.app.max_quantity,
+        inventory_url: app.inventory_url.trim_end_matches('/').to_owned(),
+        max_quantity: app.max_quantity,
     };
-    let listener = tokio::net::TcpListener::bind(&settings.server.bind).await?;
-    tracing::info!(addr = %listener.local_addr()?, inventory = %orders.inventory_url, "orders listening");
-    axum::serve(listener, routes::router(orders)).await
+    platform_http::serve(&rt, routes::router(orders)).await
 }

@@ -1,33 +1,7 @@
-//! Orders' settings: the platform sections plus its own `[app]` section.
+//! Orders' own settings, the `[app]` section of its config.
 
 use platform_config::{Validate, Validation};
 use serde::{Deserialize, Serialize};
-
-/// Everything orders reads from config.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct Settings {
-    /// The public API listener.
-    pub(crate) server: ServerSettings,
-    /// Orders' own settings.
-    pub(crate) app: OrdersSettings,
-}
-
-/// The public API listener.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct ServerSettings {
-    /// Address and port the API listens on.
-    pub(crate) bind: String,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        ServerSettings {
-            bind: "127.0.0.1:8080".into(),
-        }
-    }
-}
 
 /// Orders' own settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -48,23 +22,13 @@ impl Default for OrdersSettings {
     }
 }
 
-impl Validate for Settings {
+impl Validate for OrdersSettings {
     fn validate(&self, v: &mut Validation) {
         v.check(
-            self.server.bind.parse::<std::net::SocketAddr>().is_ok(),
-            "server.bind",
-            format!("expected ip:port, got {:?}", self.server.bind),
-        );
-        v.check(
-            self.app.inventory_url.starts_with("http://")
-                || self.app.inventory_url.starts_with("https://"),
-            "app.inventory_url",
+            self.inventory_url.starts_with("http://") || self.inventory_url.starts_with("https://"),
+            "inventory_url",
             "must be an http:// or https:// URL",
         );
-        v.check(
-            self.app.max_quantity > 0,
-            "app.max_quantity",
-            "must be at least 1",
-        );
+        v.check(self.max_quantity > 0, "max_quantity", "must be at least 1");
     }
 }
