@@ -1,1 +1,7 @@
-//! Benchmarks live in `benches/`; see the README there.
+//! Shared pieces of the benchmarks: a lean HTTP/1.1 load client, latency
+//! summaries, and where results are written.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod load;
+pub mod report;

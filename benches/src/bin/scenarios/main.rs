@@ -1,0 +1,73 @@
+//! End-to-end scenarios: loopback servers in this process, measured side by
+//! side in one run. Prints a table and writes `target/platform-bench/<name>.json`.
+//!
+//! ```text
+//! cargo run --release -p platform-benches --bin scenarios -- [--quick] [scenario ...]
+//! ```
+//! With no scenario named, all run.
+
+mod probes;
+
+use std::time::Duration;
+
+/// How long each measurement runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    pub(crate) load: Duration,
+    pub(crate) repeats: usize,
+}
+
+type Scenario = fn(Budget) -> Result<serde_json::Value, String>;
+
+const SCENARIOS: &[(&str, Scenario)] = &[("probes", probes::run)];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let wanted: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    for name in &wanted {
+        if !SCENARIOS.iter().any(|(n, _)| n == name) {
+            let known: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
+            eprintln!("unknown scenario {name:?}; known: {}", known.join(", "));
+            std::process::exit(2);
+        }
+    }
+    let budget = if quick {
+        Budget {
+            load: Duration::from_secs(2),
+            repeats: 5,
+        }
+    } else {
+        Budget {
+            load: Duration::from_secs(10),
+            repeats: 20,
+        }
+    };
+    let mut failed = false;
+    for (name, run) in SCENARIOS {
+        if !wanted.is_empty() && !wanted.contains(name) {
+            continue;
+        }
+        println!("\n== {name}");
+        match run(budget) {
+            Ok(result) => match platform_benches::report::write_json(name, &result) {
+                Ok(path) => println!("wrote {}", path.display()),
+                Err(e) => {
+                    eprintln!("cannot write results of {name}: {e}");
+                    failed = true;
+                }
+            },
+            Err(e) => {
+                eprintln!("scenario {name} failed: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
