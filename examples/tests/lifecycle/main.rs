@@ -165,3 +165,49 @@ fn scopeguard(pid: u32) -> impl Drop {
     }
     Kill(pid)
 }
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let (api, admin) = (free_port(), free_port());
+    let mut child = Command::new(INVENTORY)
+        .args([
+            "--set",
+            &format!("server.bind=127.0.0.1:{api}"),
+            "--set",
+            &format!("admin.bind=127.0.0.1:{admin}"),
+            "--set",
+            "shutdown.drain_delay=60s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let _guard = scopeguard(child.id());
+    let ready_url = format!("http://127.0.0.1:{admin}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::get(&ready_url).await.map(|r| r.status()).ok() != Some(reqwest::StatusCode::OK) {
+        assert!(Instant::now() < deadline, "service never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    while reqwest::get(&ready_url).await.map(|r| r.status()).ok()
+        != Some(reqwest::StatusCode::SERVICE_UNAVAILABLE)
+    {
+        assert!(Instant::now() < deadline, "readiness never failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let exit_deadline = Instant::now() + Duration::from_secs(5);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            Instant::now() < exit_deadline,
+            "a second signal must not wait for the 60 s drain"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(130));
+}

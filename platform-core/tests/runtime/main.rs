@@ -1,0 +1,164 @@
+//! The runtime: start-up gating, built-in checks, config reload health, errors.
+
+use std::time::Duration;
+
+use platform_config::Loader;
+use platform_config::cli::ConfigArgs;
+use platform_core::health::{Kind, Status};
+use platform_core::{Error, Runtime, checks};
+
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(default, deny_unknown_fields)]
+struct App {
+    /// Greeting.
+    greeting: String,
+}
+impl platform_config::Validate for App {}
+
+fn loader(dir: &std::path::Path) -> Loader {
+    Loader::new()
+        .config_dir(dir)
+        .env_vars(Vec::<(String, String)>::new())
+}
+
+async fn init(dir: &std::path::Path) -> Result<Runtime<App>, Error> {
+    Runtime::<App>::builder("svc")
+        .args(ConfigArgs::default())
+        .loader(loader(dir))
+        .without_signal_handlers()
+        .init()
+        .await
+}
+
+#[tokio::test]
+async fn startup_and_readiness_wait_for_start_up_to_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = init(dir.path()).await.unwrap();
+    let health = rt.health();
+    assert!(health.passes(Kind::Liveness), "alive while starting");
+    assert!(!health.passes(Kind::Startup));
+    assert!(!health.passes(Kind::Readiness));
+    rt.mark_started();
+    assert!(health.passes(Kind::Startup));
+    assert!(health.passes(Kind::Readiness));
+    rt.lifecycle().request_shutdown("test");
+    let stop = rt.lifecycle().stop_accepting();
+    // Drain delay 5 s by default: use a paused-free check of the order instead of waiting.
+    let run = tokio::spawn({
+        let rt = rt.clone();
+        async move {
+            rt.run(async move {
+                stop.await;
+                Ok(())
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !rt.health().passes(Kind::Readiness),
+        "readiness fails as soon as shutdown starts"
+    );
+    assert!(rt.health().passes(Kind::Liveness));
+    run.abort();
+}
+
+#[tokio::test]
+async fn a_rejected_reload_warns_without_failing_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[app]\ngreeting = \"hi\"\n",
+    )
+    .unwrap();
+    let rt = init(dir.path()).await.unwrap();
+    rt.mark_started();
+    assert_eq!(rt.config().app.greeting, "hi");
+
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[app]\ngreting = \"typo\"\n",
+    )
+    .unwrap();
+    assert!(rt.reloader().reload().is_err());
+    // The status watcher task updates the check.
+    for _ in 0..100 {
+        if rt.health().status_of(checks::CONFIG) == Some(Status::Warn) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rt.health().status_of(checks::CONFIG), Some(Status::Warn));
+    assert!(
+        rt.health().passes(Kind::Readiness),
+        "a bad reload is a warning, not an outage"
+    );
+    assert_eq!(rt.config().app.greeting, "hi", "last good config kept");
+    let report = rt.health().report();
+    let config = report
+        .checks
+        .iter()
+        .find(|c| c.name == checks::CONFIG)
+        .unwrap();
+    assert!(config.message.as_deref().unwrap().contains("app.greting"));
+
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[app]\ngreeting = \"hello\"\n",
+    )
+    .unwrap();
+    assert!(rt.reloader().reload().unwrap());
+    for _ in 0..100 {
+        if rt.health().status_of(checks::CONFIG) == Some(Status::Pass) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rt.health().status_of(checks::CONFIG), Some(Status::Pass));
+    assert_eq!(rt.config().app.greeting, "hello");
+}
+
+#[tokio::test]
+async fn an_invalid_config_is_a_start_up_error_with_the_whole_report() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[shutdown]\ndrain_delay = \"soon\"\n[admin]\nbind = \"nowhere\"\n",
+    )
+    .unwrap();
+    let e = init(dir.path()).await.unwrap_err();
+    let printed = format!("{e:?}");
+    assert!(
+        printed.starts_with("configuration has 2 problems"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("shutdown.drain_delay") && printed.contains("admin.bind"),
+        "{printed}"
+    );
+    assert!(matches!(e, Error::Config(_)));
+}
+
+#[tokio::test]
+async fn the_service_info_names_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::<App>::builder("svc")
+        .version("1.2.3")
+        .args(ConfigArgs {
+            profile: None,
+            ..ConfigArgs::default()
+        })
+        .loader(loader(dir.path()))
+        .without_signal_handlers()
+        .init()
+        .await
+        .unwrap();
+    let info = rt.info();
+    assert_eq!(
+        (info.name.as_str(), info.version.as_str()),
+        ("svc", "1.2.3")
+    );
+    assert!(!info.instance_id.is_empty());
+}
