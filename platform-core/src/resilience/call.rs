@@ -443,12 +443,15 @@ impl Resilience {
         Fut: Future<Output = Result<T, E>>,
     {
         let inner = &*self.inner;
-        let started = Instant::now();
+        // The clock is read only when the estimate needs it.
+        let started = inner.hedge.is_enabled().then(Instant::now);
         match tokio::time::timeout_at(deadline.instant(), deadline.scope(future)).await {
             Ok(result) => {
                 let classification = classifier.classify(&result);
                 permit.record(healthy(&classification));
-                if inner.hedge.is_enabled() && classification.verdict == Verdict::Success {
+                if let Some(started) = started
+                    && classification.verdict == Verdict::Success
+                {
                     inner.hedge.estimate().record(started.elapsed());
                 }
                 Some((result, classification))

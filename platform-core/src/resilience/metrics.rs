@@ -92,12 +92,12 @@ impl Instruments {
         }
     }
 
-    fn attrs(&self) -> [KeyValue; 1] {
-        [self.target_attr.clone()]
+    fn attrs(&self) -> &[KeyValue] {
+        std::slice::from_ref(&self.target_attr)
     }
 
     pub(crate) fn attempt(&self) {
-        self.attempts.add(1, &self.attrs());
+        self.attempts.add(1, self.attrs());
     }
 
     pub(crate) fn retry(&self, delay_secs: f64, reason: &'static str) {
@@ -105,7 +105,7 @@ impl Instruments {
             1,
             &[self.target_attr.clone(), KeyValue::new("reason", reason)],
         );
-        self.backoff.record(delay_secs, &self.attrs());
+        self.backoff.record(delay_secs, self.attrs());
     }
 
     pub(crate) fn budget_exhausted(&self, kind: &'static str) {
@@ -114,7 +114,7 @@ impl Instruments {
     }
 
     pub(crate) fn deadline_exceeded(&self) {
-        self.deadline_exceeded.add(1, &self.attrs());
+        self.deadline_exceeded.add(1, self.attrs());
     }
 
     pub(crate) fn breaker_transition(&self, from: &'static str, to: &'static str) {
@@ -129,18 +129,18 @@ impl Instruments {
     }
 
     pub(crate) fn breaker_rejection(&self) {
-        self.breaker_rejections.add(1, &self.attrs());
+        self.breaker_rejections.add(1, self.attrs());
     }
 
     pub(crate) fn ejection(&self) {
-        self.ejections.add(1, &self.attrs());
+        self.ejections.add(1, self.attrs());
     }
 
     pub(crate) fn ejection_skipped(&self) {
-        self.ejections_skipped.add(1, &self.attrs());
+        self.ejections_skipped.add(1, self.attrs());
     }
 
     pub(crate) fn hedge(&self) {
-        self.hedges.add(1, &self.attrs());
+        self.hedges.add(1, self.attrs());
     }
 }

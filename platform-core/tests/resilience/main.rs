@@ -5,6 +5,7 @@ mod budget;
 mod deadline;
 mod hedge;
 mod layer;
+mod metrics;
 mod retry;
 
 use std::sync::Arc;
