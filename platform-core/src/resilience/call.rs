@@ -10,7 +10,8 @@ use tokio::time::Instant;
 use super::metrics::Instruments;
 use super::{
     CircuitBreaker, Classification, Classifier, Deadline, HedgePolicy, LatencyEstimate,
-    ResilienceError, ResilienceSettings, RetryBudget, RetryPolicy, SettingsError, Verdict,
+    OutlierDetector, OutlierSettings, ResilienceError, ResilienceSettings, RetryBudget,
+    RetryPolicy, SettingsError, Verdict,
 };
 
 /// The resilience policies of one call target: retry policy, retry budget,
@@ -49,6 +50,7 @@ struct Inner {
     budget: RetryBudget,
     breaker: CircuitBreaker,
     hedge: HedgePolicy,
+    outlier: OutlierSettings,
     instruments: Instruments,
 }
 
@@ -141,10 +143,6 @@ impl Stop {
     }
 }
 
-fn healthy(c: &Classification) -> bool {
-    !matches!(c.verdict, Verdict::Retryable { .. })
-}
-
 impl Resilience {
     /// The policies of `target` from its settings; every invalid value is an
     /// error naming its key.
@@ -152,7 +150,17 @@ impl Resilience {
         target: impl Into<Arc<str>>,
         settings: &ResilienceSettings,
     ) -> Result<Self, SettingsError> {
+        if settings.total_timeout.is_zero() {
+            return Err(SettingsError::new(
+                "total_timeout",
+                settings.total_timeout,
+                "must be more than zero",
+            ));
+        }
         let instruments = Instruments::new(target.into());
+        // Validated now so that a bad outlier setting fails at start-up, not
+        // when the first balancer asks for a detector.
+        OutlierDetector::<()>::with_instruments(instruments.clone(), &settings.outlier)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 total_timeout: settings.total_timeout,
@@ -160,6 +168,7 @@ impl Resilience {
                 budget: RetryBudget::new(&settings.budget)?,
                 breaker: CircuitBreaker::with_instruments(instruments.clone(), &settings.breaker)?,
                 hedge: HedgePolicy::new(&settings.hedge)?,
+                outlier: settings.outlier.clone(),
                 instruments,
             }),
         })
@@ -188,6 +197,7 @@ impl Resilience {
             budget: self.inner.budget.clone(),
             breaker: self.inner.breaker.clone(),
             hedge: self.inner.hedge.clone(),
+            outlier: self.inner.outlier.clone(),
             instruments: self.inner.instruments.clone(),
         };
         change(&mut inner);
@@ -209,6 +219,17 @@ impl Resilience {
     /// The target's circuit breaker (a shared handle).
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.inner.breaker
+    }
+
+    /// A new outlier detector for the endpoints of this target, with its
+    /// settings and metrics. Build one per endpoint pool (the balancer keeps
+    /// it) and report each attempt's [`Classification::is_healthy`] to it.
+    pub fn new_outlier_detector<K>(&self) -> OutlierDetector<K>
+    where
+        K: Eq + std::hash::Hash + Clone + std::fmt::Debug,
+    {
+        OutlierDetector::with_instruments(self.inner.instruments.clone(), &self.inner.outlier)
+            .expect("outlier settings were validated when the policies were built")
     }
 
     /// The retry policy.
@@ -448,7 +469,7 @@ impl Resilience {
         match tokio::time::timeout_at(deadline.instant(), deadline.scope(future)).await {
             Ok(result) => {
                 let classification = classifier.classify(&result);
-                permit.record(healthy(&classification));
+                permit.record(classification.is_healthy());
                 if let Some(started) = started
                     && classification.verdict == Verdict::Success
                 {

@@ -164,3 +164,31 @@ impl SettingsError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_boxable_error<T: std::error::Error + Send + Sync + 'static>(_: T) {}
+
+    #[test]
+    fn errors_box_like_any_error_and_name_the_target() {
+        let err = ResilienceError::AttemptsExhausted {
+            target: Arc::from("inventory"),
+            attempts: 3,
+            last: std::io::Error::other("reset"),
+        };
+        assert_eq!(
+            err.to_string(),
+            "all 3 attempts to inventory failed; last: reset"
+        );
+        assert_eq!(err.target(), "inventory");
+        is_boxable_error(err);
+        let err: ResilienceError<std::io::Error> = ResilienceError::NotRetryable {
+            target: Arc::from("inventory"),
+            attempts: 1,
+            source: std::io::Error::other("denied"),
+        };
+        assert!(std::error::Error::source(&err).is_some());
+    }
+}

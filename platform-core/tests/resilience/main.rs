@@ -3,6 +3,7 @@
 mod breaker;
 mod budget;
 mod deadline;
+mod events;
 mod hedge;
 mod layer;
 mod metrics;

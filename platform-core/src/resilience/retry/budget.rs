@@ -296,6 +296,33 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_callers_share_one_balance() {
+        // 4 threads deposit 10_000 requests each and race to withdraw: 20% of
+        // 40_000 = 8_000 retries, give or take one per racing thread.
+        let b = budget(0.2, 0);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    let mut taken = 0u32;
+                    for i in 0..10_000 {
+                        b.deposit();
+                        if i % 3 == 0 && b.try_withdraw() {
+                            taken += 1;
+                        }
+                    }
+                    while b.try_withdraw() {
+                        taken += 1;
+                    }
+                    taken
+                })
+            })
+            .collect();
+        let taken: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert!((8_000..=8_004).contains(&taken), "{taken}");
+    }
+
+    #[test]
     fn disabled_budget_never_refuses() {
         let b = RetryBudget::unlimited();
         assert!((0..10_000).all(|_| b.try_withdraw()));

@@ -75,6 +75,13 @@ impl Classification {
         }
     }
 
+    /// Whether the attempt shows the target (or endpoint) healthy: anything
+    /// but a retryable failure. What the circuit breaker counts, and what a
+    /// balancer should report to an [`OutlierDetector`](crate::resilience::OutlierDetector).
+    pub const fn is_healthy(&self) -> bool {
+        !matches!(self.verdict, Verdict::Retryable { .. })
+    }
+
     /// The same classification for a request that certainly never left the client.
     pub const fn never_sent(mut self) -> Self {
         self.may_have_reached_server = false;
