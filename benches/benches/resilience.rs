@@ -69,6 +69,8 @@ fn budget(c: &mut Criterion) {
     let ours = RetryBudget::new(&BudgetSettings::default()).unwrap();
     let tower = TpsBudget::new(std::time::Duration::from_secs(10), 10, 0.2);
 
+    // Both budgets read the clock on every operation: the floor of their cost.
+    group.bench_function("clock_read", |b| b.iter(tokio::time::Instant::now));
     group.bench_function("platform_deposit", |b| b.iter(|| ours.deposit()));
     group.bench_function("tower_tps_deposit", |b| b.iter(|| tower.deposit()));
     group.bench_function("platform_deposit_withdraw", |b| {
@@ -83,7 +85,50 @@ fn budget(c: &mut Criterion) {
             black_box(tower.withdraw())
         })
     });
+    // Two threads hammering one shared budget (a target called from every
+    // worker thread): lock-free slots against TpsBudget's mutex.
+    let ours = std::sync::Arc::new(ours);
+    let tower = std::sync::Arc::new(tower);
+    group.bench_function("platform_contended_2_threads", |b| {
+        b.iter_custom(|iters| {
+            contended(iters, &ours, |b| {
+                b.deposit();
+                black_box(b.try_withdraw());
+            })
+        })
+    });
+    group.bench_function("tower_tps_contended_2_threads", |b| {
+        b.iter_custom(|iters| {
+            contended(iters, &tower, |b| {
+                b.deposit();
+                black_box(b.withdraw());
+            })
+        })
+    });
     group.finish();
+}
+
+/// Time for `iters` operations on each of two threads sharing `budget`.
+fn contended<B: Send + Sync + 'static>(
+    iters: u64,
+    budget: &std::sync::Arc<B>,
+    op: fn(&B),
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let budget = budget.clone();
+            std::thread::spawn(move || {
+                for _ in 0..iters {
+                    op(&budget);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    start.elapsed()
 }
 
 criterion_group!(benches, successful_call, budget);
