@@ -28,7 +28,11 @@ use super::{CallOptions, Classifier, Resilience, ResilienceError};
 
 /// A tower layer applying a target's [`Resilience`] policies to every request.
 ///
-/// Requests must be `Clone` to be replayed. Requests are treated as not
+/// Requests must be `Clone` to be replayed: that fits services taking
+/// messages or buffered bodies. A tonic `Channel` takes streaming bodies,
+/// which cannot be replayed; wrap the generated client's method instead,
+/// `resilience.call(&classify, &options, |_| client.clone().get(request.clone()))`,
+/// where the request message is `Clone`. Requests are treated as not
 /// idempotent unless [`idempotent`](Self::idempotent) says otherwise: they
 /// are then retried only when the classifier says they never left.
 #[derive(Debug, Clone)]

@@ -73,3 +73,42 @@ impl Counter {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// The futures of a call and of the layer are `Send`, so they run inside
+/// axum handlers and `tokio::spawn`.
+#[test]
+fn call_futures_are_send() {
+    fn is_send<T: Send>(_: &T) {}
+    fn is_send_sync<T: Send + Sync + 'static>() {}
+    is_send_sync::<Resilience>();
+    is_send_sync::<platform_core::resilience::RetryBudget>();
+    is_send_sync::<platform_core::resilience::CircuitBreaker>();
+    is_send_sync::<platform_core::resilience::OutlierDetector<std::net::SocketAddr>>();
+    is_send_sync::<platform_core::resilience::ResilienceError<std::io::Error>>();
+    let r = policies("send", &quiet_settings());
+    let options = platform_core::resilience::CallOptions::idempotent();
+    let future = r.call(&classify, &options, |attempt| async move {
+        tokio::time::sleep(attempt.remaining()).await;
+        Ok::<_, TestError>(())
+    });
+    is_send(&future);
+    drop(future);
+    let handle = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    handle.block_on(async move {
+        let r2 = r.clone();
+        tokio::spawn(async move {
+            r2.call(
+                &classify,
+                &platform_core::resilience::CallOptions::idempotent(),
+                |_| async { Ok::<_, TestError>(1) },
+            )
+            .await
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    });
+}

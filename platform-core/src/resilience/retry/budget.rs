@@ -13,7 +13,8 @@
 //! A budget is shared by every call to one target: clone the handle, it is an
 //! `Arc`. Deposits and withdrawals are lock-free: the TTL is divided in ten
 //! slots, each an atomic word holding a slot epoch and its net balance, so
-//! a deposit is one compare-and-swap. Balances are counted in ten-thousandths
+//! a deposit is one compare-and-swap (and a deposit or withdrawal expires
+//! with its slot, between 0.9 and 1 TTL after it was made). Balances are counted in ten-thousandths
 //! of a retry, so a ratio like 0.3 means exactly 30% (tower's `TpsBudget`
 //! rounds the ratio to an integer number of deposits per retry, tower#857:
 //! 0.3 gives 33%). A balance check and the withdrawal that follows are not
