@@ -162,24 +162,32 @@ where
         if !map.contains_key(endpoint) {
             map.insert(endpoint.clone(), Endpoint::default());
         }
+        // Only this endpoint is looked at on the common path; the whole pool
+        // only when an ejection is due.
+        {
+            let Some(state) = map.get_mut(endpoint) else {
+                return false;
+            };
+            self.inner.expire_one(endpoint, state, now);
+            if healthy {
+                state.consecutive_failures = 0;
+                return false;
+            }
+            if state.ejected_until.is_some() {
+                // Late answers from an ejected endpoint change nothing.
+                return false;
+            }
+            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+            if state.consecutive_failures < self.inner.threshold {
+                return false;
+            }
+        }
         self.inner.expire(&mut map, now);
         let pool = map.len();
         let ejected_now = map.values().filter(|e| e.ejected_until.is_some()).count();
         let Some(state) = map.get_mut(endpoint) else {
             return false;
         };
-        if healthy {
-            state.consecutive_failures = 0;
-            return false;
-        }
-        if state.ejected_until.is_some() {
-            // Late answers from an ejected endpoint change nothing.
-            return false;
-        }
-        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-        if state.consecutive_failures < self.inner.threshold {
-            return false;
-        }
         let allowed = (self.inner.max_share * pool as f64).floor() as usize;
         if ejected_now + 1 > allowed {
             self.inner.instruments.ejection_skipped();
