@@ -1,6 +1,13 @@
 //! The platform runtime: one init in `main`, health, lifecycle and graceful
 //! shutdown, resilience, discovery and balancing.
 //!
+//! - [`Runtime`]: the command line, config, health registry, signals and
+//!   shutdown sequence of one service process.
+//! - [`health`]: named checks run in the background; probes read cached results.
+//! - [`lifecycle`]: background tasks, shutdown hooks and the shutdown order.
+//! - [`resilience`]: transport-neutral retries with a budget, deadlines,
+//!   circuit breaking and hedging, usable directly or as tower layers.
+//!
 //! ```no_run
 //! # #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 //! # struct MySettings {}
@@ -18,6 +25,7 @@
 mod error;
 pub mod health;
 pub mod lifecycle;
+pub mod resilience;
 mod runtime;
 pub mod settings;
 

@@ -1,0 +1,581 @@
+//! [`Resilience`]: every policy of one target, and the loop that applies them.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::metrics::Instruments;
+use super::{
+    CircuitBreaker, Classification, Classifier, Deadline, HedgePolicy, LatencyEstimate,
+    OutlierDetector, OutlierSettings, ResilienceError, ResilienceSettings, RetryBudget,
+    RetryPolicy, SettingsError, Verdict,
+};
+
+/// The resilience policies of one call target: retry policy, retry budget,
+/// circuit breaker and hedging, shared by every call to it (cheap to clone).
+///
+/// ```
+/// use platform_core::resilience::{CallOptions, Classification, Resilience, ResilienceSettings};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let inventory = Resilience::new("inventory", &ResilienceSettings::default()).unwrap();
+/// let classify = |r: &Result<u16, std::io::Error>| match r {
+///     Ok(503) => Classification::retryable(),
+///     Ok(_) => Classification::success(),
+///     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Classification::retryable().never_sent(),
+///     Err(_) => Classification::retryable(),
+/// };
+/// let status = inventory
+///     .call(&classify, &CallOptions::idempotent(), |attempt| async move {
+///         // attempt.number, attempt.remaining() for the request header...
+///         Ok::<u16, std::io::Error>(if attempt.number == 1 { 503 } else { 200 })
+///     })
+///     .await
+///     .unwrap();
+/// assert_eq!(status, 200);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Resilience {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    total_timeout: Duration,
+    retry: RetryPolicy,
+    budget: RetryBudget,
+    breaker: CircuitBreaker,
+    hedge: HedgePolicy,
+    outlier: OutlierSettings,
+    instruments: Instruments,
+}
+
+/// Per-call options. They can make a call more careful than the target's
+/// policy (fewer attempts, an earlier deadline, no hedging) but never draw
+/// more on the shared budget: every retry and hedge still needs a token.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// Whether the call may be repeated after it may have reached the server
+    /// (GET, PUT, DELETE, a request with an idempotency key...). A call that
+    /// is not idempotent is retried only when the failed attempt certainly
+    /// never left the client.
+    pub idempotent: bool,
+    /// A deadline for this call; the earlier of it, the enclosing
+    /// [`Deadline::current`] and `total_timeout` from now applies.
+    pub deadline: Option<Deadline>,
+    /// Fewer attempts than the policy allows (more is ignored).
+    pub max_attempts: Option<u32>,
+    /// Never hedge this call, even if hedging is on.
+    pub no_hedge: bool,
+}
+
+impl CallOptions {
+    /// Options for an idempotent call.
+    pub fn idempotent() -> Self {
+        Self {
+            idempotent: true,
+            ..Self::default()
+        }
+    }
+
+    /// Options for a call that must not be repeated once it may have reached the server.
+    pub fn not_idempotent() -> Self {
+        Self::default()
+    }
+
+    /// The same options with a deadline.
+    pub fn with_deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The same options with at most `max_attempts` attempts.
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = Some(max_attempts);
+        self
+    }
+}
+
+/// What the closure of [`Resilience::call`] learns about the attempt it makes.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    /// 1 for the first attempt, 2 for the next (retry or hedge)...
+    pub number: u32,
+    /// The call's deadline. It is also [`Deadline::current`] inside the attempt.
+    pub deadline: Deadline,
+    /// Whether this attempt is a hedge racing an earlier one.
+    pub hedge: bool,
+}
+
+impl Attempt {
+    /// Time left before the call's deadline: what goes in the request header
+    /// that propagates the deadline to the next hop.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.remaining()
+    }
+}
+
+/// The result of an attempt: the value and its classification, or `None`
+/// when the deadline cut it short.
+type Finished<T, E> = Option<(Result<T, E>, Classification)>;
+
+enum Stop {
+    AttemptsExhausted,
+    NotIdempotent,
+    Budget,
+    Deadline,
+    Pushback(Duration),
+}
+
+impl Stop {
+    fn reason(&self) -> &'static str {
+        match self {
+            Stop::AttemptsExhausted => "attempts exhausted",
+            Stop::NotIdempotent => "not idempotent",
+            Stop::Budget => "retry budget exhausted",
+            Stop::Deadline => "no time left for another attempt",
+            Stop::Pushback(_) => "server pushback beyond the deadline",
+        }
+    }
+}
+
+impl Resilience {
+    /// The policies of `target` from its settings; every invalid value is an
+    /// error naming its key.
+    pub fn new(
+        target: impl Into<Arc<str>>,
+        settings: &ResilienceSettings,
+    ) -> Result<Self, SettingsError> {
+        if settings.total_timeout.is_zero() {
+            return Err(SettingsError::new(
+                "total_timeout",
+                settings.total_timeout,
+                "must be more than zero",
+            ));
+        }
+        let instruments = Instruments::new(target.into());
+        // Validated now so that a bad outlier setting fails at start-up, not
+        // when the first balancer asks for a detector.
+        OutlierDetector::<()>::with_instruments(instruments.clone(), &settings.outlier)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                total_timeout: settings.total_timeout,
+                retry: RetryPolicy::from_settings(&settings.retry)?,
+                budget: RetryBudget::new(&settings.budget)?,
+                breaker: CircuitBreaker::with_instruments(instruments.clone(), &settings.breaker)?,
+                hedge: HedgePolicy::new(&settings.hedge)?,
+                outlier: settings.outlier.clone(),
+                instruments,
+            }),
+        })
+    }
+
+    /// The same policies with another retry policy (a seeded backoff in tests).
+    pub fn with_retry_policy(self, retry: RetryPolicy) -> Self {
+        self.rebuild(|inner| inner.retry = retry)
+    }
+
+    /// The same policies drawing on `budget`, to share one budget between
+    /// several policy sets (say the HTTP and the gRPC client of one target).
+    pub fn with_budget(self, budget: RetryBudget) -> Self {
+        self.rebuild(|inner| inner.budget = budget)
+    }
+
+    /// The same policies with `breaker` (shared like [`with_budget`](Self::with_budget)).
+    pub fn with_breaker(self, breaker: CircuitBreaker) -> Self {
+        self.rebuild(|inner| inner.breaker = breaker)
+    }
+
+    fn rebuild(self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Inner {
+            total_timeout: self.inner.total_timeout,
+            retry: self.inner.retry.clone(),
+            budget: self.inner.budget.clone(),
+            breaker: self.inner.breaker.clone(),
+            hedge: self.inner.hedge.clone(),
+            outlier: self.inner.outlier.clone(),
+            instruments: self.inner.instruments.clone(),
+        };
+        change(&mut inner);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The target's name.
+    pub fn target(&self) -> &str {
+        &self.inner.instruments.target
+    }
+
+    /// The target's retry budget (a shared handle).
+    pub fn budget(&self) -> &RetryBudget {
+        &self.inner.budget
+    }
+
+    /// The target's circuit breaker (a shared handle).
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.inner.breaker
+    }
+
+    /// A new outlier detector for the endpoints of this target, with its
+    /// settings and metrics. Build one per endpoint pool (the balancer keeps
+    /// it) and report each attempt's [`Classification::is_healthy`] to it.
+    pub fn new_outlier_detector<K>(&self) -> OutlierDetector<K>
+    where
+        K: Eq + std::hash::Hash + Clone + std::fmt::Debug,
+    {
+        OutlierDetector::with_instruments(self.inner.instruments.clone(), &self.inner.outlier)
+            .expect("outlier settings were validated when the policies were built")
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// The attempt latency estimate hedging uses (fed only while hedging is on).
+    pub fn latency(&self) -> &LatencyEstimate {
+        self.inner.hedge.estimate()
+    }
+
+    /// The deadline a call with `options` gets now.
+    pub fn deadline_for(&self, options: &CallOptions) -> Deadline {
+        let own = Deadline::after(self.inner.total_timeout);
+        let own = match options.deadline {
+            Some(d) => own.min(d),
+            None => own,
+        };
+        own.within_current()
+    }
+
+    /// Runs `attempt` until it succeeds or the policies say stop.
+    ///
+    /// Each attempt runs with the call's deadline installed as
+    /// [`Deadline::current`] and is cancelled when it passes. Between
+    /// attempts the call sleeps the backoff, or the server's pushback when it
+    /// fits in the deadline. When the policies stop after an attempt that
+    /// returned `Ok` (say an HTTP 503 kept as a response) that value is the
+    /// result, as with tower's `Retry`; failures returned as `Err` become a
+    /// [`ResilienceError`] saying why the call stopped.
+    pub async fn call<T, E, C, F, Fut>(
+        &self,
+        classifier: &C,
+        options: &CallOptions,
+        mut attempt: F,
+    ) -> Result<T, ResilienceError<E>>
+    where
+        C: Classifier<T, E> + ?Sized,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = &*self.inner;
+        let target = &inner.instruments.target;
+        let deadline = self.deadline_for(options);
+        let max_attempts = options
+            .max_attempts
+            .map_or(inner.retry.max_attempts(), |n| {
+                n.clamp(1, inner.retry.max_attempts())
+            });
+        let hedging = options.idempotent && !options.no_hedge && inner.hedge.is_enabled();
+        inner.budget.deposit();
+
+        let mut attempts = 0u32;
+        let mut last: Option<E> = None;
+        loop {
+            if deadline.is_expired() {
+                return Err(self.deadline_exceeded(attempts, last));
+            }
+            let permit = match inner.breaker.try_acquire() {
+                Ok(permit) => permit,
+                Err(open) => {
+                    tracing::debug!(resilience.target = %target, attempts, retry_in = ?open.retry_in, "circuit open: failing fast");
+                    return Err(ResilienceError::CircuitOpen {
+                        target: target.clone(),
+                        attempts,
+                        last,
+                    });
+                }
+            };
+            let finished = if hedging && attempts + 1 < max_attempts {
+                self.hedged_attempt(classifier, &mut attempt, &mut attempts, deadline, permit)
+                    .await
+            } else {
+                attempts += 1;
+                self.attempt(classifier, &mut attempt, attempts, deadline, permit)
+                    .await
+            };
+            let Some((result, classification)) = finished else {
+                return Err(self.deadline_exceeded(attempts, last));
+            };
+            let pushback = match classification.verdict {
+                Verdict::Success => {
+                    return result.map_err(|source| ResilienceError::NotRetryable {
+                        target: target.clone(),
+                        attempts,
+                        source,
+                    });
+                }
+                Verdict::NotRetryable => {
+                    tracing::debug!(resilience.target = %target, attempts, "attempt failed: not retryable");
+                    return result.map_err(|source| ResilienceError::NotRetryable {
+                        target: target.clone(),
+                        attempts,
+                        source,
+                    });
+                }
+                Verdict::Retryable { pushback } => pushback,
+            };
+
+            let decision = if !options.idempotent && classification.may_have_reached_server {
+                Err(Stop::NotIdempotent)
+            } else if attempts >= max_attempts {
+                Err(Stop::AttemptsExhausted)
+            } else {
+                self.delay_before_retry(attempts, pushback, deadline)
+            };
+            let delay = match decision {
+                Ok(delay) => delay,
+                Err(stop) => return self.stop(stop, attempts, result),
+            };
+            let reason = if pushback.is_some() {
+                "pushback"
+            } else {
+                "backoff"
+            };
+            inner.instruments.retry(delay.as_secs_f64(), reason);
+            tracing::debug!(resilience.target = %target, attempt = attempts + 1, delay = ?delay, reason, "retrying");
+            last = result.err();
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// The sleep before the next attempt, or why there is none.
+    fn delay_before_retry(
+        &self,
+        attempts: u32,
+        pushback: Option<Duration>,
+        deadline: Deadline,
+    ) -> Result<Duration, Stop> {
+        let remaining = deadline.remaining();
+        let delay = match pushback {
+            Some(pushback) if pushback >= remaining => return Err(Stop::Pushback(pushback)),
+            Some(pushback) => pushback,
+            None => self.inner.retry.backoff().delay(attempts),
+        };
+        if delay >= remaining {
+            return Err(Stop::Deadline);
+        }
+        // The budget is asked last, so that a retry that cannot happen anyway
+        // does not take a token from the calls that could use it.
+        if !self.inner.budget.try_withdraw() {
+            self.inner.instruments.budget_exhausted("retry");
+            return Err(Stop::Budget);
+        }
+        Ok(delay)
+    }
+
+    fn stop<T, E>(
+        &self,
+        stop: Stop,
+        attempts: u32,
+        result: Result<T, E>,
+    ) -> Result<T, ResilienceError<E>> {
+        let target = self.inner.instruments.target.clone();
+        tracing::debug!(resilience.target = %target, attempts, reason = stop.reason(), "not retrying");
+        if matches!(stop, Stop::Deadline | Stop::Pushback(_)) {
+            self.inner.instruments.deadline_exceeded();
+        }
+        // A failure kept as a value (an HTTP 503 response) is the answer.
+        let last = match result {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        Err(match stop {
+            Stop::AttemptsExhausted => ResilienceError::AttemptsExhausted {
+                target,
+                attempts,
+                last,
+            },
+            Stop::NotIdempotent => ResilienceError::NotIdempotent {
+                target,
+                attempts,
+                source: last,
+            },
+            Stop::Budget => ResilienceError::BudgetExhausted {
+                target,
+                attempts,
+                last,
+            },
+            Stop::Deadline => ResilienceError::DeadlineExceeded {
+                target,
+                attempts,
+                last: Some(last),
+            },
+            Stop::Pushback(pushback) => ResilienceError::PushbackBeyondDeadline {
+                target,
+                attempts,
+                pushback,
+                last,
+            },
+        })
+    }
+
+    fn deadline_exceeded<E>(&self, attempts: u32, last: Option<E>) -> ResilienceError<E> {
+        let target = self.inner.instruments.target.clone();
+        tracing::debug!(resilience.target = %target, attempts, "deadline exceeded");
+        self.inner.instruments.deadline_exceeded();
+        ResilienceError::DeadlineExceeded {
+            target,
+            attempts,
+            last,
+        }
+    }
+
+    /// Starts attempt `number`: counts it and asks the closure for its future.
+    fn start<T, E, F, Fut>(&self, make: &mut F, number: u32, hedge: bool, deadline: Deadline) -> Fut
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.inner.instruments.attempt();
+        tracing::debug!(resilience.target = %self.inner.instruments.target, attempt = number, hedge, "attempt");
+        make(Attempt {
+            number,
+            deadline,
+            hedge,
+        })
+    }
+
+    /// Runs an attempt's future within the deadline, classifies the result
+    /// and reports it to the breaker.
+    async fn finish<T, E, C, Fut>(
+        &self,
+        classifier: &C,
+        future: Fut,
+        deadline: Deadline,
+        permit: super::BreakerPermit,
+    ) -> Finished<T, E>
+    where
+        C: Classifier<T, E> + ?Sized,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = &*self.inner;
+        // The clock is read only when the estimate needs it.
+        let started = inner.hedge.is_enabled().then(Instant::now);
+        match tokio::time::timeout_at(deadline.instant(), deadline.scope(future)).await {
+            Ok(result) => {
+                let classification = classifier.classify(&result);
+                permit.record(classification.is_healthy());
+                if let Some(started) = started
+                    && classification.verdict == Verdict::Success
+                {
+                    inner.hedge.estimate().record(started.elapsed());
+                }
+                Some((result, classification))
+            }
+            Err(_elapsed) => {
+                permit.record(false);
+                None
+            }
+        }
+    }
+
+    /// One attempt, within the deadline, reported to the breaker.
+    async fn attempt<T, E, C, F, Fut>(
+        &self,
+        classifier: &C,
+        make: &mut F,
+        number: u32,
+        deadline: Deadline,
+        permit: super::BreakerPermit,
+    ) -> Finished<T, E>
+    where
+        C: Classifier<T, E> + ?Sized,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let future = self.start(make, number, false, deadline);
+        self.finish(classifier, future, deadline, permit).await
+    }
+
+    /// An attempt that gets a second, racing one if it is slower than the
+    /// estimated quantile and the budget and breaker allow it. The first
+    /// answer that is not a retryable failure wins; the other attempt is
+    /// cancelled by dropping its future.
+    async fn hedged_attempt<T, E, C, F, Fut>(
+        &self,
+        classifier: &C,
+        make: &mut F,
+        attempts: &mut u32,
+        deadline: Deadline,
+        permit: super::BreakerPermit,
+    ) -> Finished<T, E>
+    where
+        C: Classifier<T, E> + ?Sized,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = &*self.inner;
+        *attempts += 1;
+        let Some(hedge_delay) = inner.hedge.delay() else {
+            return self
+                .attempt(classifier, make, *attempts, deadline, permit)
+                .await;
+        };
+        let first_future = self.start(make, *attempts, false, deadline);
+        let mut first = pin!(self.finish(classifier, first_future, deadline, permit));
+        tokio::select! {
+            biased;
+            finished = &mut first => return finished,
+            () = tokio::time::sleep(hedge_delay) => {}
+        }
+        if deadline.is_expired() {
+            return first.await;
+        }
+        let Ok(second_permit) = inner.breaker.try_acquire() else {
+            return first.await;
+        };
+        if !inner.budget.try_withdraw() {
+            inner.instruments.budget_exhausted("hedge");
+            tracing::debug!(resilience.target = %inner.instruments.target, "not hedging: retry budget exhausted");
+            drop(second_permit);
+            return first.await;
+        }
+        *attempts += 1;
+        inner.instruments.hedge();
+        tracing::debug!(resilience.target = %inner.instruments.target, attempt = *attempts, after = ?hedge_delay, "hedging: second attempt sent");
+        let second_future = self.start(make, *attempts, true, deadline);
+        let mut second = pin!(self.finish(classifier, second_future, deadline, second_permit));
+
+        let wins = |finished: &Finished<T, E>| matches!(finished, Some((_, c)) if !matches!(c.verdict, Verdict::Retryable { .. }));
+        let (mut first_pending, mut second_pending) = (true, true);
+        let mut fallback: Finished<T, E> = None;
+        loop {
+            let finished = tokio::select! {
+                finished = &mut first, if first_pending => {
+                    first_pending = false;
+                    finished
+                }
+                finished = &mut second, if second_pending => {
+                    second_pending = false;
+                    finished
+                }
+            };
+            if wins(&finished) || (!first_pending && !second_pending) {
+                // Keep a completed failure over a timeout: it says more.
+                return if finished.is_some() {
+                    finished
+                } else {
+                    fallback
+                };
+            }
+            if finished.is_some() {
+                fallback = finished;
+            }
+        }
+    }
+}

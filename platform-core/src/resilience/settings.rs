@@ -1,0 +1,244 @@
+//! Settings of the resilience layer, one type per policy, grouped in
+//! [`ResilienceSettings`]. They become `http.clients.<name>.retry`,
+//! `.budget`, `.breaker`, `.outlier` and `.hedge` in the HTTP client's config.
+//!
+//! Every default works as-is and comes from a production system that chose it
+//! for a reason (named on each field). Settings are plain data: turning them
+//! into policies ([`RetryPolicy::from_settings`](super::RetryPolicy::from_settings),
+//! [`RetryBudget::new`](super::RetryBudget::new), ...) validates them, and an
+//! impossible policy is an [`Err`](super::SettingsError), never a silent clamp.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// All resilience settings of one call target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResilienceSettings {
+    /// Total time a call may take, all attempts and backoff sleeps included,
+    /// used when the caller has no deadline of its own (an inherited deadline
+    /// or a per-call one always wins when it is shorter).
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub total_timeout: Duration,
+    /// Retries: how many attempts and how long to wait between them.
+    pub retry: RetrySettings,
+    /// Retry budget shared by every call to the target.
+    pub budget: BudgetSettings,
+    /// Per-target circuit breaker (fail fast while the whole target is down).
+    pub breaker: BreakerSettings,
+    /// Per-endpoint outlier ejection.
+    pub outlier: OutlierSettings,
+    /// Hedged requests for idempotent calls.
+    pub hedge: HedgeSettings,
+}
+
+impl Default for ResilienceSettings {
+    fn default() -> Self {
+        Self {
+            total_timeout: Duration::from_secs(10),
+            retry: RetrySettings::default(),
+            budget: BudgetSettings::default(),
+            breaker: BreakerSettings::default(),
+            outlier: OutlierSettings::default(),
+            hedge: HedgeSettings::default(),
+        }
+    }
+}
+
+/// Retry settings: attempts and exponential backoff with full jitter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Retry failed attempts at all. When false every call makes one attempt.
+    pub enabled: bool,
+    /// Attempts per call, the first one included (gRPC A6 default 3). At most
+    /// 5: a larger value is rejected rather than clamped.
+    pub max_attempts: u32,
+    /// Base of the exponential backoff: the n-th retry sleeps a random time in
+    /// `[0, min(max_backoff, base_backoff * 2^(n-1))]` ("full jitter", AWS).
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub base_backoff: Duration,
+    /// Upper bound of one backoff sleep.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_attempts: 3,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Retry budget settings (Finagle's `RetryBudget`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetSettings {
+    /// Limit retries by a budget shared by all calls to the target. When false
+    /// retries are limited by `retry.max_attempts` alone (up to 5x the load on
+    /// a failing target).
+    pub enabled: bool,
+    /// Share of the request rate that retries may add: 0.2 lets retries add at
+    /// most 20% to the load (Finagle's default). Between 0 and 10.
+    pub retry_ratio: f64,
+    /// Retries always allowed per second, whatever the request rate, so that a
+    /// target with little traffic can still retry (Finagle's default 10).
+    pub min_retries_per_second: u32,
+    /// How long a request counts towards the budget (Finagle's default 10s).
+    /// Between 1s and 60s.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub ttl: Duration,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retry_ratio: 0.2,
+            min_retries_per_second: 10,
+            ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Per-target circuit breaker settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Fail fast while the whole target is down.
+    pub enabled: bool,
+    /// Consecutive failed attempts (over all endpoints) that open the breaker.
+    /// A few bad endpoints interleave failures with successes and are handled
+    /// by outlier ejection; an unbroken run of failures means the target is down.
+    pub consecutive_failures: u32,
+    /// How long the breaker stays open before letting probes through, and the
+    /// interval over which half-open probes are counted.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub open_duration: Duration,
+    /// Probe attempts let through per `open_duration` interval while half-open.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            consecutive_failures: 10,
+            open_duration: Duration::from_secs(5),
+            half_open_probes: 1,
+        }
+    }
+}
+
+/// Per-endpoint outlier ejection settings (Envoy's outlier detection).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutlierSettings {
+    /// Eject endpoints that keep failing.
+    pub enabled: bool,
+    /// Consecutive failures of one endpoint that eject it (Envoy's default 5).
+    pub consecutive_failures: u32,
+    /// Ejection time of a first ejection; the n-th ejection in a row lasts n
+    /// times as long (Envoy's default 30s).
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub base_ejection_time: Duration,
+    /// Longest ejection (Envoy's default 300s).
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub max_ejection_time: Duration,
+    /// Largest share of the endpoints ejected at once, between 0 and 1. The
+    /// pool is never emptied by ejection: with 0.5 and one endpoint, nothing
+    /// is ejected.
+    pub max_ejection_share: f64,
+}
+
+impl Default for OutlierSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            consecutive_failures: 5,
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_share: 0.5,
+        }
+    }
+}
+
+/// Hedged requests: a second attempt for a slow idempotent call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HedgeSettings {
+    /// Send a second attempt when an idempotent call is slower than usual.
+    /// Off by default: it adds load, within the retry budget.
+    pub enabled: bool,
+    /// Latency quantile after which the second attempt is sent (0.95: the
+    /// observed p95, "The Tail at Scale").
+    pub quantile: f64,
+    /// Successful attempts observed before hedging starts, so that the
+    /// estimate means something.
+    pub min_samples: u32,
+    /// Shortest hedging delay, whatever the estimate says.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub min_delay: Duration,
+}
+
+impl Default for HedgeSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            quantile: 0.95,
+            min_samples: 20,
+            min_delay: Duration::from_millis(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        let s: ResilienceSettings = serde_json::from_str("{}").unwrap();
+        assert_eq!(s, ResilienceSettings::default());
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let s: ResilienceSettings = serde_json::from_str(
+            r#"{"total_timeout":"2s","retry":{"base_backoff":"50ms"},"outlier":{"max_ejection_time":"5m"}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.total_timeout, Duration::from_secs(2));
+        assert_eq!(s.retry.base_backoff, Duration::from_millis(50));
+        assert_eq!(s.outlier.max_ejection_time, Duration::from_secs(300));
+        assert_eq!(s.retry.max_attempts, 3);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = serde_json::from_str::<ResilienceSettings>(r#"{"retry":{"max_atempts":4}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_atempts"), "{err}");
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let text = toml::to_string(&ResilienceSettings::default()).unwrap();
+        let back: ResilienceSettings = toml::from_str(&text).unwrap();
+        assert_eq!(back, ResilienceSettings::default());
+    }
+}
