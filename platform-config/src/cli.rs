@@ -24,10 +24,10 @@ pub const EXIT_INVALID_CONFIG: u8 = 2;
 /// The configuration flags of a platform service.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct ConfigArgs {
-    /// Directory holding default.toml, <profile>.toml and local.toml [default: ./config]
+    /// Directory holding default.toml, PROFILE.toml and local.toml [default: ./config]
     #[arg(long, value_name = "DIR")]
     pub config_dir: Option<PathBuf>,
-    /// Profile whose file is layered over default.toml (else the <PREFIX>_PROFILE variable)
+    /// Profile whose file PROFILE.toml is layered over default.toml (else the APP_PROFILE variable)
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
     /// Override one setting, above every other source (repeatable)
