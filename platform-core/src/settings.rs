@@ -1,5 +1,6 @@
 //! The platform's own config sections, and the root type a service loads.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use platform_config::{Validate, Validation};
@@ -19,6 +20,8 @@ pub struct Settings<S> {
     pub shutdown: ShutdownSettings,
     /// Configuration reload.
     pub reload: ReloadSettings,
+    /// Outgoing HTTP calls: one entry per named client (`http.clients.<name>`).
+    pub http: HttpSettings,
     /// The service's own settings.
     pub app: S,
 }
@@ -28,6 +31,7 @@ impl<S: Validate> Validate for Settings<S> {
         v.section("server", &self.server);
         v.section("admin", &self.admin);
         v.section("shutdown", &self.shutdown);
+        v.section("http", &self.http);
         v.section("app", &self.app);
         // Port 0 (any free port, in tests) is the one legitimate repeat.
         let fixed_port = |bind: &str| {
@@ -188,4 +192,138 @@ impl Default for ReloadSettings {
             debounce: platform_config::reload::DEFAULT_DEBOUNCE,
         }
     }
+}
+
+/// Outgoing HTTP calls. The schema lives here with the other platform
+/// sections; `platform-http` turns each entry into a client.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Named clients: `[http.clients.inventory]` configures `Client::for_service(&rt, "inventory")`.
+    pub clients: BTreeMap<String, ClientSettings>,
+}
+
+impl Validate for HttpSettings {
+    fn validate(&self, v: &mut Validation) {
+        for (name, client) in &self.clients {
+            v.section(&format!("clients.{name}"), client);
+        }
+    }
+}
+
+/// One named HTTP client: where it calls and how it behaves when that fails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientSettings {
+    /// Base URL of the target, e.g. `http://inventory:8081`.
+    pub base_url: String,
+    /// Time to establish a connection.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub connect_timeout: Duration,
+    /// Time one attempt may take, response body included.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub attempt_timeout: Duration,
+    /// Request bodies up to this size are buffered so a retry can resend them;
+    /// larger or streaming bodies are sent once and never retried.
+    #[serde(with = "platform_config::size")]
+    #[schemars(with = "String")]
+    pub max_replay_body: u64,
+    /// Headers sent with every request (values are not secrets: use code for credentials).
+    pub headers: BTreeMap<String, String>,
+    /// Total time a call may take, every attempt and backoff included, when the caller has no deadline.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub total_timeout: Duration,
+    /// Retries.
+    pub retry: crate::resilience::RetrySettings,
+    /// Retry budget shared by every call to this target.
+    pub budget: crate::resilience::BudgetSettings,
+    /// Circuit breaker for the whole target.
+    pub breaker: crate::resilience::BreakerSettings,
+    /// Outlier ejection of single endpoints.
+    pub outlier: crate::resilience::OutlierSettings,
+    /// Hedged requests for idempotent calls (off by default).
+    pub hedge: crate::resilience::HedgeSettings,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        let resilience = crate::resilience::ResilienceSettings::default();
+        ClientSettings {
+            base_url: String::new(),
+            connect_timeout: Duration::from_secs(1),
+            attempt_timeout: Duration::from_secs(2),
+            max_replay_body: 64 * 1024,
+            headers: BTreeMap::new(),
+            total_timeout: resilience.total_timeout,
+            retry: resilience.retry,
+            budget: resilience.budget,
+            breaker: resilience.breaker,
+            outlier: resilience.outlier,
+            hedge: resilience.hedge,
+        }
+    }
+}
+
+impl ClientSettings {
+    /// The resilience part, for [`crate::resilience::Resilience::new`].
+    pub fn resilience(&self) -> crate::resilience::ResilienceSettings {
+        crate::resilience::ResilienceSettings {
+            total_timeout: self.total_timeout,
+            retry: self.retry.clone(),
+            budget: self.budget.clone(),
+            breaker: self.breaker.clone(),
+            outlier: self.outlier.clone(),
+            hedge: self.hedge.clone(),
+        }
+    }
+}
+
+impl Validate for ClientSettings {
+    fn validate(&self, v: &mut Validation) {
+        v.check(
+            self.base_url.starts_with("http://") || self.base_url.starts_with("https://"),
+            "base_url",
+            format!(
+                "expected an http:// or https:// URL, got {:?}",
+                self.base_url
+            ),
+        );
+        v.check(
+            !self.connect_timeout.is_zero(),
+            "connect_timeout",
+            "must be above zero",
+        );
+        v.check(
+            !self.attempt_timeout.is_zero(),
+            "attempt_timeout",
+            "must be above zero",
+        );
+        v.check(
+            self.attempt_timeout <= self.total_timeout,
+            "attempt_timeout",
+            "must not exceed total_timeout",
+        );
+        for name in self.headers.keys() {
+            v.check(
+                http_token(name),
+                &format!("headers.{name}"),
+                "is not a valid header name",
+            );
+        }
+        // The policies' own constructors know their rules: report their errors here too.
+        if let Err(e) = crate::resilience::Resilience::new("config-check", &self.resilience()) {
+            v.error(e.key, format!("{} (got {})", e.reason, e.value));
+        }
+    }
+}
+
+/// RFC 9110 token characters, for header names.
+fn http_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }

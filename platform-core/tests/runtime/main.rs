@@ -162,3 +162,21 @@ async fn the_service_info_names_the_process() {
     );
     assert!(!info.instance_id.is_empty());
 }
+
+#[tokio::test]
+async fn client_settings_are_validated_with_their_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[http.clients.inventory]\nbase_url = \"inventory:8081\"\n[http.clients.inventory.retry]\nmax_attempts = 9\n\n[http.clients.payments]\nbase_url = \"http://payments\"\n",
+    )
+    .unwrap();
+    let e = init(dir.path()).await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("http.clients.inventory.base_url"), "{text}");
+    assert!(
+        text.contains("http.clients.inventory.retry.max_attempts"),
+        "{text}"
+    );
+    assert!(!text.contains("payments"), "{text}");
+}
