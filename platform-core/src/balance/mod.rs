@@ -187,6 +187,7 @@ struct Inner {
     rebuilding: Mutex<()>,
     next: AtomicUsize,
     panicking: AtomicBool,
+    view: RwLock<Option<EjectionView>>,
     panic_counter: Counter<u64>,
 }
 
@@ -209,6 +210,7 @@ impl Inner {
             rebuilding: Mutex::new(()),
             next: AtomicUsize::new(0),
             panicking: AtomicBool::new(false),
+            view: RwLock::new(None),
             panic_counter: meter
                 .u64_counter("platform.balance.panic_mode")
                 .with_description(
@@ -287,13 +289,14 @@ impl Balancer {
     /// The snapshot for the current endpoint set, rebuilt if the set changed.
     fn snapshot(&self) -> Result<Arc<Snapshot>, BalanceError> {
         let inner = &self.inner;
-        let set = inner.receiver.borrow().clone();
+        let generation = inner.receiver.borrow().generation();
         let mut snapshot = inner
             .snapshot
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if snapshot.generation != set.generation() {
+        if snapshot.generation != generation {
+            let set = inner.receiver.borrow().clone();
             let _guard = inner.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
             let current = inner
                 .snapshot
@@ -309,6 +312,7 @@ impl Balancer {
             };
         }
         if snapshot.slots.is_empty() {
+            let set = inner.receiver.borrow().clone();
             return Err(match set.freshness() {
                 Freshness::Pending => BalanceError::NotResolved {
                     target: inner.target.to_string(),
@@ -324,10 +328,31 @@ impl Balancer {
 
     /// Chooses a slot index; `snapshot` has at least one slot.
     fn select(&self, snapshot: &Snapshot) -> usize {
-        let inner = &self.inner;
-        let Some(ejection) = &inner.ejection else {
-            return self.select_in(snapshot, &snapshot.tiers[0], None);
+        let everything = |_: usize| true;
+        let Some(ejection) = &self.inner.ejection else {
+            return self.select_in(snapshot, &snapshot.tiers[0], &everything);
         };
+        let view = self.ejection_view(snapshot, ejection);
+        if view.panic {
+            return self.select_in(snapshot, &snapshot.tiers[0], &everything);
+        }
+        let allowed = |index: usize| !ejection.0.is_ejected(snapshot.slots[index].endpoint.id());
+        self.select_in(snapshot, &snapshot.tiers[view.tier], &allowed)
+    }
+
+    /// Panic mode and the tier in use, from a scan of every endpoint. The scan is O(n), so its
+    /// result is reused for [`VIEW_REFRESH`] (or until the endpoints change); each pick still
+    /// asks the hook about the endpoints it considers, so an ejection takes effect at once.
+    fn ejection_view(&self, snapshot: &Snapshot, ejection: &EjectionHook) -> EjectionView {
+        let inner = &self.inner;
+        let now = Instant::now();
+        let cached = *inner.view.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(view) = cached
+            && view.generation == snapshot.generation
+            && now.saturating_duration_since(view.at) < VIEW_REFRESH
+        {
+            return view;
+        }
         let ejected: Vec<bool> = snapshot
             .slots
             .iter()
@@ -335,6 +360,11 @@ impl Balancer {
             .collect();
         let count = ejected.iter().filter(|e| **e).count();
         let panic = panics(count, ejected.len(), inner.settings.panic_threshold);
+        let tier = snapshot
+            .tiers
+            .iter()
+            .position(|tier| ejected[tier.range.clone()].iter().any(|e| !e))
+            .unwrap_or(0);
         if panic != inner.panicking.swap(panic, Ordering::Relaxed) {
             if panic {
                 tracing::warn!(target = %inner.target, ejected = count, endpoints = ejected.len(), "balancer in panic mode: ignoring outlier ejection");
@@ -349,23 +379,26 @@ impl Balancer {
                 tracing::info!(target = %inner.target, ejected = count, "balancer left panic mode");
             }
         }
-        if !panic {
-            let usable = snapshot
-                .tiers
-                .iter()
-                .find(|tier| ejected[tier.range.clone()].iter().any(|e| !e));
-            if let Some(tier) = usable {
-                return self.select_in(snapshot, tier, Some(&ejected));
-            }
-        }
-        self.select_in(snapshot, &snapshot.tiers[0], None)
+        let view = EjectionView {
+            generation: snapshot.generation,
+            at: now,
+            panic,
+            tier,
+        };
+        *inner.view.write().unwrap_or_else(|p| p.into_inner()) = Some(view);
+        view
     }
 
-    /// Chooses within `tier`, skipping slots marked in `ejected` (at least one is not).
-    fn select_in(&self, snapshot: &Snapshot, tier: &Tier, ejected: Option<&[bool]>) -> usize {
+    /// Chooses within `tier` among slots for which `allowed` holds; when sampling finds none,
+    /// falls back to a scan of every tier.
+    fn select_in(
+        &self,
+        snapshot: &Snapshot,
+        tier: &Tier,
+        allowed: &dyn Fn(usize) -> bool,
+    ) -> usize {
         let start = tier.range.start;
         let len = tier.range.len();
-        let allowed = |index: usize| ejected.is_none_or(|ejected| !ejected[index]);
         match self.inner.strategy {
             Strategy::RoundRobin => {
                 let schedule = &tier.round_robin;
@@ -373,32 +406,28 @@ impl Balancer {
                 (0..schedule.len())
                     .map(|step| start + schedule[(first + step) % schedule.len()] as usize)
                     .find(|index| allowed(*index))
-                    .unwrap_or(start)
+                    .unwrap_or_else(|| self.fallback(snapshot, allowed))
             }
             Strategy::P2cPeakEwma => {
-                if len == 1 {
-                    return start;
-                }
                 let mut rng = rand::rng();
-                let candidates: Vec<usize>;
-                let (a, b) = match ejected {
-                    Some(ejected) if ejected[tier.range.clone()].iter().any(|e| *e) => {
-                        candidates = tier.range.clone().filter(|index| allowed(*index)).collect();
-                        let weights: Vec<u64> = candidates
-                            .iter()
-                            .map(|i| effective_weight(snapshot.slots[*i].endpoint.weight))
-                            .collect();
-                        if candidates.len() == 1 {
-                            return candidates[0];
-                        }
-                        let sampler = Sampler::new(&weights);
-                        let (a, b) = two_distinct(&sampler, candidates.len(), &mut rng);
-                        (candidates[a], candidates[b])
-                    }
-                    _ => {
-                        let (a, b) = two_distinct(&tier.sampler, len, &mut rng);
-                        (start + a, start + b)
-                    }
+                let mut draw = |avoid: Option<usize>| {
+                    (0..SAMPLE_TRIES)
+                        .map(|_| start + tier.sampler.sample(&mut rng))
+                        .find(|index| Some(*index) != avoid && allowed(*index))
+                };
+                let Some(a) = draw(None) else {
+                    return self.fallback(snapshot, allowed);
+                };
+                if len == 1 {
+                    return a;
+                }
+                let Some(b) = draw(Some(a)).or_else(|| {
+                    // A dominant weight keeps drawing `a`: compare with the next allowed slot.
+                    (1..len)
+                        .map(|step| start + (a - start + step) % len)
+                        .find(|index| allowed(*index))
+                }) else {
+                    return a;
                 };
                 let now = Instant::now();
                 let decay = self.inner.decay_nanos;
@@ -411,19 +440,52 @@ impl Balancer {
             }
         }
     }
+
+    /// Sampling found no allowed slot in the chosen tier (ejections changed since the view):
+    /// use the first tier with an allowed slot, or the first tier ignoring ejection.
+    fn fallback(&self, snapshot: &Snapshot, allowed: &dyn Fn(usize) -> bool) -> usize {
+        let everything = |_: usize| true;
+        for tier in &snapshot.tiers {
+            let candidates: Vec<usize> =
+                tier.range.clone().filter(|index| allowed(*index)).collect();
+            if candidates.is_empty() {
+                continue;
+            }
+            let weights: Vec<u64> = candidates
+                .iter()
+                .map(|i| effective_weight(snapshot.slots[*i].endpoint.weight))
+                .collect();
+            let sampler = Sampler::new(&weights);
+            let mut rng = rand::rng();
+            let a = candidates[sampler.sample(&mut rng)];
+            let b = candidates[sampler.sample(&mut rng)];
+            let now = Instant::now();
+            let decay = self.inner.decay_nanos;
+            return if snapshot.slots[b].load.cost(now, decay)
+                < snapshot.slots[a].load.cost(now, decay)
+            {
+                b
+            } else {
+                a
+            };
+        }
+        self.select_in(snapshot, &snapshot.tiers[0], &everything)
+    }
 }
 
-/// Two different indices in `0..len` (len >= 2), sampled by weight.
-fn two_distinct(sampler: &Sampler, len: usize, rng: &mut impl rand::Rng) -> (usize, usize) {
-    let a = sampler.sample(rng);
-    for _ in 0..4 {
-        let b = sampler.sample(rng);
-        if b != a {
-            return (a, b);
-        }
-    }
-    // A dominant weight keeps drawing the same index: compare with a neighbour.
-    (a, (a + 1) % len)
+/// How many random draws P2C makes to find an allowed endpoint before scanning.
+const SAMPLE_TRIES: usize = 8;
+
+/// How long a panic-mode and tier decision is reused.
+const VIEW_REFRESH: Duration = Duration::from_millis(10);
+
+/// The result of the last full ejection scan.
+#[derive(Debug, Clone, Copy)]
+struct EjectionView {
+    generation: u64,
+    at: Instant,
+    panic: bool,
+    tier: usize,
 }
 
 /// An endpoint picked for one request: the request is in flight while this guard lives.

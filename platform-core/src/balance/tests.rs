@@ -131,6 +131,7 @@ async fn ejected_endpoints_are_skipped_until_panic_mode() {
         assert!(!balancer.in_panic_mode());
 
         *ejected.lock().unwrap() = vec![1, 2];
+        tokio::time::advance(Duration::from_millis(20)).await;
         let counts = shares(&balancer, 400, |_| Duration::from_millis(10));
         assert_eq!(
             counts.len(),
@@ -139,6 +140,8 @@ async fn ejected_endpoints_are_skipped_until_panic_mode() {
         );
 
         *ejected.lock().unwrap() = vec![1, 2, 3];
+        // Panic mode is re-evaluated every few milliseconds, not on every pick.
+        tokio::time::advance(Duration::from_millis(20)).await;
         let counts = shares(&balancer, 400, |_| Duration::from_millis(10));
         assert_eq!(
             counts.len(),
@@ -148,6 +151,7 @@ async fn ejected_endpoints_are_skipped_until_panic_mode() {
         assert!(balancer.in_panic_mode());
 
         *ejected.lock().unwrap() = vec![];
+        tokio::time::advance(Duration::from_millis(20)).await;
         balancer.pick().unwrap();
         assert!(!balancer.in_panic_mode());
     }

@@ -355,10 +355,20 @@ async fn a_three_member_cluster_keeps_working_when_one_member_dies() {
     cluster.members[0].kill();
     let survivors: Vec<String> = cluster.urls()[1..].to_vec();
     let mut client = raw_client(&survivors).await;
-    client
-        .put(format!("{PREFIX}/inventory/late"), record(9302), None)
-        .await
-        .unwrap();
+    // The killed member may have been the leader: writes fail until a new one is elected.
+    let mut written = false;
+    for _ in 0..40 {
+        if client
+            .put(format!("{PREFIX}/inventory/late"), record(9302), None)
+            .await
+            .is_ok()
+        {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(written, "no write accepted by the surviving members");
     let set = wait_until(
         &resolver,
         LIMIT,
