@@ -11,7 +11,11 @@ use platform_core::discovery::{Endpoint, EndpointId, ManualResolver};
 
 fn resolver(size: u16) -> ManualResolver {
     let resolver = ManualResolver::new("bench://balance");
-    resolver.set((0..size).map(|i| Endpoint::new(format!("10.0.{}.{}", i / 250, i % 250 + 1), 8080)).collect());
+    resolver.set(
+        (0..size)
+            .map(|i| Endpoint::new(format!("10.0.{}.{}", i / 250, i % 250 + 1), 8080))
+            .collect(),
+    );
     resolver
 }
 
@@ -19,9 +23,15 @@ fn pick_cost(c: &mut Criterion) {
     let mut group = c.benchmark_group("balance_pick");
     for size in [10u16, 100, 1000] {
         let resolver = resolver(size);
-        for (name, strategy) in [("p2c_peak_ewma", Strategy::P2cPeakEwma), ("round_robin", Strategy::RoundRobin)] {
-            let settings = BalanceSettings { strategy, ..BalanceSettings::default() };
-            let balancer = Balancer::new(&resolver, &settings).expect("valid settings");
+        for (name, strategy) in [
+            ("p2c_peak_ewma", Strategy::P2cPeakEwma),
+            ("round_robin", Strategy::RoundRobin),
+        ] {
+            let settings = BalanceSettings {
+                strategy,
+                ..BalanceSettings::default()
+            };
+            let balancer = Balancer::new(resolver.clone(), &settings).expect("valid settings");
             group.bench_with_input(BenchmarkId::new(name, size), &balancer, |b, balancer| {
                 b.iter(|| {
                     let picked = balancer.pick().expect("endpoints");
@@ -30,16 +40,20 @@ fn pick_cost(c: &mut Criterion) {
                 });
             });
         }
-        let balancer = Balancer::new(&resolver, &BalanceSettings::default())
+        let balancer = Balancer::new(resolver.clone(), &BalanceSettings::default())
             .expect("valid settings")
             .with_ejection(|id: &EndpointId| id.as_str().starts_with("10.9."));
-        group.bench_with_input(BenchmarkId::new("p2c_peak_ewma_with_ejection", size), &balancer, |b, balancer| {
-            b.iter(|| {
-                let picked = balancer.pick().expect("endpoints");
-                black_box(picked.endpoint().port());
-                picked.record(Duration::from_millis(5));
-            });
-        });
+        group.bench_with_input(
+            BenchmarkId::new("p2c_peak_ewma_with_ejection", size),
+            &balancer,
+            |b, balancer| {
+                b.iter(|| {
+                    let picked = balancer.pick().expect("endpoints");
+                    black_box(picked.endpoint().port());
+                    picked.record(Duration::from_millis(5));
+                });
+            },
+        );
     }
     group.finish();
 }

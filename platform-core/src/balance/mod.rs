@@ -34,7 +34,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let resolver = TargetResolver::parse("static://127.0.0.1:8080,127.0.0.1:8081", &DiscoverySettings::default())?;
-//! let balancer = Balancer::new(&resolver, &BalanceSettings::default())?;
+//! let balancer = Balancer::new(resolver, &BalanceSettings::default())?;
 //! let picked = balancer.pick()?;
 //! let url = format!("http://{}/orders", picked.endpoint().authority());
 //! # let _ = url;
@@ -177,6 +177,8 @@ impl Snapshot {
 
 #[derive(Debug)]
 struct Inner {
+    /// Held so that the backend keeps running as long as the balancer lives.
+    resolver: Arc<dyn Resolver>,
     target: Arc<str>,
     receiver: watch::Receiver<Arc<EndpointSet>>,
     settings: BalanceSettings,
@@ -193,15 +195,15 @@ struct Inner {
 
 impl Inner {
     fn new(
-        target: Arc<str>,
-        receiver: watch::Receiver<Arc<EndpointSet>>,
+        resolver: Arc<dyn Resolver>,
         settings: BalanceSettings,
         ejection: Option<EjectionHook>,
     ) -> Self {
         let meter = opentelemetry::global::meter("platform");
         Self {
-            target,
-            receiver,
+            target: resolver.target().into(),
+            receiver: resolver.subscribe(),
+            resolver,
             strategy: settings.strategy,
             decay_nanos: settings.decay.as_secs_f64() * 1e9,
             settings,
@@ -228,16 +230,15 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    /// A balancer over `resolver`'s endpoints.
-    pub fn new(resolver: &dyn Resolver, settings: &BalanceSettings) -> Result<Self, BalanceError> {
+    /// A balancer over `resolver`'s endpoints. The balancer keeps the resolver (and so its
+    /// background backend) alive; pass a clone to keep using it elsewhere.
+    pub fn new(
+        resolver: impl Resolver + 'static,
+        settings: &BalanceSettings,
+    ) -> Result<Self, BalanceError> {
         settings.validate()?;
         Ok(Self {
-            inner: Arc::new(Inner::new(
-                resolver.target().into(),
-                resolver.subscribe(),
-                settings.clone(),
-                None,
-            )),
+            inner: Arc::new(Inner::new(Arc::new(resolver), settings.clone(), None)),
         })
     }
 
@@ -247,8 +248,7 @@ impl Balancer {
         let hook = EjectionHook(Box::new(ejection));
         Self {
             inner: Arc::new(Inner::new(
-                inner.target.clone(),
-                inner.receiver.clone(),
+                Arc::clone(&inner.resolver),
                 inner.settings.clone(),
                 Some(hook),
             )),

@@ -13,7 +13,7 @@ fn endpoints(ports: &[u16]) -> Vec<Endpoint> {
 
 fn balancer(resolver: &ManualResolver, strategy: Strategy) -> Balancer {
     Balancer::new(
-        resolver,
+        resolver.clone(),
         &BalanceSettings {
             strategy,
             ..BalanceSettings::default()

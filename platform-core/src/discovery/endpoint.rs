@@ -216,6 +216,7 @@ pub struct EndpointSet {
     pub(crate) freshness: Freshness,
     pub(crate) last_error: Option<Arc<str>>,
     pub(crate) updated_at: SystemTime,
+    pub(crate) stale_since: Option<SystemTime>,
 }
 
 impl EndpointSet {
@@ -227,6 +228,7 @@ impl EndpointSet {
             freshness: Freshness::Fresh,
             last_error: None,
             updated_at: SystemTime::now(),
+            stale_since: None,
         }
     }
 
@@ -237,6 +239,7 @@ impl EndpointSet {
             freshness: Freshness::Pending,
             last_error: None,
             updated_at: SystemTime::now(),
+            stale_since: None,
         }
     }
 
@@ -279,6 +282,56 @@ impl EndpointSet {
     pub fn updated_at(&self) -> SystemTime {
         self.updated_at
     }
+
+    /// Since when the endpoints have been stale, while they are.
+    pub fn stale_since(&self) -> Option<SystemTime> {
+        self.stale_since
+    }
+
+    /// The state to report in a readiness-neutral health check: anything but
+    /// [`DiscoveryHealth::Healthy`] is a warning, never a reason to stop serving.
+    pub fn health(&self) -> DiscoveryHealth {
+        match self.freshness {
+            Freshness::Pending => DiscoveryHealth::Pending {
+                last_error: self.last_error.as_deref().map(str::to_owned),
+            },
+            Freshness::Stale => DiscoveryHealth::Stale {
+                since: self.stale_since.unwrap_or(self.updated_at),
+                reason: self.last_error.as_deref().unwrap_or("unknown").to_owned(),
+                endpoints: self.len(),
+            },
+            Freshness::Fresh if self.is_empty() => DiscoveryHealth::Empty,
+            Freshness::Fresh => DiscoveryHealth::Healthy {
+                endpoints: self.len(),
+            },
+        }
+    }
+}
+
+/// A discovery target's health, for health checks and status pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoveryHealth {
+    /// The backend's last answer was good and named endpoints.
+    Healthy {
+        /// How many.
+        endpoints: usize,
+    },
+    /// The backend has not answered yet.
+    Pending {
+        /// Its latest problem, if any.
+        last_error: Option<String>,
+    },
+    /// The backend failed after a good answer; the last known endpoints are in use.
+    Stale {
+        /// Since when.
+        since: SystemTime,
+        /// The latest problem.
+        reason: String,
+        /// How many endpoints are kept.
+        endpoints: usize,
+    },
+    /// The backend answered, with no endpoint (before any good answer).
+    Empty,
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use endpoint::{Endpoint, EndpointId, EndpointRecord, EndpointSet, Freshness};
+pub use endpoint::{DiscoveryHealth, Endpoint, EndpointId, EndpointRecord, EndpointSet, Freshness};
 pub use error::DiscoveryError;
 #[cfg(feature = "etcd")]
 pub use registration::{Registration, RegistrationState};

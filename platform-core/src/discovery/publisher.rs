@@ -105,6 +105,7 @@ impl Publisher {
             freshness: Freshness::Fresh,
             last_error: None,
             updated_at: SystemTime::now(),
+            stale_since: None,
         };
         if current.freshness == Freshness::Stale {
             tracing::info!(target = %self.target, endpoints = next.len(), "discovery answers again; endpoints fresh");
@@ -147,12 +148,15 @@ impl Publisher {
         if freshness == Freshness::Stale {
             self.instruments.stale.record(1, &self.attributes);
         }
+        let now = SystemTime::now();
         let next = EndpointSet {
             endpoints: current.endpoints.clone(),
             generation: current.generation,
             freshness,
             last_error: Some(reason.into()),
-            updated_at: SystemTime::now(),
+            updated_at: now,
+            stale_since: (freshness == Freshness::Stale)
+                .then(|| current.stale_since.unwrap_or(now)),
         };
         self.sender.send_replace(Arc::new(next));
     }
@@ -224,6 +228,11 @@ mod tests {
         publisher.problem("timeout");
         let set = receiver.borrow().clone();
         assert!(set.is_stale());
+        let since = set.stale_since().unwrap();
+        assert!(matches!(
+            set.health(),
+            super::super::DiscoveryHealth::Stale { endpoints: 2, .. }
+        ));
         assert_eq!(set.len(), 2);
         assert_eq!(set.last_error(), Some("timeout"));
         assert_eq!(set.generation(), 1);
@@ -231,12 +240,22 @@ mod tests {
         publisher.answer(Vec::new());
         assert!(receiver.borrow().is_stale());
         assert_eq!(receiver.borrow().len(), 2);
+        assert_eq!(
+            receiver.borrow().stale_since(),
+            Some(since),
+            "stale since the first failure"
+        );
 
         publisher.answer(endpoints(&[1, 2]));
         let set = receiver.borrow().clone();
         assert_eq!(set.freshness(), Freshness::Fresh);
         assert_eq!(set.generation(), 1, "same list: no new generation");
         assert_eq!(set.last_error(), None);
+        assert_eq!(set.stale_since(), None);
+        assert_eq!(
+            set.health(),
+            super::super::DiscoveryHealth::Healthy { endpoints: 2 }
+        );
 
         publisher.answer(endpoints(&[3]));
         assert_eq!(receiver.borrow().generation(), 2);

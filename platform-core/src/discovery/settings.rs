@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::endpoint::Endpoint;
 use super::error::DiscoveryError;
 
 /// Discovery settings: how each backend is reached. Which backend a client uses comes from its
@@ -201,6 +202,29 @@ impl Default for RegistrationSettings {
 }
 
 impl RegistrationSettings {
+    /// The endpoint to register for a server bound to `bound`: `advertise_host` (or the bound
+    /// IP), the bound port, and the configured weight and zone. A server bound to an unspecified
+    /// address (`0.0.0.0`, `::`) needs `advertise_host`, since others cannot call that address.
+    pub fn advertised_endpoint(&self, bound: SocketAddr) -> Result<Endpoint, DiscoveryError> {
+        let host = if !self.advertise_host.trim().is_empty() {
+            self.advertise_host.trim().to_owned()
+        } else if bound.ip().is_unspecified() {
+            return Err(invalid(
+                "discovery.registration.advertise_host",
+                &format!(
+                    "the server listens on {bound}; set the address other services should call"
+                ),
+            ));
+        } else {
+            bound.ip().to_string()
+        };
+        let mut endpoint = Endpoint::new(host, bound.port()).with_weight(self.weight);
+        if !self.zone.is_empty() {
+            endpoint.zone = Some(self.zone.clone());
+        }
+        Ok(endpoint)
+    }
+
     /// Checks the lease TTL.
     pub fn validate(&self) -> Result<(), DiscoveryError> {
         if self.lease_ttl < Duration::from_secs(2) || self.lease_ttl.subsec_nanos() != 0 {

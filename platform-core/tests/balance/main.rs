@@ -53,7 +53,7 @@ fn three_backends() -> ManualResolver {
 #[tokio::test(start_paused = true)]
 async fn p2c_sends_little_to_a_backend_ten_times_slower_and_round_robin_a_third() {
     let resolver = three_backends();
-    let p2c = Balancer::new(&resolver, &BalanceSettings::default()).unwrap();
+    let p2c = Balancer::new(resolver.clone(), &BalanceSettings::default()).unwrap();
     let counts = run_load(&p2c, 8, 200).await;
     let total: usize = counts.values().sum();
     let slow_share = counts.get(&3).copied().unwrap_or(0) as f64 / total as f64;
@@ -63,7 +63,7 @@ async fn p2c_sends_little_to_a_backend_ten_times_slower_and_round_robin_a_third(
         strategy: Strategy::RoundRobin,
         ..BalanceSettings::default()
     };
-    let round_robin = Balancer::new(&resolver, &settings).unwrap();
+    let round_robin = Balancer::new(resolver.clone(), &settings).unwrap();
     let counts = run_load(&round_robin, 8, 200).await;
     let total: usize = counts.values().sum();
     let slow_share = counts[&3] as f64 / total as f64;
@@ -79,7 +79,7 @@ async fn endpoints_added_and_removed_under_load_fail_no_request() {
         let resolver = ManualResolver::new("manual://churn");
         resolver.set(vec![Endpoint::new("127.0.0.1", 1)]);
         let balancer = Balancer::new(
-            &resolver,
+            resolver.clone(),
             &BalanceSettings {
                 strategy,
                 ..BalanceSettings::default()

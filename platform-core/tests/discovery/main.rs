@@ -5,6 +5,7 @@
 //! `--include-ignored` after installing the Debian packages `dnsmasq`, `etcd-server` and
 //! `protobuf-compiler`.
 
+#[cfg(any(feature = "dns", feature = "etcd"))]
 mod support;
 
 #[cfg(feature = "dns")]
