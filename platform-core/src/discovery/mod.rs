@@ -71,7 +71,8 @@ pub trait Resolver: Send + Sync + fmt::Debug {
     fn target(&self) -> &str;
 
     /// A receiver of the endpoint set: `borrow()` for the current one, `changed()` to wait for
-    /// the next.
+    /// the next. Clone the `Arc` out of a borrow rather than holding it: a held borrow blocks
+    /// the backend's next update.
     fn subscribe(&self) -> watch::Receiver<Arc<EndpointSet>>;
 
     /// The current endpoint set.

@@ -137,6 +137,14 @@ async fn a_record_change_is_picked_up_after_its_ttl() {
     assert_eq!(authorities(&after), ["127.0.0.4:8080"]);
     assert!(after.generation() > before.generation());
     assert_eq!(after.freshness(), Freshness::Fresh);
+
+    // The name vanishes: an empty answer after a good one keeps the endpoints, stale.
+    dnsmasq.rewrite_hosts("");
+    let stale = wait_until(&resolver, LIMIT, "stale on empty answer", |set| {
+        set.is_stale()
+    })
+    .await;
+    assert_eq!(authorities(&stale), ["127.0.0.4:8080"]);
 }
 
 #[tokio::test]

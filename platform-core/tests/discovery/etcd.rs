@@ -155,8 +155,28 @@ async fn register_watch_and_deregister() {
     assert_eq!(set.endpoints()[0].zone.as_deref(), Some("z1"));
     assert_eq!(set.freshness(), Freshness::Fresh);
 
-    // Garbage next to good entries: skipped, the rest still served.
     let mut client = raw_client(&cluster.urls()).await;
+
+    // The lease is lost (revoked behind its back, as after a long partition): the registration
+    // notices at its next keep-alive and registers again under a new lease.
+    let RegistrationState::Registered { lease } = first.state() else {
+        panic!("not registered: {:?}", first.state())
+    };
+    client.lease_revoke(lease).await.unwrap();
+    let mut states = first.subscribe();
+    let renewed = tokio::time::timeout(
+        LIMIT,
+        states.wait_for(
+            |s| matches!(s, RegistrationState::Registered { lease: new } if *new != lease),
+        ),
+    )
+    .await
+    .is_ok_and(|changed| changed.is_ok()); // drop the watch guard at once
+    assert!(renewed, "not registered again: {:?}", first.state());
+    let back = client.get(first.key(), None).await.unwrap();
+    assert_eq!(back.kvs().len(), 1, "record put again");
+
+    // Garbage next to good entries: skipped, the rest still served.
     client
         .put(format!("{PREFIX}/inventory/garbage"), "not json", None)
         .await

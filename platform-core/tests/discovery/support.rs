@@ -68,10 +68,13 @@ pub(crate) async fn wait_until(
     condition: impl Fn(&EndpointSet) -> bool,
 ) -> Arc<EndpointSet> {
     let mut receiver = resolver.subscribe();
-    let outcome = tokio::time::timeout(limit, receiver.wait_for(|set| condition(set))).await;
+    // Keep no watch guard across the next borrow: a guard blocks the backend's next update.
+    let reached = tokio::time::timeout(limit, receiver.wait_for(|set| condition(set)))
+        .await
+        .is_ok_and(|changed| changed.is_ok());
     let set = resolver.current();
     assert!(
-        outcome.is_ok(),
+        reached,
         "{what}: not reached within {limit:?}; last set: {set:?}"
     );
     set
