@@ -5,7 +5,7 @@
 //! | Feature | Default | What it adds |
 //! |---------|---------|--------------|
 //! | `dns`   | on      | DNS discovery (`dns://name:port` for A/AAAA, `dns+srv://name` for SRV) through hickory-resolver |
-//! | `etcd`  | off     | etcd discovery (`etcd://service`) and [`discovery::Registration`]; building etcd-client needs `protoc` (Debian `protobuf-compiler`) |
+//! | `etcd`  | off     | etcd discovery (`etcd://service`) and `discovery::Registration` (self-registration); building etcd-client needs `protoc` (Debian `protobuf-compiler`) |
 //!
 //! Static targets (`static://host:port,...`) and the balancers need no feature.
 #![forbid(unsafe_code)]

@@ -128,7 +128,7 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// The JSON form of an endpoint, as stored in etcd by [`Registration`](super::Registration)
+/// The JSON form of an endpoint, as stored in etcd by `Registration` (feature `etcd`)
 /// and read back by the etcd backend.
 ///
 /// ```json

@@ -1,7 +1,7 @@
 //! Service discovery: from a target name to a live, stale-safe set of endpoints.
 //!
 //! A [`Target`] names a service (`static://`, `dns://`, `dns+srv://`, `etcd://`; see
-//! [`target`](self::target) for the forms and how Kubernetes headless services and Consul DNS
+//! [`target`] for the forms and how Kubernetes headless services and Consul DNS
 //! are consumed). A [`TargetResolver`] runs the matching backend in the background and publishes
 //! an [`EndpointSet`] through a `tokio::sync::watch` channel; balancers read the latest set
 //! without waiting and see every change.

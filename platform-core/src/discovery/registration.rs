@@ -41,7 +41,25 @@ pub enum RegistrationState {
 
 type Reply = oneshot::Sender<Result<(), DiscoveryError>>;
 
-/// A running registration; see the [module docs](self).
+/// A running registration of this instance in etcd (feature `etcd`).
+///
+/// The instance's [`EndpointRecord`] is put at `<prefix>/<service>/<host:port>` under a lease of
+/// [`RegistrationSettings::lease_ttl`], renewed every third of the TTL; a crashed instance
+/// disappears from every watcher within one TTL. When the lease is lost (expired, revoked, or
+/// its member died) a new one is granted and the record put again, on the next member.
+/// [`deregister`](Self::deregister) revokes the lease, deleting the record at once: call it
+/// at the start of shutdown, before the drain delay ends. Dropping without deregistering leaves
+/// the record until the lease expires.
+///
+/// ```no_run
+/// # use platform_core::discovery::{DiscoverySettings, Registration};
+/// # async fn example(settings: DiscoverySettings, bound: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+/// let endpoint = settings.registration.advertised_endpoint(bound)?.with_version("1.4.2");
+/// let registration = Registration::start("inventory", &endpoint, &settings.etcd, &settings.registration)?;
+/// // ... serve; on SIGTERM, before the drain delay ends:
+/// registration.deregister().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Registration {
     key: String,
