@@ -7,6 +7,18 @@
 //! - [`lifecycle`]: background tasks, shutdown hooks and the shutdown order.
 //! - [`resilience`]: transport-neutral retries with a budget, deadlines,
 //!   circuit breaking and hedging, usable directly or as tower layers.
+//! - [`discovery`]: endpoints of a named target (static, DNS, etcd), kept
+//!   current, stale-safe; self-registration in etcd.
+//! - [`balance`]: power of two choices over Peak-EWMA, or round robin.
+//!
+//! # Cargo features
+//!
+//! | Feature | Default | What it adds |
+//! |---------|---------|--------------|
+//! | `dns`   | on      | DNS discovery (`dns://name:port` for A/AAAA, `dns+srv://name` for SRV) through hickory-resolver |
+//! | `etcd`  | off     | etcd discovery (`etcd://service`) and `discovery::Registration` (self-registration); building etcd-client needs `protoc` (Debian `protobuf-compiler`) |
+//!
+//! Static targets (`static://host:port,...`) and the balancers need no feature.
 //!
 //! ```no_run
 //! # #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -22,6 +34,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod balance;
+pub mod discovery;
 mod error;
 pub mod health;
 pub mod lifecycle;

@@ -39,9 +39,22 @@ impl Events {
 
 #[tokio::test(start_paused = true)]
 async fn every_decision_is_a_tracing_event() {
-    let events = Events::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    // A global subscriber, not a thread-local one: with `set_default`, another
+    // test thread hitting the same callsites first could leave them cached as
+    // "never interested" and the events here would be missed. Every line is
+    // matched on this test's own target below, so other tests' events don't count.
+    static EVENTS: std::sync::OnceLock<Events> = std::sync::OnceLock::new();
+    let events = EVENTS
+        .get_or_init(|| {
+            let events = Events::default();
+            tracing::subscriber::set_global_default(
+                tracing_subscriber::registry().with(events.clone()),
+            )
+            .expect("no other global subscriber in this test binary");
+            tracing::callsite::rebuild_interest_cache();
+            events
+        })
+        .clone();
     let target = "resilience.target=traced";
     let opts = CallOptions::idempotent();
 

@@ -1,0 +1,131 @@
+//! Peak-EWMA load of one endpoint.
+//!
+//! The algorithm comes from Finagle's `PeakEwma` load metric, as used by Linkerd and ported to
+//! tower's `load::PeakEwma`: the latency estimate jumps straight up to any slower observation
+//! (the peak) and decays exponentially towards faster ones over the decay window, so an endpoint
+//! that turns slow is avoided at once and earns trust back gradually. The cost of an endpoint is
+//! that estimate times (in-flight requests + 1), so a fast endpoint that is already busy loses
+//! against an idle one that is a little slower.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Load of one endpoint, shared by the balancer and the guards of its in-flight requests.
+#[derive(Debug)]
+pub(crate) struct Load {
+    in_flight: AtomicU32,
+    rtt: Mutex<RttEstimate>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RttEstimate {
+    nanos: f64,
+    updated_at: Instant,
+}
+
+impl RttEstimate {
+    /// The estimate at `now`, decayed towards zero since the last observation: an endpoint
+    /// nobody has used for a while becomes attractive again (tower does the same).
+    fn decayed(&self, now: Instant, decay_nanos: f64) -> f64 {
+        let elapsed = nanos(now.saturating_duration_since(self.updated_at));
+        self.nanos * (-elapsed / decay_nanos).exp()
+    }
+}
+
+fn nanos(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e9
+}
+
+impl Load {
+    pub(crate) fn new(default_rtt: Duration, now: Instant) -> Self {
+        Self {
+            in_flight: AtomicU32::new(0),
+            rtt: Mutex::new(RttEstimate {
+                nanos: nanos(default_rtt),
+                updated_at: now,
+            }),
+        }
+    }
+
+    /// Peak-EWMA latency × (in-flight + 1).
+    pub(crate) fn cost(&self, now: Instant, decay_nanos: f64) -> f64 {
+        let estimate = self
+            .rtt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .decayed(now, decay_nanos);
+        let pending = self.in_flight.load(Ordering::Relaxed);
+        estimate * f64::from(pending.saturating_add(1))
+    }
+
+    pub(crate) fn start(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Ends a request that took `latency`, folding it into the estimate.
+    pub(crate) fn finish(&self, latency: Duration, now: Instant, decay_nanos: f64) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let observed = nanos(latency);
+        let mut estimate = self.rtt.lock().unwrap_or_else(|p| p.into_inner());
+        if observed > estimate.nanos {
+            estimate.nanos = observed;
+        } else {
+            let elapsed = nanos(now.saturating_duration_since(estimate.updated_at));
+            let weight = (-elapsed / decay_nanos).exp();
+            estimate.nanos = estimate.nanos * weight + observed * (1.0 - weight);
+        }
+        estimate.updated_at = now;
+    }
+
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn estimate(&self, now: Instant, decay_nanos: f64) -> Duration {
+        let nanos = self.rtt.lock().unwrap().decayed(now, decay_nanos);
+        Duration::from_secs_f64(nanos / 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DECAY: f64 = 10e9;
+
+    #[tokio::test(start_paused = true)]
+    async fn jumps_to_peaks_and_decays_towards_fast_answers() {
+        let start = Instant::now();
+        let load = Load::new(Duration::from_millis(30), start);
+        load.start();
+        load.finish(Duration::from_millis(300), start, DECAY);
+        assert_eq!(
+            load.estimate(start, DECAY),
+            Duration::from_millis(300),
+            "a peak is taken at once"
+        );
+
+        // One decay window later a fast answer weighs 1 - 1/e.
+        let later = start + Duration::from_secs(10);
+        load.start();
+        load.finish(Duration::from_millis(10), later, DECAY);
+        let expected = 300.0 / std::f64::consts::E + 10.0 * (1.0 - 1.0 / std::f64::consts::E);
+        let got = load.estimate(later, DECAY).as_secs_f64() * 1e3;
+        assert!((got - expected).abs() < 0.01, "{got} vs {expected}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cost_grows_with_requests_in_flight() {
+        let now = Instant::now();
+        let load = Load::new(Duration::from_millis(10), now);
+        let idle = load.cost(now, DECAY);
+        load.start();
+        load.start();
+        assert!((load.cost(now, DECAY) - 3.0 * idle).abs() < 1.0);
+        assert_eq!(load.in_flight(), 2);
+    }
+}

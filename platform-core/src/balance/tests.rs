@@ -1,0 +1,257 @@
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+
+use super::*;
+use crate::discovery::ManualResolver;
+
+fn endpoints(ports: &[u16]) -> Vec<Endpoint> {
+    ports
+        .iter()
+        .map(|port| Endpoint::new("10.0.0.1", *port))
+        .collect()
+}
+
+fn balancer(resolver: &ManualResolver, strategy: Strategy) -> Balancer {
+    Balancer::new(
+        resolver.clone(),
+        &BalanceSettings {
+            strategy,
+            ..BalanceSettings::default()
+        },
+    )
+    .unwrap()
+}
+
+fn shares(
+    balancer: &Balancer,
+    picks: usize,
+    latency: impl Fn(u16) -> Duration,
+) -> HashMap<u16, usize> {
+    let mut counts = HashMap::new();
+    for _ in 0..picks {
+        let picked = balancer.pick().unwrap();
+        let port = picked.endpoint().port();
+        *counts.entry(port).or_default() += 1;
+        picked.record(latency(port));
+    }
+    counts
+}
+
+#[tokio::test(start_paused = true)]
+async fn p2c_steers_away_from_a_slow_endpoint() {
+    let resolver = ManualResolver::new("manual://p2c");
+    resolver.set(endpoints(&[1, 2, 3]));
+    let balancer = balancer(&resolver, Strategy::P2cPeakEwma);
+    let latency = |port| {
+        if port == 3 {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_millis(10)
+        }
+    };
+    shares(&balancer, 100, latency);
+    let counts = shares(&balancer, 3000, latency);
+    let slow = counts.get(&3).copied().unwrap_or(0);
+    assert!(slow < 30, "slow endpoint got {slow} of 3000: {counts:?}");
+
+    let rr = balancer_with(&resolver, Strategy::RoundRobin);
+    let counts = shares(&rr, 3000, latency);
+    assert_eq!(counts[&3], 1000, "round robin ignores latency");
+}
+
+fn balancer_with(resolver: &ManualResolver, strategy: Strategy) -> Balancer {
+    balancer(resolver, strategy)
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_in_flight_count_against_an_endpoint() {
+    let resolver = ManualResolver::new("manual://inflight");
+    resolver.set(endpoints(&[1, 2]));
+    let balancer = balancer(&resolver, Strategy::P2cPeakEwma);
+    let first = balancer.pick().unwrap();
+    for _ in 0..20 {
+        let second = balancer.pick().unwrap();
+        assert_ne!(
+            second.endpoint().port(),
+            first.endpoint().port(),
+            "the busy endpoint costs twice as much"
+        );
+        assert_eq!(second.in_flight(), 1);
+    }
+    assert_eq!(first.in_flight(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn round_robin_cycles_and_honours_weights() {
+    let resolver = ManualResolver::new("manual://rr");
+    resolver.set(vec![
+        Endpoint::new("10.0.0.1", 1).with_weight(2),
+        Endpoint::new("10.0.0.1", 2),
+        Endpoint::new("10.0.0.1", 3),
+    ]);
+    let balancer = balancer(&resolver, Strategy::RoundRobin);
+    let order: Vec<u16> = (0..8)
+        .map(|_| balancer.pick().unwrap().endpoint().port())
+        .collect();
+    assert_eq!(order, [1, 2, 3, 1, 1, 2, 3, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn p2c_honours_weights_when_loads_are_equal() {
+    let resolver = ManualResolver::new("manual://weights");
+    resolver.set(vec![
+        Endpoint::new("10.0.0.1", 1).with_weight(3),
+        Endpoint::new("10.0.0.1", 2),
+    ]);
+    let balancer = balancer(&resolver, Strategy::P2cPeakEwma);
+    let counts = shares(&balancer, 8000, |_| Duration::from_millis(30));
+    let heavy = counts[&1] as f64 / 8000.0;
+    assert!((heavy - 0.75).abs() < 0.04, "heavy share {heavy}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ejected_endpoints_are_skipped_until_panic_mode() {
+    for strategy in [Strategy::P2cPeakEwma, Strategy::RoundRobin] {
+        let resolver = ManualResolver::new("manual://eject");
+        resolver.set(endpoints(&[1, 2, 3, 4]));
+        let ejected: Arc<Mutex<Vec<u16>>> = Arc::new(Mutex::new(vec![1]));
+        let hook = {
+            let ejected = Arc::clone(&ejected);
+            move |id: &crate::discovery::EndpointId| {
+                ejected
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|port| id.as_str().ends_with(&format!(":{port}")))
+            }
+        };
+        let balancer = balancer(&resolver, strategy).with_ejection(hook);
+        let counts = shares(&balancer, 400, |_| Duration::from_millis(10));
+        assert!(!counts.contains_key(&1), "{strategy:?}: {counts:?}");
+        assert!(!balancer.in_panic_mode());
+
+        *ejected.lock().unwrap() = vec![1, 2];
+        tokio::time::advance(Duration::from_millis(20)).await;
+        let counts = shares(&balancer, 400, |_| Duration::from_millis(10));
+        assert_eq!(
+            counts.len(),
+            2,
+            "{strategy:?}: half ejected is not panic: {counts:?}"
+        );
+
+        *ejected.lock().unwrap() = vec![1, 2, 3];
+        // Panic mode is re-evaluated every few milliseconds, not on every pick.
+        tokio::time::advance(Duration::from_millis(20)).await;
+        let counts = shares(&balancer, 400, |_| Duration::from_millis(10));
+        assert_eq!(
+            counts.len(),
+            4,
+            "{strategy:?}: panic mode spreads over all: {counts:?}"
+        );
+        assert!(balancer.in_panic_mode());
+
+        *ejected.lock().unwrap() = vec![];
+        tokio::time::advance(Duration::from_millis(20)).await;
+        balancer.pick().unwrap();
+        assert!(!balancer.in_panic_mode());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn lower_priority_tiers_serve_only_when_the_preferred_one_cannot() {
+    let resolver = ManualResolver::new("manual://tiers");
+    let mut backup = Endpoint::new("10.0.0.2", 2);
+    backup.priority = 10;
+    resolver.set(vec![Endpoint::new("10.0.0.1", 1), backup]);
+    let primary_out = Arc::new(AtomicBool::new(false));
+    let hook = {
+        let primary_out = Arc::clone(&primary_out);
+        move |id: &crate::discovery::EndpointId| {
+            id.as_str() == "10.0.0.1:1" && primary_out.load(Ordering::Relaxed)
+        }
+    };
+    let balancer = balancer(&resolver, Strategy::P2cPeakEwma).with_ejection(hook);
+    assert!((0..50).all(|_| balancer.pick().unwrap().endpoint().port() == 1));
+    primary_out.store(true, Ordering::Relaxed);
+    assert!((0..50).all(|_| balancer.pick().unwrap().endpoint().port() == 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn churn_drains_removed_endpoints_and_keeps_history_of_the_rest() {
+    let resolver = ManualResolver::new("manual://churn");
+    resolver.set(endpoints(&[1, 2]));
+    let balancer = balancer(&resolver, Strategy::RoundRobin);
+    let a = balancer.pick().unwrap();
+    let b = balancer.pick().unwrap();
+    let (gone, kept) = if a.endpoint().port() == 1 {
+        (a, b)
+    } else {
+        (b, a)
+    };
+
+    resolver.set(endpoints(&[2, 3]));
+    let picks: Vec<Picked> = (0..4).map(|_| balancer.pick().unwrap()).collect();
+    assert!(
+        picks.iter().all(|p| p.endpoint().port() != 1),
+        "removed endpoint gets no new requests"
+    );
+    let on_kept = picks.iter().find(|p| p.endpoint().port() == 2).unwrap();
+    assert_eq!(
+        on_kept.in_flight(),
+        3,
+        "the surviving endpoint keeps its in-flight count"
+    );
+
+    // The removed endpoint's request finishes normally.
+    assert_eq!(gone.endpoint().authority(), "10.0.0.1:1");
+    assert_eq!(gone.in_flight(), 1);
+    drop(gone);
+    drop(kept);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_endpoint_is_an_error_that_says_why() {
+    let resolver = ManualResolver::new("manual://empty");
+    let balancer = balancer(&resolver, Strategy::P2cPeakEwma);
+    assert!(matches!(
+        balancer.pick(),
+        Err(BalanceError::NotResolved { .. })
+    ));
+    resolver.fail("registry unreachable");
+    let error = balancer.pick().unwrap_err().to_string();
+    assert!(
+        error.contains("registry unreachable") && error.contains("manual://empty"),
+        "{error}"
+    );
+    resolver.set(Vec::new());
+    assert!(matches!(
+        balancer.pick(),
+        Err(BalanceError::NoEndpoints { .. })
+    ));
+
+    resolver.set(endpoints(&[1]));
+    balancer.pick().unwrap();
+    resolver.fail("registry down");
+    let picked = balancer.pick().unwrap();
+    assert_eq!(picked.endpoint().port(), 1, "a stale set still serves");
+    assert!(balancer.endpoints().is_stale());
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_guard_records_the_elapsed_time() {
+    let resolver = ManualResolver::new("manual://elapsed");
+    resolver.set(endpoints(&[1, 2]));
+    let balancer = balancer(&resolver, Strategy::P2cPeakEwma);
+    let slow = loop {
+        let picked = balancer.pick().unwrap();
+        if picked.endpoint().port() == 2 {
+            break picked;
+        }
+    };
+    tokio::time::advance(Duration::from_secs(2)).await;
+    drop(slow);
+    assert!(
+        (0..50).all(|_| balancer.pick().unwrap().endpoint().port() == 1),
+        "2 s observed on port 2"
+    );
+}
