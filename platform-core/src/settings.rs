@@ -22,6 +22,8 @@ pub struct Settings<S> {
     pub reload: ReloadSettings,
     /// Outgoing HTTP calls: one entry per named client (`http.clients.<name>`).
     pub http: HttpSettings,
+    /// How discovery backends are reached, and self-registration in etcd.
+    pub discovery: crate::discovery::DiscoverySettings,
     /// The service's own settings.
     pub app: S,
 }
@@ -32,6 +34,11 @@ impl<S: Validate> Validate for Settings<S> {
         v.section("admin", &self.admin);
         v.section("shutdown", &self.shutdown);
         v.section("http", &self.http);
+        if let Err(crate::discovery::DiscoveryError::InvalidSettings { key, reason }) =
+            self.discovery.validate()
+        {
+            v.error(key, reason);
+        }
         v.section("app", &self.app);
         // Port 0 (any free port, in tests) is the one legitimate repeat.
         let fixed_port = |bind: &str| {
@@ -215,8 +222,15 @@ impl Validate for HttpSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientSettings {
-    /// Base URL of the target, e.g. `http://inventory:8081`.
+    /// Base URL of the target, e.g. `http://inventory:8081`. With `discovery`
+    /// set, only its scheme and path prefix are used; the host comes from discovery.
     pub base_url: String,
+    /// Where the target's endpoints come from, instead of the host of
+    /// `base_url`: `static://host:port,host:port`, `dns://name:port` (A/AAAA),
+    /// `dns+srv://_http._tcp.name` (SRV), or `etcd://service`. Empty: `base_url`'s host.
+    pub discovery: String,
+    /// How requests are spread over the endpoints.
+    pub balance: crate::balance::BalanceSettings,
     /// Time to establish a connection.
     #[serde(with = "platform_config::duration")]
     #[schemars(with = "String")]
@@ -253,6 +267,8 @@ impl Default for ClientSettings {
         let resilience = crate::resilience::ResilienceSettings::default();
         ClientSettings {
             base_url: String::new(),
+            discovery: String::new(),
+            balance: crate::balance::BalanceSettings::default(),
             connect_timeout: Duration::from_secs(1),
             attempt_timeout: Duration::from_secs(2),
             max_replay_body: 64 * 1024,
@@ -291,6 +307,16 @@ impl Validate for ClientSettings {
                 self.base_url
             ),
         );
+        if !self.discovery.trim().is_empty()
+            && let Err(e) = self.discovery.parse::<crate::discovery::Target>()
+        {
+            v.error("discovery", e.to_string());
+        }
+        if let Err(crate::balance::BalanceError::InvalidSettings { key, reason }) =
+            self.balance.validate()
+        {
+            v.error(key, reason);
+        }
         v.check(
             !self.connect_timeout.is_zero(),
             "connect_timeout",

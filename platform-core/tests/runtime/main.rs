@@ -180,3 +180,21 @@ async fn client_settings_are_validated_with_their_policies() {
     );
     assert!(!text.contains("payments"), "{text}");
 }
+
+#[tokio::test]
+async fn discovery_targets_and_settings_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[http.clients.inventory]\nbase_url = \"http://inventory\"\ndiscovery = \"dns+srv://\"\n[http.clients.inventory.balance]\npanic_threshold = 2.0\n[discovery.registration]\nlease_ttl = \"500ms\"\n",
+    )
+    .unwrap();
+    let e = init(dir.path()).await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("http.clients.inventory.discovery"), "{text}");
+    assert!(
+        text.contains("http.clients.inventory.balance.panic_threshold"),
+        "{text}"
+    );
+    assert!(text.contains("discovery.registration.lease_ttl"), "{text}");
+}
