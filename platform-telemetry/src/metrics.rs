@@ -1,0 +1,125 @@
+//! The metrics pipeline: one meter provider read by the Prometheus exposition
+//! (pull) and, when an endpoint is set, an OTLP periodic exporter (push).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+
+use crate::error::TelemetryError;
+use crate::resolve::ExportTarget;
+use crate::settings::OtlpProtocol;
+use crate::traces::count_metric_export_failure;
+
+/// Counts failed pushes and logs when they start and stop failing.
+#[derive(Debug)]
+pub(crate) struct CountingMetricExporter<E> {
+    inner: E,
+    failing: AtomicBool,
+}
+
+impl<E> CountingMetricExporter<E> {
+    pub(crate) fn new(inner: E) -> Self {
+        CountingMetricExporter {
+            inner,
+            failing: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<E: PushMetricExporter> PushMetricExporter for CountingMetricExporter<E> {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let result = self.inner.export(metrics).await;
+        count_metric_export_failure(&result);
+        match &result {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(target: "platform_telemetry::export", signal = "metrics", "metric export recovered");
+                }
+            }
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(target: "platform_telemetry::export", signal = "metrics", error = %e, "metric export failed");
+                }
+            }
+        }
+        result
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
+
+/// Builds the OTLP metric exporter (inside the export runtime for gRPC).
+pub(crate) fn otlp_metric_exporter(
+    target: &ExportTarget,
+) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+    let built = match target.protocol {
+        OtlpProtocol::Grpc => grpc(target)?,
+        OtlpProtocol::HttpProtobuf => http(target)?,
+    };
+    built.map_err(|e| TelemetryError::Exporter {
+        signal: "metrics",
+        endpoint: target.endpoint.clone(),
+        reason: e.to_string(),
+    })
+}
+
+type Built = Result<opentelemetry_otlp::MetricExporter, opentelemetry_otlp::ExporterBuildError>;
+
+#[cfg(feature = "otlp-grpc")]
+fn grpc(target: &ExportTarget) -> Result<Built, TelemetryError> {
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+    Ok(opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(target.endpoint.clone())
+        .with_timeout(target.timeout)
+        .with_metadata(crate::traces::grpc_metadata(
+            &target.headers,
+            "telemetry.metrics.otlp.headers",
+        )?)
+        .build())
+}
+
+#[cfg(not(feature = "otlp-grpc"))]
+fn grpc(_target: &ExportTarget) -> Result<Built, TelemetryError> {
+    Err(TelemetryError::ProtocolNotCompiled {
+        signal: "metrics",
+        protocol: "grpc",
+        feature: "otlp-grpc",
+    })
+}
+
+#[cfg(feature = "otlp-http")]
+fn http(target: &ExportTarget) -> Result<Built, TelemetryError> {
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+    crate::traces::check_headers(&target.headers, "telemetry.metrics.otlp.headers")?;
+    Ok(opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(target.endpoint.clone())
+        .with_timeout(target.timeout)
+        .with_headers(target.headers.clone())
+        .build())
+}
+
+#[cfg(not(feature = "otlp-http"))]
+fn http(_target: &ExportTarget) -> Result<Built, TelemetryError> {
+    Err(TelemetryError::ProtocolNotCompiled {
+        signal: "metrics",
+        protocol: "http/protobuf",
+        feature: "otlp-http",
+    })
+}

@@ -1,0 +1,76 @@
+//! Runs the `otlp-smoke` binary as a child process with a bounded wait.
+
+#![allow(dead_code)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) struct ChildRun {
+    pub(crate) report: serde_json::Value,
+    pub(crate) elapsed: Duration,
+    pub(crate) stderr: String,
+}
+
+/// Runs the child; fails the test (after killing it) if it has not exited by `deadline`.
+pub(crate) fn run(env: Vec<(String, String)>, args: Vec<String>, deadline: Duration) -> ChildRun {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_otlp-smoke"));
+    cmd.args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for key in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_SDK_DISABLED",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(key);
+    }
+    cmd.envs(env);
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("spawn otlp-smoke");
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "otlp-smoke did not exit within {deadline:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = start.elapsed();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "otlp-smoke failed: {:?}\n{stderr}",
+        out.status
+    );
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad report {e}: {}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    ChildRun {
+        report,
+        elapsed,
+        stderr,
+    }
+}
+
+/// The same, off the async runtime (the receivers run on it).
+pub(crate) async fn run_async(env: &[(&str, &str)], args: &[&str], deadline: Duration) -> ChildRun {
+    let env = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let args = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || run(env, args, deadline))
+        .await
+        .unwrap()
+}
