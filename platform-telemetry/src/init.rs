@@ -11,6 +11,7 @@ use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+use tracing_subscriber::layer::Identity;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -157,11 +158,15 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
             })?;
         let format = logging::line_format(settings.logging.format, settings.logging.output);
         (
-            Some(LogLayer::new(format, writer).with_filter(log_filter)),
+            LogLayer::new(format, writer)
+                .with_filter(log_filter)
+                .boxed(),
             Some(handle),
         )
     } else {
-        (None, None)
+        // Boxed rather than an `Option`: `Option<Layer>` does not forward
+        // `on_register_dispatch`, which the log layer needs to find trace ids.
+        (Identity::new().boxed(), None)
     };
     let otel_layer = tracer_provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()

@@ -276,6 +276,29 @@ impl TelemetrySettings {
                 return Err(invalid(key, "0s".into(), "must be positive"));
             }
         }
+        // A bare word is a valid filter directive (a target name), so a typo
+        // such as `inf` would silently log nothing: levels are checked here.
+        let is_level = |v: &str| {
+            v.trim()
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .is_ok()
+        };
+        if !is_level(&self.logging.level) {
+            return Err(invalid(
+                "telemetry.logging.level",
+                self.logging.level.clone(),
+                "expected trace, debug, info, warn, error or off",
+            ));
+        }
+        for (target, level) in &self.logging.targets {
+            if !is_level(level) {
+                return Err(invalid(
+                    &format!("telemetry.logging.targets.{target}"),
+                    level.clone(),
+                    "expected trace, debug, info, warn, error or off",
+                ));
+            }
+        }
         if self.logging.queue_capacity == 0 {
             return Err(invalid(
                 "telemetry.logging.queue_capacity",
@@ -353,6 +376,13 @@ mod tests {
         assert!(matches!(
             s.validate(),
             Err(TelemetryError::InvalidSetting { key, .. }) if key == "telemetry.tracing.max_export_batch_size"
+        ));
+
+        let mut s = TelemetrySettings::default();
+        s.logging.targets.insert("sqlx".into(), "wrn".into());
+        assert!(matches!(
+            s.validate(),
+            Err(TelemetryError::InvalidSetting { key, .. }) if key == "telemetry.logging.targets.sqlx"
         ));
     }
 }

@@ -9,7 +9,8 @@
 //! Options: `--spans N` (rounds, default 10), `--runtime multi|current`,
 //! `--exit shutdown|drop` (async `shutdown().await` or dropping the guard),
 //! `--payload BYTES` (size of a string attribute on each root span),
-//! `--max-queue N`, `--shutdown-timeout 5s`, `--service NAME`.
+//! `--max-queue N`, `--shutdown-timeout 5s`, `--service NAME`, `--log-format json|text|auto`
+//! (logs go to stderr).
 
 use std::process::ExitCode;
 
@@ -71,6 +72,18 @@ fn parse_args() -> Result<Options, String> {
                     .map_err(|e| format!("--shutdown-timeout: {e}"))?
             }
             "--service" => o.service = value()?,
+            "--log-format" => {
+                o.settings.logging.format = match value()?.as_str() {
+                    "json" => LogFormat::Json,
+                    "text" => LogFormat::Text,
+                    "auto" => LogFormat::Auto,
+                    other => {
+                        return Err(format!(
+                            "--log-format: expected json, text or auto, got {other}"
+                        ));
+                    }
+                }
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -100,7 +113,12 @@ async fn run(o: Options) -> Result<serde_json::Value, String> {
         let root = tracing::info_span!("smoke.root", smoke.index = i, smoke.payload = %payload);
         let _in = root.enter();
         let child = tracing::info_span!("smoke.child", smoke.index = i);
-        child.in_scope(|| tracing::debug!("child work"));
+        child.in_scope(|| {
+            tracing::debug!("child work");
+            if i == 0 {
+                tracing::info!(order_id = 7, "first round");
+            }
+        });
     }
     tracing::info!(rounds = o.rounds, "smoke spans ended");
     let shutdown = if o.drop_guard {

@@ -13,6 +13,32 @@ pub(crate) struct ChildRun {
 
 /// Runs the child; fails the test (after killing it) if it has not exited by `deadline`.
 pub(crate) fn run(env: Vec<(String, String)>, args: Vec<String>, deadline: Duration) -> ChildRun {
+    let (out, elapsed) = run_output(env, args, deadline);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "otlp-smoke failed: {:?}\n{stderr}",
+        out.status
+    );
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad report {e}: {}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    ChildRun {
+        report,
+        elapsed,
+        stderr,
+    }
+}
+
+/// Runs the child and returns whatever it produced, success or not.
+pub(crate) fn run_output(
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    deadline: Duration,
+) -> (std::process::Output, Duration) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_otlp-smoke"));
     cmd.args(&args)
         .stdout(Stdio::piped())
@@ -43,33 +69,22 @@ pub(crate) fn run(env: Vec<(String, String)>, args: Vec<String>, deadline: Durat
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = start.elapsed();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "otlp-smoke failed: {:?}\n{stderr}",
-        out.status
-    );
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "bad report {e}: {}\n{stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
-    ChildRun {
-        report,
-        elapsed,
-        stderr,
-    }
+    (child.wait_with_output().unwrap(), elapsed)
+}
+
+/// Owned arguments from borrowed ones.
+pub(crate) fn owned(env: &[(&str, &str)], args: &[&str]) -> (Vec<(String, String)>, Vec<String>) {
+    (
+        env.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        args.iter().map(|a| (*a).to_owned()).collect(),
+    )
 }
 
 /// The same, off the async runtime (the receivers run on it).
 pub(crate) async fn run_async(env: &[(&str, &str)], args: &[&str], deadline: Duration) -> ChildRun {
-    let env = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let args = args.iter().map(|a| (*a).to_owned()).collect();
+    let (env, args) = owned(env, args);
     tokio::task::spawn_blocking(move || run(env, args, deadline))
         .await
         .unwrap()
