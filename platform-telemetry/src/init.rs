@@ -124,7 +124,9 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
     #[cfg(feature = "prometheus")]
     let mut prometheus_handle = None;
     let meter_provider = if metrics_on {
-        let mut builder = SdkMeterProvider::builder().with_resource(resource.clone());
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(resource.clone())
+            .with_view(metrics::seconds_histogram_view);
         #[cfg(feature = "prometheus")]
         if settings.metrics.prometheus {
             let (reader, handle) = crate::prometheus::reader()?;

@@ -30,6 +30,10 @@
 //!   never become spans, so telemetry never traces itself.
 //! - **Metrics** through the `opentelemetry` API (`opentelemetry::global::meter`),
 //!   rendered for Prometheus by [`PrometheusHandle`] and optionally pushed over OTLP.
+//!   Histograms with unit `s` get the semantic-convention buckets
+//!   [`SECONDS_BUCKETS`] (the SDK default suits milliseconds); instruments
+//!   without a description get their name as Prometheus HELP, so `promtool`
+//!   accepts the exposition.
 //! - **Propagation**: W3C `traceparent`/`tracestate` and `baggage` over
 //!   `http::HeaderMap` ([`propagation`]).
 //! - **Self-monitoring**: spans and log lines dropped, failed exports and
@@ -100,6 +104,7 @@ mod traces;
 pub use error::TelemetryError;
 pub use guard::TelemetryGuard;
 pub use init::init;
+pub use metrics::SECONDS_BUCKETS;
 #[cfg(feature = "prometheus")]
 pub use prometheus::PrometheusHandle;
 pub use service::ServiceInfo;

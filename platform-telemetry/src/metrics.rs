@@ -5,14 +5,36 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{Aggregation, Instrument, InstrumentKind, Stream, Temporality};
 
 use crate::error::TelemetryError;
 use crate::resolve::ExportTarget;
 use crate::settings::OtlpProtocol;
 use crate::traces::count_metric_export_failure;
+
+/// Histogram bucket boundaries for durations in seconds, from the
+/// OpenTelemetry HTTP semantic conventions (`http.server.request.duration`).
+/// The SDK's default boundaries (0, 5, 10, 25, ... 10000) suit milliseconds and
+/// would put every request of a seconds histogram in the first bucket or two.
+pub const SECONDS_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// The view giving every histogram measured in seconds [`SECONDS_BUCKETS`].
+pub(crate) fn seconds_histogram_view(instrument: &Instrument) -> Option<Stream> {
+    if instrument.kind() != InstrumentKind::Histogram || instrument.unit() != "s" {
+        return None;
+    }
+    Stream::builder()
+        .with_aggregation(Aggregation::ExplicitBucketHistogram {
+            boundaries: SECONDS_BUCKETS.to_vec(),
+            record_min_max: true,
+        })
+        .build()
+        .ok()
+}
 
 /// Counts failed pushes and logs when they start and stop failing.
 #[derive(Debug)]

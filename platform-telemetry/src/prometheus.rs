@@ -33,7 +33,15 @@ impl PrometheusHandle {
     /// A metric family that cannot be encoded is logged and left out; the
     /// scrape still succeeds with the rest.
     pub fn render(&self) -> String {
-        let families = self.registry.gather();
+        let mut families = self.registry.gather();
+        // Prometheus linters (promtool) reject families without HELP; an
+        // instrument created without a description gets its name as help.
+        for family in &mut families {
+            if family.help().is_empty() {
+                let help = format!("{} (no description given)", family.name());
+                family.set_help(help);
+            }
+        }
         let encoder = TextEncoder::new();
         match encoder.encode_to_string(&families) {
             Ok(text) => text,
