@@ -76,6 +76,8 @@
 //! - `otlp-http` (default): OTLP over HTTP/protobuf (blocking reqwest client on
 //!   the batch thread).
 //! - `prometheus` (default): [`PrometheusHandle`].
+//! - `tls`: rustls (aws-lc) with the system roots for `https://` collector
+//!   endpoints. Without it an `https://` endpoint is an error from [`init`].
 //! - `testing`: [`testing`], to capture spans, logs and metrics in a service's tests.
 //!
 //! # One OpenTelemetry version

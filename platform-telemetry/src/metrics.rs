@@ -88,6 +88,7 @@ impl<E: PushMetricExporter> PushMetricExporter for CountingMetricExporter<E> {
 pub(crate) fn otlp_metric_exporter(
     target: &ExportTarget,
 ) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+    crate::traces::check_tls(target, "metrics")?;
     let built = match target.protocol {
         OtlpProtocol::Grpc => grpc(target)?,
         OtlpProtocol::HttpProtobuf => http(target)?,

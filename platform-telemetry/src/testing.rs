@@ -39,7 +39,10 @@ use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMete
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use crate::logging::{LineFormat, LogLayer};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::filter_fn;
+
+use crate::logging::{LineFormat, LogLayer, is_self_target};
 
 /// Collects spans, log lines (as JSON) and metrics in memory.
 pub struct TelemetryCapture {
@@ -84,9 +87,15 @@ impl TelemetryCapture {
 
     /// Routes `tracing` on this thread into the capture until the guard drops.
     pub fn set_default(&self) -> tracing::subscriber::DefaultGuard {
+        // The SDK's own chatter (opentelemetry, tonic, ...) is not what a test is about.
+        let own_code = || filter_fn(|meta| !is_self_target(meta.target()));
         let subscriber = tracing_subscriber::registry()
-            .with(LogLayer::new(LineFormat::Json, self.logs.clone()))
-            .with(tracing_opentelemetry::layer().with_tracer(self.tracer_provider.tracer("test")));
+            .with(LogLayer::new(LineFormat::Json, self.logs.clone()).with_filter(own_code()))
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(self.tracer_provider.tracer("test"))
+                    .with_filter(own_code()),
+            );
         tracing::subscriber::set_default(subscriber)
     }
 

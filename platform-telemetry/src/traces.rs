@@ -139,6 +139,7 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
 pub(crate) fn otlp_span_exporter(
     target: &ExportTarget,
 ) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    check_tls(target, "traces")?;
     let built = match target.protocol {
         OtlpProtocol::Grpc => grpc_span_exporter(target)?,
         OtlpProtocol::HttpProtobuf => http_span_exporter(target)?,
@@ -205,6 +206,25 @@ fn http_span_exporter(
     })
 }
 
+/// An `https://` endpoint without TLS compiled in would fail on every export;
+/// say so at init instead.
+pub(crate) fn check_tls(target: &ExportTarget, signal: &'static str) -> Result<(), TelemetryError> {
+    if cfg!(not(feature = "tls"))
+        && target
+            .endpoint
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("https://")
+    {
+        return Err(TelemetryError::Exporter {
+            signal,
+            endpoint: target.endpoint.clone(),
+            reason: "https needs the cargo feature `tls` of platform-telemetry".to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Header names and values must be valid HTTP; the value is never echoed (it is a secret).
 pub(crate) fn check_headers(
     headers: &HashMap<String, String>,
@@ -244,5 +264,91 @@ pub(crate) fn count_metric_export_failure(result: &OTelSdkResult) {
         && !matches!(e, OTelSdkError::AlreadyShutdown)
     {
         add(&COUNTERS.metric_export_failures, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(endpoint: &str) -> ExportTarget {
+        ExportTarget {
+            endpoint: endpoint.to_owned(),
+            protocol: OtlpProtocol::HttpProtobuf,
+            headers: HashMap::new(),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn https_without_tls_is_an_init_error() {
+        let e = check_tls(&target("HTTPS://collector:4318/v1/traces"), "traces").unwrap_err();
+        assert!(e.to_string().contains("`tls`"), "{e}");
+        check_tls(&target("http://collector:4318/v1/traces"), "traces").unwrap();
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn https_with_tls_is_accepted() {
+        check_tls(&target("https://collector:4318/v1/traces"), "traces").unwrap();
+    }
+
+    #[test]
+    fn a_bad_header_is_an_error_that_does_not_echo_the_value() {
+        let mut headers = HashMap::new();
+        headers.insert("x-api-key".to_owned(), "sec\nret".to_owned());
+        let e = check_headers(&headers, "telemetry.tracing.otlp.headers").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("telemetry.tracing.otlp.headers.x-api-key"),
+            "{text}"
+        );
+        assert!(!text.contains("sec"), "{text}");
+
+        let mut headers = HashMap::new();
+        headers.insert("bad header".to_owned(), "v".to_owned());
+        assert!(check_headers(&headers, "k").is_err());
+    }
+
+    /// An exporter that holds every batch until released: a hung collector.
+    #[derive(Debug, Clone)]
+    struct Held(Arc<std::sync::Mutex<()>>);
+    impl SpanExporter for Held {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            let _wait = self.0.lock().unwrap();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_growing() {
+        use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+        let gate = Arc::new(std::sync::Mutex::new(()));
+        let held = gate.lock().unwrap();
+        let settings = TracingSettings {
+            max_queue_size: 8,
+            max_export_batch_size: 4,
+            ..TracingSettings::default()
+        };
+        let processor = BoundedProcessor::new(Held(gate.clone()), &settings);
+        let in_flight = processor.in_flight.clone();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .build();
+        let tracer = provider.tracer("test");
+        let before = COUNTERS.spans_dropped.load(Ordering::Relaxed);
+        for _ in 0..100 {
+            tracer.in_span("s", |_| {});
+        }
+        assert!(in_flight.load(Ordering::Relaxed) <= 8);
+        assert!(COUNTERS.spans_dropped.load(Ordering::Relaxed) - before >= 92);
+        drop(held);
+        provider.shutdown().unwrap();
+        assert_eq!(
+            in_flight.load(Ordering::Relaxed),
+            0,
+            "every admitted span was released"
+        );
     }
 }

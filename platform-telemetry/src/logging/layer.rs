@@ -64,6 +64,13 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut fields = FieldCollector::default();
         event.record(&mut fields);
+        // OpenTelemetry's internal events carry their text in `name`, not `message`.
+        if fields.message.is_none()
+            && super::is_self_target(event.metadata().target())
+            && let Some(Value::String(name)) = fields.fields.remove("name")
+        {
+            fields.message = Some(name);
+        }
         let span = ctx.event_span(event);
         let span_name = span.as_ref().map(|s| s.name());
         let ids = span.and_then(|leaf| {

@@ -97,14 +97,26 @@ pub(crate) fn spawn(
 impl WriterHandle {
     /// Waits (at most `timeout`) until every line queued so far is written.
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
         let (tx, rx) = mpsc::channel();
-        let sent = match self.sender.read() {
-            Ok(guard) => guard
-                .as_ref()
-                .is_some_and(|s| s.send(Message::Flush(tx)).is_ok()),
-            Err(_) => false,
+        let Some(sender) = self.sender.read().ok().and_then(|g| g.clone()) else {
+            return false;
         };
-        sent && rx.recv_timeout(timeout).is_ok()
+        // Never a blocking send: with the output stuck and the queue full it
+        // would wait forever, past any shutdown timeout.
+        let mut message = Message::Flush(tx);
+        loop {
+            match sender.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                    message = m;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(_) => return false,
+            }
+        }
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
     }
 
     /// Stops accepting lines, writes what is queued, ends the thread.
@@ -203,6 +215,9 @@ mod tests {
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         let expected: String = (0..10).map(|i| format!("line {i}\n")).collect();
         assert_eq!(text, expected);
+        // After close, lines are written through rather than lost.
+        writer.make_writer().write_all(b"late\n").unwrap();
+        assert!(out.0.lock().unwrap().ends_with(b"late\n"));
     }
 
     #[test]
@@ -226,15 +241,29 @@ mod tests {
             .load(std::sync::atomic::Ordering::Relaxed)
             - before;
         assert!(dropped >= 15, "dropped {dropped}");
+        // Stuck output, full queue: closing gives up on time instead of hanging.
+        let (tx, rx) = mpsc::channel();
+        let closer = std::thread::spawn(move || {
+            let _ = tx.send(handle.close(Duration::from_millis(50)));
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(false));
         drop(held);
-        assert!(handle.close(Duration::from_secs(5)));
-        let written = out
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count() as u64;
+        closer.join().unwrap();
+        // The writer thread finishes what it holds once the output moves again.
+        let mut written = 0;
+        for _ in 0..500 {
+            written = out
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64;
+            if written + dropped == 20 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(written + dropped, 20);
     }
 }

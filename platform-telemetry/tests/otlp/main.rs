@@ -210,3 +210,36 @@ async fn sdk_disabled_sends_nothing_and_exits_cleanly() {
     assert_eq!(run.report["shutdown"], "ok");
     assert!(receiver.received.spans().is_empty());
 }
+
+/// With every target at trace level, the transport and telemetry crates log
+/// plenty while exporting, yet none of it becomes a span: telemetry does not
+/// trace itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_does_not_trace_itself_even_at_trace_level() {
+    let receiver = receiver::grpc().await;
+    let run = child::run_async(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("RUST_LOG", "trace"),
+        ],
+        &["--spans", "20"],
+        DEADLINE,
+    )
+    .await;
+    assert_eq!(run.report["shutdown"], "ok");
+    assert!(
+        run.stderr.contains("\"target\":\"h2")
+            || run.stderr.contains("\"target\":\"tonic")
+            || run.stderr.contains("\"target\":\"hyper"),
+        "the transport crates did log"
+    );
+    let names: Vec<String> = receiver
+        .received
+        .spans()
+        .iter()
+        .map(|s| s.span.name.clone())
+        .collect();
+    assert_eq!(names.len(), 40, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("smoke.")), "{names:?}");
+}

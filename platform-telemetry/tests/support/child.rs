@@ -54,22 +54,50 @@ pub(crate) fn run_output(
     cmd.envs(env);
     let start = Instant::now();
     let mut child = cmd.spawn().expect("spawn otlp-smoke");
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
+    // Drain both pipes while it runs: a full pipe would block the child's
+    // writes, which is a different test (the log writer's stalled-output one).
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = std::io::Read::read_to_end(&mut p, &mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
         }
         if start.elapsed() > deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
+            let _ = child.wait();
             panic!(
                 "otlp-smoke did not exit within {deadline:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&stderr.join().unwrap())
             );
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
     let elapsed = start.elapsed();
-    (child.wait_with_output().unwrap(), elapsed)
+    let output = std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    (output, elapsed)
 }
 
 /// Owned arguments from borrowed ones.
