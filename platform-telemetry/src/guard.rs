@@ -50,7 +50,7 @@ pub(crate) struct Parts {
     pub(crate) meter_provider: Option<SdkMeterProvider>,
     pub(crate) log_writer: Option<WriterHandle>,
     /// Drives the gRPC exporters' connections; dropped last, off any runtime.
-    pub(crate) export_runtime: Option<tokio::runtime::Runtime>,
+    pub(crate) export_runtime: Option<ExportRuntime>,
     /// Observable self-metric instruments; their callbacks live as long as these.
     pub(crate) instruments: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -80,13 +80,30 @@ impl Parts {
         {
             problems.push("logs: the writer did not drain in time".to_owned());
         }
-        if let Some(rt) = self.export_runtime {
+        if let Some(mut rt) = self.export_runtime
+            && let Some(rt) = rt.0.take()
+        {
             rt.shutdown_timeout(left().min(Duration::from_secs(1)));
         }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(TelemetryError::Shutdown(problems.join("; ")))
+        }
+    }
+}
+
+/// The private runtime that drives the gRPC exporters' connections.
+///
+/// Dropping a tokio runtime from async code panics; an init that fails half-way
+/// (inside the service's runtime) drops this one, so dropping never blocks.
+#[derive(Debug)]
+pub(crate) struct ExportRuntime(pub(crate) Option<tokio::runtime::Runtime>);
+
+impl Drop for ExportRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -16,7 +16,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::error::TelemetryError;
-use crate::guard::{Parts, TelemetryGuard};
+use crate::guard::{ExportRuntime, Parts, TelemetryGuard};
 use crate::logging::{self, LogLayer};
 use crate::resolve::{EnvSnapshot, Plan};
 use crate::service::ServiceInfo;
@@ -100,7 +100,11 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
         None
     };
     // gRPC exporters spawn their connection tasks on the runtime current at build time.
-    let entered = export_runtime.as_ref().map(|rt| rt.enter());
+    let export_runtime = export_runtime.map(|rt| ExportRuntime(Some(rt)));
+    let entered = export_runtime
+        .as_ref()
+        .and_then(|rt| rt.0.as_ref())
+        .map(|rt| rt.enter());
 
     let resource = Resource::builder_empty()
         .with_detector(Box::new(TelemetryResourceDetector))
@@ -112,9 +116,8 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
             .with_sampler(plan.sampler.to_sdk())
             .with_resource(resource.clone());
         if let Some(target) = trace_target {
-            let exporter = traces::otlp_span_exporter(target)?;
             builder = builder
-                .with_span_processor(traces::BoundedProcessor::new(exporter, &settings.tracing));
+                .with_span_processor(traces::otlp_span_processor(target, &settings.tracing)?);
         }
         Some(builder.build())
     } else {
@@ -134,13 +137,7 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
             prometheus_handle = Some(handle);
         }
         if let Some(target) = metric_target {
-            let exporter =
-                metrics::CountingMetricExporter::new(metrics::otlp_metric_exporter(target)?);
-            builder = builder.with_reader(
-                PeriodicReader::builder(exporter)
-                    .with_interval(settings.metrics.export_interval)
-                    .build(),
-            );
+            builder = metrics::with_otlp_reader(builder, target, settings.metrics.export_interval)?;
         }
         Some(builder.build())
     } else {

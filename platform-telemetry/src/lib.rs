@@ -91,6 +91,11 @@ mod error;
 mod guard;
 mod init;
 mod logging;
+// Without an OTLP feature the export plumbing is compiled but never used.
+#[cfg_attr(
+    not(any(feature = "otlp-grpc", feature = "otlp-http")),
+    allow(dead_code, unused_imports)
+)]
 mod metrics;
 #[cfg(feature = "prometheus")]
 mod prometheus;
@@ -101,6 +106,11 @@ mod service;
 pub mod settings;
 #[cfg(feature = "testing")]
 pub mod testing;
+// Without an OTLP feature the export plumbing is compiled but never used.
+#[cfg_attr(
+    not(any(feature = "otlp-grpc", feature = "otlp-http")),
+    allow(dead_code, unused_imports)
+)]
 mod traces;
 
 pub use error::TelemetryError;

@@ -7,7 +7,10 @@ use std::time::Duration;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::{Aggregation, Instrument, InstrumentKind, Stream, Temporality};
+use opentelemetry_sdk::metrics::{
+    Aggregation, Instrument, InstrumentKind, MeterProviderBuilder, PeriodicReader, Stream,
+    Temporality,
+};
 
 use crate::error::TelemetryError;
 use crate::resolve::ExportTarget;
@@ -37,12 +40,20 @@ pub(crate) fn seconds_histogram_view(instrument: &Instrument) -> Option<Stream> 
 }
 
 /// Counts failed pushes and logs when they start and stop failing.
+#[cfg_attr(
+    not(any(feature = "otlp-grpc", feature = "otlp-http")),
+    allow(dead_code)
+)]
 #[derive(Debug)]
 pub(crate) struct CountingMetricExporter<E> {
     inner: E,
     failing: AtomicBool,
 }
 
+#[cfg_attr(
+    not(any(feature = "otlp-grpc", feature = "otlp-http")),
+    allow(dead_code)
+)]
 impl<E> CountingMetricExporter<E> {
     pub(crate) fn new(inner: E) -> Self {
         CountingMetricExporter {
@@ -84,28 +95,27 @@ impl<E: PushMetricExporter> PushMetricExporter for CountingMetricExporter<E> {
     }
 }
 
-/// Builds the OTLP metric exporter (inside the export runtime for gRPC).
-pub(crate) fn otlp_metric_exporter(
+/// Adds the OTLP push reader for `target` (built inside the export runtime for gRPC).
+pub(crate) fn with_otlp_reader(
+    builder: MeterProviderBuilder,
     target: &ExportTarget,
-) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+    interval: Duration,
+) -> Result<MeterProviderBuilder, TelemetryError> {
     crate::traces::check_tls(target, "metrics")?;
-    let built = match target.protocol {
-        OtlpProtocol::Grpc => grpc(target)?,
-        OtlpProtocol::HttpProtobuf => http(target)?,
-    };
-    built.map_err(|e| TelemetryError::Exporter {
-        signal: "metrics",
-        endpoint: target.endpoint.clone(),
-        reason: e.to_string(),
-    })
+    match target.protocol {
+        OtlpProtocol::Grpc => grpc_reader(builder, target, interval),
+        OtlpProtocol::HttpProtobuf => http_reader(builder, target, interval),
+    }
 }
 
-type Built = Result<opentelemetry_otlp::MetricExporter, opentelemetry_otlp::ExporterBuildError>;
-
 #[cfg(feature = "otlp-grpc")]
-fn grpc(target: &ExportTarget) -> Result<Built, TelemetryError> {
+fn grpc_reader(
+    builder: MeterProviderBuilder,
+    target: &ExportTarget,
+    interval: Duration,
+) -> Result<MeterProviderBuilder, TelemetryError> {
     use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-    Ok(opentelemetry_otlp::MetricExporter::builder()
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
         .with_tonic()
         .with_endpoint(target.endpoint.clone())
         .with_timeout(target.timeout)
@@ -113,11 +123,21 @@ fn grpc(target: &ExportTarget) -> Result<Built, TelemetryError> {
             &target.headers,
             "telemetry.metrics.otlp.headers",
         )?)
-        .build())
+        .build()
+        .map_err(crate::traces::build_error(target, "metrics"))?;
+    Ok(builder.with_reader(
+        PeriodicReader::builder(CountingMetricExporter::new(exporter))
+            .with_interval(interval)
+            .build(),
+    ))
 }
 
 #[cfg(not(feature = "otlp-grpc"))]
-fn grpc(_target: &ExportTarget) -> Result<Built, TelemetryError> {
+fn grpc_reader(
+    _builder: MeterProviderBuilder,
+    _target: &ExportTarget,
+    _interval: Duration,
+) -> Result<MeterProviderBuilder, TelemetryError> {
     Err(TelemetryError::ProtocolNotCompiled {
         signal: "metrics",
         protocol: "grpc",
@@ -126,20 +146,34 @@ fn grpc(_target: &ExportTarget) -> Result<Built, TelemetryError> {
 }
 
 #[cfg(feature = "otlp-http")]
-fn http(target: &ExportTarget) -> Result<Built, TelemetryError> {
+fn http_reader(
+    builder: MeterProviderBuilder,
+    target: &ExportTarget,
+    interval: Duration,
+) -> Result<MeterProviderBuilder, TelemetryError> {
     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
     crate::traces::check_headers(&target.headers, "telemetry.metrics.otlp.headers")?;
-    Ok(opentelemetry_otlp::MetricExporter::builder()
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
         .with_endpoint(target.endpoint.clone())
         .with_timeout(target.timeout)
         .with_headers(target.headers.clone())
-        .build())
+        .build()
+        .map_err(crate::traces::build_error(target, "metrics"))?;
+    Ok(builder.with_reader(
+        PeriodicReader::builder(CountingMetricExporter::new(exporter))
+            .with_interval(interval)
+            .build(),
+    ))
 }
 
 #[cfg(not(feature = "otlp-http"))]
-fn http(_target: &ExportTarget) -> Result<Built, TelemetryError> {
+fn http_reader(
+    _builder: MeterProviderBuilder,
+    _target: &ExportTarget,
+    _interval: Duration,
+) -> Result<MeterProviderBuilder, TelemetryError> {
     Err(TelemetryError::ProtocolNotCompiled {
         signal: "metrics",
         protocol: "http/protobuf",

@@ -134,31 +134,39 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
     }
 }
 
-/// Builds the OTLP span exporter for `target`. A gRPC exporter must be built
-/// inside the tokio runtime that will drive its connection.
-pub(crate) fn otlp_span_exporter(
+/// Builds the bounded batch processor exporting to `target` over OTLP. A gRPC
+/// exporter must be built inside the tokio runtime that will drive its connection.
+pub(crate) fn otlp_span_processor(
     target: &ExportTarget,
-) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    settings: &TracingSettings,
+) -> Result<BoundedProcessor, TelemetryError> {
     check_tls(target, "traces")?;
-    let built = match target.protocol {
-        OtlpProtocol::Grpc => grpc_span_exporter(target)?,
-        OtlpProtocol::HttpProtobuf => http_span_exporter(target)?,
-    };
-    built.map_err(|e| TelemetryError::Exporter {
-        signal: "traces",
-        endpoint: target.endpoint.clone(),
-        reason: e.to_string(),
-    })
+    match target.protocol {
+        OtlpProtocol::Grpc => grpc_span_processor(target, settings),
+        OtlpProtocol::HttpProtobuf => http_span_processor(target, settings),
+    }
 }
 
-type Built<T> = Result<T, opentelemetry_otlp::ExporterBuildError>;
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+pub(crate) fn build_error(
+    target: &ExportTarget,
+    signal: &'static str,
+) -> impl FnOnce(opentelemetry_otlp::ExporterBuildError) -> TelemetryError {
+    let endpoint = target.endpoint.clone();
+    move |e| TelemetryError::Exporter {
+        signal,
+        endpoint,
+        reason: e.to_string(),
+    }
+}
 
 #[cfg(feature = "otlp-grpc")]
-fn grpc_span_exporter(
+fn grpc_span_processor(
     target: &ExportTarget,
-) -> Result<Built<opentelemetry_otlp::SpanExporter>, TelemetryError> {
+    settings: &TracingSettings,
+) -> Result<BoundedProcessor, TelemetryError> {
     use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-    Ok(opentelemetry_otlp::SpanExporter::builder()
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(target.endpoint.clone())
         .with_timeout(target.timeout)
@@ -166,13 +174,16 @@ fn grpc_span_exporter(
             &target.headers,
             "telemetry.tracing.otlp.headers",
         )?)
-        .build())
+        .build()
+        .map_err(build_error(target, "traces"))?;
+    Ok(BoundedProcessor::new(exporter, settings))
 }
 
 #[cfg(not(feature = "otlp-grpc"))]
-fn grpc_span_exporter(
+fn grpc_span_processor(
     _target: &ExportTarget,
-) -> Result<Built<opentelemetry_otlp::SpanExporter>, TelemetryError> {
+    _settings: &TracingSettings,
+) -> Result<BoundedProcessor, TelemetryError> {
     Err(TelemetryError::ProtocolNotCompiled {
         signal: "traces",
         protocol: "grpc",
@@ -181,24 +192,28 @@ fn grpc_span_exporter(
 }
 
 #[cfg(feature = "otlp-http")]
-fn http_span_exporter(
+fn http_span_processor(
     target: &ExportTarget,
-) -> Result<Built<opentelemetry_otlp::SpanExporter>, TelemetryError> {
+    settings: &TracingSettings,
+) -> Result<BoundedProcessor, TelemetryError> {
     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
     check_headers(&target.headers, "telemetry.tracing.otlp.headers")?;
-    Ok(opentelemetry_otlp::SpanExporter::builder()
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
         .with_endpoint(target.endpoint.clone())
         .with_timeout(target.timeout)
         .with_headers(target.headers.clone())
-        .build())
+        .build()
+        .map_err(build_error(target, "traces"))?;
+    Ok(BoundedProcessor::new(exporter, settings))
 }
 
 #[cfg(not(feature = "otlp-http"))]
-fn http_span_exporter(
+fn http_span_processor(
     _target: &ExportTarget,
-) -> Result<Built<opentelemetry_otlp::SpanExporter>, TelemetryError> {
+    _settings: &TracingSettings,
+) -> Result<BoundedProcessor, TelemetryError> {
     Err(TelemetryError::ProtocolNotCompiled {
         signal: "traces",
         protocol: "http/protobuf",
@@ -226,6 +241,10 @@ pub(crate) fn check_tls(target: &ExportTarget, signal: &'static str) -> Result<(
 }
 
 /// Header names and values must be valid HTTP; the value is never echoed (it is a secret).
+#[cfg_attr(
+    not(any(feature = "otlp-grpc", feature = "otlp-http")),
+    allow(dead_code)
+)]
 pub(crate) fn check_headers(
     headers: &HashMap<String, String>,
     key: &str,

@@ -121,6 +121,7 @@ async fn run(o: Options) -> Result<serde_json::Value, String> {
         });
     }
     tracing::info!(rounds = o.rounds, "smoke spans ended");
+    let shutdown_started = std::time::Instant::now();
     let shutdown = if o.drop_guard {
         drop(guard);
         "dropped".to_owned()
@@ -130,10 +131,12 @@ async fn run(o: Options) -> Result<serde_json::Value, String> {
             Err(e) => e.to_string(),
         }
     };
+    let shutdown_ms = shutdown_started.elapsed().as_millis() as u64;
     let m = platform_telemetry::self_metrics::self_metrics();
     Ok(serde_json::json!({
         "spans_ended": o.rounds * 2,
         "shutdown": shutdown,
+        "shutdown_ms": shutdown_ms,
         "spans_dropped": m.spans_dropped,
         "spans_exported": m.spans_exported,
         "spans_export_failed": m.spans_export_failed,

@@ -18,6 +18,19 @@ async fn lifecycle_on_a_current_thread_runtime() {
         platform_telemetry::init(&bad, &service),
         Err(TelemetryError::InvalidSetting { .. })
     ));
+    // Failing half-way, after the gRPC export runtime was started, inside this
+    // runtime: an error, not a "cannot drop a runtime" panic.
+    let mut bad = settings.clone();
+    bad.tracing.otlp.endpoint = "http://127.0.0.1:9".into();
+    bad.tracing.otlp.protocol = platform_telemetry::OtlpProtocol::Grpc;
+    bad.tracing
+        .otlp
+        .headers
+        .insert("bad header".into(), "v".to_owned().into());
+    assert!(matches!(
+        platform_telemetry::init(&bad, &service),
+        Err(TelemetryError::InvalidSetting { key, .. }) if key == "telemetry.tracing.otlp.headers.bad header"
+    ));
     // A failed init leaves nothing behind: the corrected call succeeds.
     let guard = platform_telemetry::init(&settings, &service).expect("first init");
     assert!(matches!(

@@ -169,6 +169,9 @@ async fn collector_down(endpoint: String, protocol: &str) {
         "the outage is logged:\n{}",
         run.stderr
     );
+    // The guard keeps to its 2 s budget (plus the hand-off slack), outage or not.
+    let shutdown_ms = r["shutdown_ms"].as_u64().unwrap();
+    assert!(shutdown_ms <= 3_000, "shutdown took {shutdown_ms} ms: {r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
