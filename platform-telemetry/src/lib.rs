@@ -69,6 +69,37 @@
 //! as trace export, as the specification says. A malformed variable is ignored
 //! with a warning in the log; an invalid config value is an error from [`init`].
 //!
+//! The section with its defaults (every key optional):
+//!
+//! ```toml
+//! [telemetry]
+//! shutdown_timeout = "5s"
+//! resource_attributes = {}
+//!
+//! [telemetry.logging]
+//! enabled = true
+//! format = "auto"          # json | text | auto (text on a terminal)
+//! output = "stdout"        # stdout | stderr
+//! level = "info"
+//! targets = {}             # e.g. { "sqlx" = "warn" }
+//! queue_capacity = 8192
+//!
+//! [telemetry.tracing]
+//! enabled = true
+//! sampling_ratio = 1.0     # parent-based
+//! propagators = ["tracecontext", "baggage"]
+//! max_queue_size = 2048
+//! max_export_batch_size = 512
+//! scheduled_delay = "5s"
+//! otlp = { endpoint = "", protocol = "http/protobuf", headers = {}, timeout = "10s" }
+//!
+//! [telemetry.metrics]
+//! enabled = true
+//! prometheus = true
+//! export_interval = "1m"
+//! otlp = { endpoint = "", protocol = "http/protobuf", headers = {}, timeout = "10s" }
+//! ```
+//!
 //! # Cargo features
 //! - `otlp-grpc` (default): OTLP over gRPC (tonic). The exporter's connections
 //!   run on a private one-thread runtime, so export works whatever runtime the

@@ -163,8 +163,9 @@ pub enum Propagator {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TracingSettings {
-    /// Record spans at all. Off: no trace ids, nothing exported, propagation
-    /// headers are still passed on.
+    /// Record spans at all. Off: no spans, no trace ids in logs, nothing
+    /// exported; incoming context can still be forwarded explicitly with
+    /// `propagation::extract` and `propagation::inject_context`.
     pub enabled: bool,
     /// Share of new traces (those without a sampled parent) that are recorded,
     /// from 0.0 to 1.0. The parent's decision wins when there is one.
@@ -353,6 +354,40 @@ mod tests {
         assert_eq!(s.tracing.otlp.headers["x-api-key"].expose(), "hunter2");
         assert_eq!(s.shutdown_timeout, Duration::from_secs(3));
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    /// The section printed in the crate docs is exactly the defaults.
+    #[test]
+    fn the_documented_section_is_the_defaults() {
+        let docs = include_str!("lib.rs");
+        let start = docs.find("//! ```toml\n").unwrap() + "//! ```toml\n".len();
+        let end = start + docs[start..].find("//! ```").unwrap();
+        let text: String = docs[start..end]
+            .lines()
+            .map(|l| l.strip_prefix("//!").unwrap_or(l).trim_start())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        #[derive(serde::Deserialize)]
+        struct File {
+            telemetry: TelemetrySettings,
+        }
+        let file: File = toml::from_str(&text).unwrap();
+        assert_eq!(file.telemetry, TelemetrySettings::default());
+    }
+
+    #[test]
+    fn the_schema_documents_every_field() {
+        let schema = serde_json::to_value(schemars::schema_for!(TelemetrySettings)).unwrap();
+        let text = schema.to_string();
+        for doc in [
+            "Upper bound for flushing",
+            "Share of new traces",
+            "Headers sent with every export",
+        ] {
+            assert!(text.contains(doc), "{doc} missing from the schema");
+        }
+        // Durations are written as text ("5s"), not as serde's {secs, nanos}.
+        assert_eq!(schema["properties"]["shutdown_timeout"]["type"], "string");
     }
 
     #[test]
