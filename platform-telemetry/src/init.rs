@@ -170,6 +170,10 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
     let otel_layer = tracer_provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(SCOPE))
+            // busy_ns/idle_ns cost two clock reads per enter/exit on every
+            // span, sampled or not; thread ids rarely help across services.
+            .with_tracked_inactivity(false)
+            .with_threads(false)
             .with_filter(span_filter.and(filter_fn(|meta| !logging::is_self_target(meta.target()))))
     });
 
