@@ -246,3 +246,30 @@ async fn telemetry_does_not_trace_itself_even_at_trace_level() {
     assert_eq!(names.len(), 40, "{names:?}");
     assert!(names.iter().all(|n| n.starts_with("smoke.")), "{names:?}");
 }
+
+/// `OTEL_EXPORTER_OTLP_HEADERS` reach the collector and never the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_headers_are_sent_and_never_logged() {
+    let receiver = receiver::http().await;
+    let run = child::run_async(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s3cr3t-value"),
+            ("RUST_LOG", "debug"),
+        ],
+        &["--spans", "5"],
+        DEADLINE,
+    )
+    .await;
+    assert_eq!(run.report["shutdown"], "ok");
+    assert!(
+        receiver
+            .received
+            .api_keys()
+            .iter()
+            .all(|k| k == "s3cr3t-value")
+    );
+    assert!(!receiver.received.api_keys().is_empty());
+    assert!(!run.stderr.contains("s3cr3t"), "{}", run.stderr);
+}

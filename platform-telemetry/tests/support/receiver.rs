@@ -29,6 +29,8 @@ use prost::Message as _;
 pub(crate) struct Received(
     Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    /// `x-api-key` values seen on trace exports (HTTP receiver).
+    Arc<Mutex<Vec<String>>>,
 );
 
 /// A span with the resource it came with.
@@ -41,6 +43,11 @@ pub(crate) struct ReceivedSpan {
 impl Received {
     fn push(&self, r: ExportTraceServiceRequest) {
         self.0.lock().unwrap().push(r);
+    }
+
+    /// `x-api-key` header values the exporter sent.
+    pub(crate) fn api_keys(&self) -> Vec<String> {
+        self.2.lock().unwrap().clone()
     }
 
     /// Names of every metric pushed so far.
@@ -168,7 +175,14 @@ pub(crate) async fn http() -> Receiver {
     let addr = listener.local_addr().unwrap();
     let received = Received::default();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    async fn traces(State(r): State<Received>, body: Bytes) -> (StatusCode, Vec<u8>) {
+    async fn traces(
+        State(r): State<Received>,
+        headers: axum::http::HeaderMap,
+        body: Bytes,
+    ) -> (StatusCode, Vec<u8>) {
+        if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+            r.2.lock().unwrap().push(key.to_owned());
+        }
         match ExportTraceServiceRequest::decode(body) {
             Ok(request) => {
                 r.push(request);
