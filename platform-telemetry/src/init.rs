@@ -9,11 +9,11 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_log::AsLog as _;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::layer::Identity;
 use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::error::TelemetryError;
 use crate::guard::{ExportRuntime, Parts, TelemetryGuard};
@@ -184,15 +184,19 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
         export_runtime,
         instruments: Vec::new(),
     };
-    if let Err(e) = tracing_subscriber::registry()
+    let subscriber = tracing_subscriber::registry()
         .with(log_layer)
-        .with(otel_layer)
-        .try_init()
-    {
+        .with(otel_layer);
+    if let Err(e) = tracing::subscriber::set_global_default(subscriber) {
         // Stop what was started, off this thread (it may be a runtime worker).
         let _ = TelemetryGuard::new(parts, settings.shutdown_timeout).shutdown_blocking();
         return Err(TelemetryError::SubscriberAlreadySet(e.to_string()));
     }
+    // Records from crates that use `log` join the same pipeline. Another `log`
+    // logger installed first is not fatal: the subscriber is up, so say so there.
+    let log_bridge = tracing_log::LogTracer::builder()
+        .with_max_level(tracing::level_filters::LevelFilter::current().as_log())
+        .init();
 
     let mut parts = parts;
     if let Some(provider) = &tracer_provider {
@@ -204,6 +208,9 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
     }
     install_propagators(&plan.propagators);
 
+    if let Err(e) = log_bridge {
+        tracing::warn!(target: "platform_telemetry", error = %e, "records of the `log` crate are not captured: another logger is installed");
+    }
     for warning in &plan.warnings {
         tracing::warn!(target: "platform_telemetry", "{warning}");
     }

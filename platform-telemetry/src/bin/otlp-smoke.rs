@@ -121,6 +121,7 @@ async fn run(o: Options) -> Result<serde_json::Value, String> {
         });
     }
     tracing::info!(rounds = o.rounds, "smoke spans ended");
+    tracing_log::log::info!("from the log crate");
     let shutdown_started = std::time::Instant::now();
     let shutdown = if o.drop_guard {
         drop(guard);

@@ -58,6 +58,13 @@ fn json_lines_parse_and_carry_level_target_message_and_ids() {
         .find(|l| l["message"] == "smoke spans ended")
         .expect("the line logged outside any span");
     assert!(outside.get("trace_id").is_none(), "{outside}");
+
+    // Records of the `log` crate land in the same pipeline.
+    let bridged = lines
+        .iter()
+        .find(|l| l["message"] == "from the log crate")
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert_eq!(bridged["level"], "INFO");
 }
 
 #[test]
