@@ -94,7 +94,15 @@ fn text_lines_carry_the_ids_too() {
 
 #[test]
 fn rust_log_replaces_the_configured_filter() {
+    // No endpoint anywhere: nothing is exported and nothing fails.
     let default = run(&[], &["--spans", "1"]);
+    assert_eq!(default.report["shutdown"], "ok");
+    assert_eq!(default.report["spans_export_failed"], 0);
+    assert!(
+        !default.stderr.contains("\"WARN\"") && !default.stderr.contains("\"ERROR\""),
+        "{}",
+        default.stderr
+    );
     assert!(
         !default.stderr.contains("child work"),
         "debug is off by default"
