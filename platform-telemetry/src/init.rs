@@ -1,0 +1,247 @@
+//! `init`: builds the pipelines from the plan and installs them process-wide.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::resource::TelemetryResourceDetector;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_log::AsLog as _;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+use tracing_subscriber::layer::Identity;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+use crate::error::TelemetryError;
+use crate::guard::{ExportRuntime, Parts, TelemetryGuard};
+use crate::logging::{self, LogLayer};
+use crate::resolve::{EnvSnapshot, Plan};
+use crate::service::ServiceInfo;
+use crate::settings::{LogOutput, OtlpProtocol, Propagator, TelemetrySettings};
+use crate::{metrics, propagation, self_metrics, traces};
+
+static INITIALISED: AtomicBool = AtomicBool::new(false);
+
+/// The instrumentation scope of the SDK's own tracer and meter.
+pub(crate) const SCOPE: &str = "platform-telemetry";
+
+/// Sets up logs, traces, metrics and propagation for this process and returns
+/// the guard that flushes them at exit.
+///
+/// Call it once, early in `main`, inside the tokio runtime or outside any
+/// runtime. A second call returns [`TelemetryError::AlreadyInitialised`]; a
+/// `tracing` subscriber installed by someone else first gives
+/// [`TelemetryError::SubscriberAlreadySet`]. Invalid settings and log filters
+/// are errors; malformed `OTEL_*` variables are ignored with a warning in the
+/// log (the service still starts).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), platform_telemetry::TelemetryError> {
+/// use platform_telemetry::{ServiceInfo, TelemetrySettings};
+/// let settings = TelemetrySettings::default(); // normally the `telemetry` config section
+/// let service = ServiceInfo::new("orders", env!("CARGO_PKG_VERSION")).with_environment("production");
+/// let telemetry = platform_telemetry::init(&settings, &service)?;
+/// tracing::info!("started");
+/// // ... serve ...
+/// telemetry.shutdown().await
+/// # }
+/// ```
+pub fn init(
+    settings: &TelemetrySettings,
+    service: &ServiceInfo,
+) -> Result<TelemetryGuard, TelemetryError> {
+    settings.validate()?;
+    if INITIALISED
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Err(TelemetryError::AlreadyInitialised);
+    }
+    let plan = crate::resolve::plan(settings, service, &EnvSnapshot::from_process());
+    let result = install(settings, plan);
+    if result.is_err() {
+        // Nothing global was installed: a corrected retry may succeed.
+        INITIALISED.store(false, Ordering::Release);
+    }
+    result
+}
+
+fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, TelemetryError> {
+    // Parse filters first: a typo fails before any thread is started.
+    let log_filter = logging::env_filter(&plan.log_filter, &plan.log_filter_source)?;
+    let span_filter = logging::env_filter(&plan.log_filter, &plan.log_filter_source)?;
+
+    let sdk_on = !plan.sdk_disabled;
+    let traces_on = sdk_on && settings.tracing.enabled;
+    let metrics_on = sdk_on && settings.metrics.enabled;
+    let trace_target = plan.traces.as_ref().filter(|_| traces_on);
+    let metric_target = plan.metrics.as_ref().filter(|_| metrics_on);
+
+    let needs_runtime = [trace_target, metric_target]
+        .iter()
+        .flatten()
+        .any(|t| t.protocol == OtlpProtocol::Grpc);
+    let export_runtime = if needs_runtime {
+        Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("telemetry-export")
+                .enable_all()
+                .build()
+                .map_err(|source| TelemetryError::Io {
+                    what: "the telemetry export runtime",
+                    source,
+                })?,
+        )
+    } else {
+        None
+    };
+    // gRPC exporters spawn their connection tasks on the runtime current at build time.
+    let export_runtime = export_runtime.map(|rt| ExportRuntime(Some(rt)));
+    let entered = export_runtime
+        .as_ref()
+        .and_then(|rt| rt.0.as_ref())
+        .map(|rt| rt.enter());
+
+    let resource = Resource::builder_empty()
+        .with_detector(Box::new(TelemetryResourceDetector))
+        .with_attributes(plan.resource.clone())
+        .build();
+
+    let tracer_provider = if traces_on {
+        let mut builder = SdkTracerProvider::builder()
+            .with_sampler(plan.sampler.to_sdk())
+            .with_resource(resource.clone());
+        if let Some(target) = trace_target {
+            builder = builder
+                .with_span_processor(traces::otlp_span_processor(target, &settings.tracing)?);
+        }
+        Some(builder.build())
+    } else {
+        None
+    };
+
+    #[cfg(feature = "prometheus")]
+    let mut prometheus_handle = None;
+    let meter_provider = if metrics_on {
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(resource.clone())
+            .with_view(metrics::seconds_histogram_view);
+        #[cfg(feature = "prometheus")]
+        if settings.metrics.prometheus {
+            let (reader, handle) = crate::prometheus::reader()?;
+            builder = builder.with_reader(reader);
+            prometheus_handle = Some(handle);
+        }
+        if let Some(target) = metric_target {
+            builder = metrics::with_otlp_reader(builder, target, settings.metrics.export_interval)?;
+        }
+        Some(builder.build())
+    } else {
+        None
+    };
+    drop(entered);
+
+    let (log_layer, log_writer) = if settings.logging.enabled {
+        let out: Box<dyn std::io::Write + Send> = match settings.logging.output {
+            LogOutput::Stdout => Box::new(std::io::stdout()),
+            LogOutput::Stderr => Box::new(std::io::stderr()),
+        };
+        let (writer, handle) = logging::writer::spawn(settings.logging.queue_capacity, out)
+            .map_err(|source| TelemetryError::Io {
+                what: "the log writer thread",
+                source,
+            })?;
+        let format = logging::line_format(settings.logging.format, settings.logging.output);
+        (
+            LogLayer::new(format, writer)
+                .with_filter(log_filter)
+                .boxed(),
+            Some(handle),
+        )
+    } else {
+        // Boxed rather than an `Option`: `Option<Layer>` does not forward
+        // `on_register_dispatch`, which the log layer needs to find trace ids.
+        (Identity::new().boxed(), None)
+    };
+    let otel_layer = tracer_provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(SCOPE))
+            // busy_ns/idle_ns cost two clock reads per enter/exit on every
+            // span, sampled or not; thread ids rarely help across services.
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_filter(span_filter.and(filter_fn(|meta| !logging::is_self_target(meta.target()))))
+    });
+
+    let parts = Parts {
+        tracer_provider: tracer_provider.clone(),
+        meter_provider: meter_provider.clone(),
+        log_writer,
+        export_runtime,
+        instruments: Vec::new(),
+    };
+    let subscriber = tracing_subscriber::registry()
+        .with(log_layer)
+        .with(otel_layer);
+    if let Err(e) = tracing::subscriber::set_global_default(subscriber) {
+        // Stop what was started, off this thread (it may be a runtime worker).
+        let _ = TelemetryGuard::new(parts, settings.shutdown_timeout).shutdown_blocking();
+        return Err(TelemetryError::SubscriberAlreadySet(e.to_string()));
+    }
+    // Records from crates that use `log` join the same pipeline. Another `log`
+    // logger installed first is not fatal: the subscriber is up, so say so there.
+    let log_bridge = tracing_log::LogTracer::builder()
+        .with_max_level(tracing::level_filters::LevelFilter::current().as_log())
+        .init();
+
+    let mut parts = parts;
+    if let Some(provider) = &tracer_provider {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+    }
+    if let Some(provider) = &meter_provider {
+        opentelemetry::global::set_meter_provider(provider.clone());
+        parts.instruments = self_metrics::register(&opentelemetry::global::meter(SCOPE));
+    }
+    install_propagators(&plan.propagators);
+
+    if let Err(e) = log_bridge {
+        tracing::warn!(target: "platform_telemetry", error = %e, "records of the `log` crate are not captured: another logger is installed");
+    }
+    for warning in &plan.warnings {
+        tracing::warn!(target: "platform_telemetry", "{warning}");
+    }
+    tracing::info!(
+        target: "platform_telemetry",
+        traces_endpoint = trace_target.map(|t| t.endpoint.as_str()).unwrap_or("none"),
+        metrics_endpoint = metric_target.map(|t| t.endpoint.as_str()).unwrap_or("none"),
+        sampler = ?plan.sampler,
+        sdk_disabled = plan.sdk_disabled,
+        "telemetry initialised"
+    );
+
+    let guard = TelemetryGuard::new(parts, settings.shutdown_timeout);
+    #[cfg(feature = "prometheus")]
+    let guard = guard.with_prometheus(prometheus_handle);
+    Ok(guard)
+}
+
+fn install_propagators(chosen: &[Propagator]) {
+    let propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = chosen
+        .iter()
+        .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
+            match p {
+                Propagator::TraceContext => Box::new(TraceContextPropagator::new()),
+                Propagator::Baggage => Box::new(BaggagePropagator::new()),
+            }
+        })
+        .collect();
+    propagation::TRACE_CONTEXT_ACTIVE.store(
+        chosen.contains(&Propagator::TraceContext),
+        Ordering::Relaxed,
+    );
+    opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(propagators));
+}

@@ -1,0 +1,423 @@
+//! The `telemetry` configuration section: logging, tracing and metrics.
+//!
+//! Every default works as-is: logs on (format chosen by whether the output is a
+//! terminal), trace ids generated and propagated, nothing exported until an OTLP
+//! endpoint is given, Prometheus exposition on. The standard `OTEL_*` variables
+//! and `RUST_LOG` rank above these values (see the crate docs).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use platform_config::Secret;
+use serde::{Deserialize, Serialize};
+
+use crate::error::TelemetryError;
+
+/// Settings of the whole telemetry subsystem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Log output through `tracing`.
+    pub logging: LoggingSettings,
+    /// Distributed tracing through OpenTelemetry.
+    pub tracing: TracingSettings,
+    /// Metrics through OpenTelemetry instruments.
+    pub metrics: MetricsSettings,
+    /// Extra resource attributes attached to every span and metric
+    /// (`OTEL_RESOURCE_ATTRIBUTES` overrides keys given here).
+    pub resource_attributes: BTreeMap<String, String>,
+    /// Upper bound for flushing and shutting down every exporter at exit.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            logging: LoggingSettings::default(),
+            tracing: TracingSettings::default(),
+            metrics: MetricsSettings::default(),
+            resource_attributes: BTreeMap::new(),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (production, log shippers).
+    Json,
+    /// Readable text (development).
+    Text,
+    /// Text when the output is a terminal, JSON otherwise.
+    Auto,
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogOutput {
+    /// Standard output (the twelve-factor convention; what container runtimes collect).
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Log output settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingSettings {
+    /// Write log lines at all.
+    pub enabled: bool,
+    /// `json`, `text`, or `auto` (text on a terminal, JSON otherwise).
+    pub format: LogFormat,
+    /// `stdout` or `stderr`.
+    pub output: LogOutput,
+    /// Default level: `trace`, `debug`, `info`, `warn`, `error` or `off`.
+    /// `RUST_LOG`, when set, replaces this and `targets`.
+    pub level: String,
+    /// Per-target levels, e.g. `{ "sqlx" = "warn", "orders::db" = "debug" }`.
+    pub targets: BTreeMap<String, String>,
+    /// Lines waiting for the writer thread; when full, new lines are dropped and
+    /// counted rather than blocking the request path.
+    pub queue_capacity: usize,
+}
+
+impl Default for LoggingSettings {
+    fn default() -> Self {
+        LoggingSettings {
+            enabled: true,
+            format: LogFormat::Auto,
+            output: LogOutput::Stdout,
+            level: "info".to_owned(),
+            targets: BTreeMap::new(),
+            queue_capacity: 8192,
+        }
+    }
+}
+
+/// OTLP wire protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (collector port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (collector port 4318).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    pub(crate) fn parse(text: &str) -> Option<OtlpProtocol> {
+        match text.trim() {
+            "grpc" => Some(OtlpProtocol::Grpc),
+            "http/protobuf" => Some(OtlpProtocol::HttpProtobuf),
+            _ => None,
+        }
+    }
+}
+
+/// Where and how one signal is pushed over OTLP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpSettings {
+    /// Collector base URL, e.g. `http://otel-collector:4317` (gRPC) or
+    /// `http://otel-collector:4318` (HTTP; `/v1/traces` or `/v1/metrics` is
+    /// appended). Empty: nothing is exported.
+    pub endpoint: String,
+    /// `grpc` or `http/protobuf`.
+    pub protocol: OtlpProtocol,
+    /// Headers sent with every export (e.g. an API key); never printed.
+    pub headers: BTreeMap<String, Secret<String>>,
+    /// Upper bound for one export call, retries included.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+}
+
+impl Default for OtlpSettings {
+    fn default() -> Self {
+        OtlpSettings {
+            endpoint: String::new(),
+            protocol: OtlpProtocol::HttpProtobuf,
+            headers: BTreeMap::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A context propagation format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Propagator {
+    /// W3C `traceparent` / `tracestate`.
+    TraceContext,
+    /// W3C `baggage`.
+    Baggage,
+}
+
+/// Tracing settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingSettings {
+    /// Record spans at all. Off: no spans, no trace ids in logs, nothing
+    /// exported; incoming context can still be forwarded explicitly with
+    /// `propagation::extract` and `propagation::inject_context`.
+    pub enabled: bool,
+    /// Share of new traces (those without a sampled parent) that are recorded,
+    /// from 0.0 to 1.0. The parent's decision wins when there is one.
+    pub sampling_ratio: f64,
+    /// Formats read from and written to request headers.
+    pub propagators: Vec<Propagator>,
+    /// Spans waiting for export; when full, new spans are dropped and counted.
+    pub max_queue_size: usize,
+    /// Spans sent in one export call.
+    pub max_export_batch_size: usize,
+    /// How long a span may wait before its batch is sent.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub scheduled_delay: Duration,
+    /// OTLP export of spans.
+    pub otlp: OtlpSettings,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        TracingSettings {
+            enabled: true,
+            sampling_ratio: 1.0,
+            propagators: vec![Propagator::TraceContext, Propagator::Baggage],
+            max_queue_size: 2048,
+            max_export_batch_size: 512,
+            scheduled_delay: Duration::from_secs(5),
+            otlp: OtlpSettings::default(),
+        }
+    }
+}
+
+/// Metrics settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Record metrics at all.
+    pub enabled: bool,
+    /// Keep a Prometheus text exposition for the admin server's `/metrics`.
+    pub prometheus: bool,
+    /// How often metrics are pushed over OTLP (when an endpoint is set).
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub export_interval: Duration,
+    /// OTLP push of metrics (optional; empty endpoint: no push).
+    pub otlp: OtlpSettings,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            enabled: true,
+            prometheus: true,
+            export_interval: Duration::from_secs(60),
+            otlp: OtlpSettings::default(),
+        }
+    }
+}
+
+impl TelemetrySettings {
+    /// Checks what serde cannot: ranges and sizes that make no sense.
+    pub fn validate(&self) -> Result<(), TelemetryError> {
+        let invalid = |key: &str, value: String, reason: &str| TelemetryError::InvalidSetting {
+            key: key.to_owned(),
+            value,
+            reason: reason.to_owned(),
+        };
+        let t = &self.tracing;
+        if !(0.0..=1.0).contains(&t.sampling_ratio) || t.sampling_ratio.is_nan() {
+            return Err(invalid(
+                "telemetry.tracing.sampling_ratio",
+                t.sampling_ratio.to_string(),
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if t.max_queue_size == 0 {
+            return Err(invalid(
+                "telemetry.tracing.max_queue_size",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if t.max_export_batch_size == 0 || t.max_export_batch_size > t.max_queue_size {
+            return Err(invalid(
+                "telemetry.tracing.max_export_batch_size",
+                t.max_export_batch_size.to_string(),
+                "must be between 1 and max_queue_size",
+            ));
+        }
+        if t.scheduled_delay.is_zero() {
+            return Err(invalid(
+                "telemetry.tracing.scheduled_delay",
+                "0s".into(),
+                "must be positive",
+            ));
+        }
+        if self.metrics.export_interval.is_zero() {
+            return Err(invalid(
+                "telemetry.metrics.export_interval",
+                "0s".into(),
+                "must be positive",
+            ));
+        }
+        for (key, otlp) in [
+            ("telemetry.tracing.otlp.timeout", &t.otlp),
+            ("telemetry.metrics.otlp.timeout", &self.metrics.otlp),
+        ] {
+            if otlp.timeout.is_zero() {
+                return Err(invalid(key, "0s".into(), "must be positive"));
+            }
+        }
+        // A bare word is a valid filter directive (a target name), so a typo
+        // such as `inf` would silently log nothing: levels are checked here.
+        let is_level = |v: &str| {
+            v.trim()
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .is_ok()
+        };
+        if !is_level(&self.logging.level) {
+            return Err(invalid(
+                "telemetry.logging.level",
+                self.logging.level.clone(),
+                "expected trace, debug, info, warn, error or off",
+            ));
+        }
+        for (target, level) in &self.logging.targets {
+            if !is_level(level) {
+                return Err(invalid(
+                    &format!("telemetry.logging.targets.{target}"),
+                    level.clone(),
+                    "expected trace, debug, info, warn, error or off",
+                ));
+            }
+        }
+        if self.logging.queue_capacity == 0 {
+            return Err(invalid(
+                "telemetry.logging.queue_capacity",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if self.shutdown_timeout.is_zero() {
+            return Err(invalid(
+                "telemetry.shutdown_timeout",
+                "0s".into(),
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let defaults = TelemetrySettings::default();
+        let text = toml::to_string(&defaults).unwrap();
+        let back: TelemetrySettings = toml::from_str(&text).unwrap();
+        assert_eq!(back, defaults);
+        defaults.validate().unwrap();
+    }
+
+    #[test]
+    fn reads_a_typical_section() {
+        let s: TelemetrySettings = toml::from_str(
+            r#"
+            shutdown_timeout = "3s"
+            [logging]
+            format = "json"
+            level = "debug"
+            targets = { "hyper" = "warn" }
+            [tracing]
+            sampling_ratio = 0.25
+            [tracing.otlp]
+            endpoint = "http://collector:4317"
+            protocol = "grpc"
+            headers = { "x-api-key" = "hunter2" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.logging.format, LogFormat::Json);
+        assert_eq!(s.tracing.otlp.protocol, OtlpProtocol::Grpc);
+        assert_eq!(s.tracing.otlp.headers["x-api-key"].expose(), "hunter2");
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(3));
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    /// The section printed in the crate docs is exactly the defaults.
+    #[test]
+    fn the_documented_section_is_the_defaults() {
+        let docs = include_str!("lib.rs");
+        let start = docs.find("//! ```toml\n").unwrap() + "//! ```toml\n".len();
+        let end = start + docs[start..].find("//! ```").unwrap();
+        let text: String = docs[start..end]
+            .lines()
+            .map(|l| l.strip_prefix("//!").unwrap_or(l).trim_start())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        #[derive(serde::Deserialize)]
+        struct File {
+            telemetry: TelemetrySettings,
+        }
+        let file: File = toml::from_str(&text).unwrap();
+        assert_eq!(file.telemetry, TelemetrySettings::default());
+    }
+
+    #[test]
+    fn the_schema_documents_every_field() {
+        let schema = serde_json::to_value(schemars::schema_for!(TelemetrySettings)).unwrap();
+        let text = schema.to_string();
+        for doc in [
+            "Upper bound for flushing",
+            "Share of new traces",
+            "Headers sent with every export",
+        ] {
+            assert!(text.contains(doc), "{doc} missing from the schema");
+        }
+        // Durations are written as text ("5s"), not as serde's {secs, nanos}.
+        assert_eq!(schema["properties"]["shutdown_timeout"]["type"], "string");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let e = toml::from_str::<TelemetrySettings>("[tracing]\nsample_ratio = 0.5").unwrap_err();
+        assert!(e.to_string().contains("sample_ratio"), "{e}");
+    }
+
+    #[test]
+    fn impossible_values_are_errors_naming_the_key() {
+        let mut s = TelemetrySettings::default();
+        s.tracing.sampling_ratio = 1.5;
+        let e = s.validate().unwrap_err();
+        assert!(
+            e.to_string().contains("telemetry.tracing.sampling_ratio"),
+            "{e}"
+        );
+
+        let mut s = TelemetrySettings::default();
+        s.tracing.max_export_batch_size = s.tracing.max_queue_size + 1;
+        assert!(matches!(
+            s.validate(),
+            Err(TelemetryError::InvalidSetting { key, .. }) if key == "telemetry.tracing.max_export_batch_size"
+        ));
+
+        let mut s = TelemetrySettings::default();
+        s.logging.targets.insert("sqlx".into(), "wrn".into());
+        assert!(matches!(
+            s.validate(),
+            Err(TelemetryError::InvalidSetting { key, .. }) if key == "telemetry.logging.targets.sqlx"
+        ));
+    }
+}
