@@ -29,7 +29,7 @@ pub enum Error {
     Signals(#[source] std::io::Error),
     /// Telemetry could not be initialised.
     #[error("telemetry: {0}")]
-    Telemetry(String),
+    Telemetry(#[from] platform_telemetry::TelemetryError),
     /// A server stopped with an error.
     #[error("{what} server failed: {source}")]
     Serve {

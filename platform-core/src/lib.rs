@@ -44,5 +44,8 @@ mod runtime;
 pub mod settings;
 
 pub use error::{Error, HealthError};
+/// The telemetry crate, re-exported so a service links the same version
+/// (and so the same OpenTelemetry) as the platform.
+pub use platform_telemetry as telemetry;
 pub use runtime::{AppSettings, Runtime, RuntimeBuilder, ServiceInfo, checks};
 pub use settings::Settings;

@@ -73,6 +73,7 @@ pub struct RuntimeBuilder<S> {
     loader: Loader,
     default_config_dir: Option<PathBuf>,
     signals: bool,
+    telemetry: bool,
     _settings: PhantomData<fn() -> S>,
 }
 
@@ -108,7 +109,15 @@ impl<S: AppSettings> RuntimeBuilder<S> {
         self
     }
 
-    /// Parses the command line, loads and validates config, creates the
+    /// Leaves telemetry alone: no subscriber, no exporters (tests that start
+    /// several runtimes in one process; telemetry is process-global).
+    pub fn without_telemetry(mut self) -> Self {
+        self.telemetry = false;
+        self
+    }
+
+    /// Parses the command line, loads and validates config, initialises
+    /// telemetry (logs, traces, metrics), creates the
     /// health registry with the built-in checks, starts config reload and
     /// installs the signal handlers. A printing flag (`--print-config`, ...)
     /// prints and exits the process.
@@ -130,9 +139,29 @@ impl<S: AppSettings> RuntimeBuilder<S> {
                 }
             }
         };
-        let settings = loaded.value().clone();
+        let mut settings = loaded.value().clone();
+        let instance_id = instance_id(&self.name);
+        let telemetry = if self.telemetry {
+            use platform_telemetry::LogFormat;
+            // Development profiles read logs in a terminal or an IDE pane: text.
+            let development = matches!(
+                loaded.profile(),
+                Some("dev" | "development" | "local" | "test")
+            );
+            if development && settings.telemetry.logging.format == LogFormat::Auto {
+                settings.telemetry.logging.format = LogFormat::Text;
+            }
+            let mut service = platform_telemetry::ServiceInfo::new(&self.name, &self.version)
+                .with_instance_id(&instance_id);
+            if let Some(profile) = loaded.profile() {
+                service = service.with_environment(profile);
+            }
+            Some(platform_telemetry::init(&settings.telemetry, &service)?)
+        } else {
+            None
+        };
         let info = ServiceInfo {
-            instance_id: instance_id(&self.name),
+            instance_id,
             name: self.name,
             version: self.version,
             profile: loaded.profile().map(str::to_owned),
@@ -185,6 +214,8 @@ impl<S: AppSettings> RuntimeBuilder<S> {
                 startup,
                 shutdown,
                 watch: Mutex::new(watch),
+                prometheus: telemetry.as_ref().and_then(|t| t.prometheus()),
+                telemetry: Mutex::new(telemetry),
             }),
         })
     }
@@ -232,6 +263,8 @@ struct Inner<S> {
     startup: ManualCheck,
     shutdown: ManualCheck,
     watch: Mutex<Option<WatchGuard>>,
+    telemetry: Mutex<Option<platform_telemetry::TelemetryGuard>>,
+    prometheus: Option<platform_telemetry::PrometheusHandle>,
 }
 
 impl<S: AppSettings> Runtime<S> {
@@ -244,6 +277,7 @@ impl<S: AppSettings> Runtime<S> {
             loader: Loader::new(),
             default_config_dir: None,
             signals: true,
+            telemetry: true,
             _settings: PhantomData,
         }
     }
@@ -278,6 +312,12 @@ impl<S: AppSettings> Runtime<S> {
         &self.inner.lifecycle
     }
 
+    /// The Prometheus exposition of the service's metrics (for `/metrics`),
+    /// when telemetry is on with `telemetry.metrics.prometheus`.
+    pub fn prometheus(&self) -> Option<&platform_telemetry::PrometheusHandle> {
+        self.inner.prometheus.as_ref()
+    }
+
     /// Marks start-up finished: the startup probe passes and readiness may.
     pub fn mark_started(&self) {
         self.inner.startup.set(CheckOutcome::pass());
@@ -299,6 +339,18 @@ impl<S: AppSettings> Runtime<S> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
+        let telemetry = self
+            .inner
+            .telemetry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(telemetry) = telemetry {
+            // Last step: everything recorded during shutdown is flushed too.
+            if let Err(e) = telemetry.shutdown().await {
+                eprintln!("telemetry shutdown: {e}");
+            }
+        }
         match &outcome.server_error {
             Some(e) => Err(Error::Serve {
                 what: "api",

@@ -20,6 +20,8 @@ pub struct Settings<S> {
     pub shutdown: ShutdownSettings,
     /// Configuration reload.
     pub reload: ReloadSettings,
+    /// Logs, traces and metrics (the standard `OTEL_*` variables and `RUST_LOG` rank above these).
+    pub telemetry: platform_telemetry::TelemetrySettings,
     /// Outgoing HTTP calls: one entry per named client (`http.clients.<name>`).
     pub http: HttpSettings,
     /// How discovery backends are reached, and self-registration in etcd.

@@ -72,7 +72,7 @@ pub fn init(
 fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, TelemetryError> {
     // Parse filters first: a typo fails before any thread is started.
     let log_filter = logging::env_filter(&plan.log_filter, &plan.log_filter_source)?;
-    let span_filter = logging::env_filter(&plan.log_filter, &plan.log_filter_source)?;
+    let span_filter = logging::env_filter(&settings.tracing.level, "telemetry.tracing.level")?;
 
     let sdk_on = !plan.sdk_disabled;
     let traces_on = sdk_on && settings.tracing.enabled;

@@ -86,6 +86,7 @@
 //!
 //! [telemetry.tracing]
 //! enabled = true
+//! level = "info"           # spans traced, independent of the log level
 //! sampling_ratio = 1.0     # parent-based
 //! propagators = ["tracecontext", "baggage"]
 //! max_queue_size = 2048

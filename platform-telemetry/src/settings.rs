@@ -167,6 +167,10 @@ pub struct TracingSettings {
     /// exported; incoming context can still be forwarded explicitly with
     /// `propagation::extract` and `propagation::inject_context`.
     pub enabled: bool,
+    /// Lowest level (and per-target directives, as in `RUST_LOG`) of the spans
+    /// that become traces. Separate from the log level, so quieter logs never
+    /// silence traces: which traces are kept is the sampler's decision.
+    pub level: String,
     /// Share of new traces (those without a sampled parent) that are recorded,
     /// from 0.0 to 1.0. The parent's decision wins when there is one.
     pub sampling_ratio: f64,
@@ -188,6 +192,7 @@ impl Default for TracingSettings {
     fn default() -> Self {
         TracingSettings {
             enabled: true,
+            level: "info".to_owned(),
             sampling_ratio: 1.0,
             propagators: vec![Propagator::TraceContext, Propagator::Baggage],
             max_queue_size: 2048,

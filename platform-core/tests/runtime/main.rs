@@ -28,6 +28,7 @@ async fn init(dir: &std::path::Path) -> Result<Runtime<App>, Error> {
         .args(ConfigArgs::default())
         .loader(loader(dir))
         .without_signal_handlers()
+        .without_telemetry()
         .init()
         .await
 }
@@ -152,6 +153,7 @@ async fn the_service_info_names_the_process() {
         })
         .loader(loader(dir.path()))
         .without_signal_handlers()
+        .without_telemetry()
         .init()
         .await
         .unwrap();

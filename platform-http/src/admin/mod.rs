@@ -26,9 +26,14 @@ struct AdminState<S> {
     metrics: Option<MetricsRender>,
 }
 
-/// The admin router for a runtime (metrics served when the runtime has them).
+/// The admin router for a runtime (`/metrics` served when the runtime has a
+/// Prometheus exposition).
 pub fn router<S: AppSettings>(rt: &Runtime<S>) -> Router {
-    router_with_metrics(rt, None)
+    let metrics = rt.prometheus().cloned().map(|handle| {
+        let render: MetricsRender = Arc::new(move || handle.render());
+        render
+    });
+    router_with_metrics(rt, metrics)
 }
 
 /// The admin router with a metrics renderer for `/metrics`.

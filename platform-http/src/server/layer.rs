@@ -12,6 +12,7 @@ use axum::extract::MatchedPath;
 use http::{HeaderValue, Request, Response};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, UpDownCounter};
+use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing::Instrument;
 
 use super::request_id::{REQUEST_ID_HEADER, RequestId};
@@ -153,6 +154,11 @@ where
             otel.status_code = tracing::field::Empty,
             request_id = %request_id.0,
         );
+        // The caller's trace continues here; a malformed traceparent starts a
+        // new trace (and is counted by telemetry), never fails the request.
+        let _ = span.set_parent(platform_core::telemetry::propagation::extract(
+            request.headers(),
+        ));
 
         self.in_flight.0.fetch_add(1, Ordering::SeqCst);
         let scheme = [KeyValue::new("url.scheme", "http")];
@@ -176,7 +182,7 @@ where
                 let result = match result {
                     Ok(mut response) => {
                         let status = response.status().as_u16();
-                        span.record("http.response.status_code", status);
+                        span.record("http.response.status_code", i64::from(status));
                         attributes.push(KeyValue::new(
                             "http.response.status_code",
                             i64::from(status),

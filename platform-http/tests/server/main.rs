@@ -34,6 +34,7 @@ async fn runtime(extra: &[(&str, &str)]) -> Runtime<App> {
         .args(ConfigArgs::default())
         .loader(loader)
         .without_signal_handlers()
+        .without_telemetry()
         .init()
         .await
         .unwrap()

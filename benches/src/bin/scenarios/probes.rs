@@ -33,6 +33,7 @@ async fn runtime() -> Runtime<NoSettings> {
                 .set("reload.enabled", "false"),
         )
         .without_signal_handlers()
+        .without_telemetry()
         .init()
         .await
         .expect("runtime")

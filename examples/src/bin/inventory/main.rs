@@ -11,9 +11,6 @@ const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/inventory"
 
 #[tokio::main]
 async fn main() -> Result<(), platform_core::Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
     let rt = platform_core::Runtime::<InventorySettings>::builder("inventory")
         .version(env!("CARGO_PKG_VERSION"))
         .default_config_dir(CONFIG_DIR)

@@ -1,0 +1,106 @@
+//! The server with telemetry on (one init per process, so its own test
+//! binary): trace context continues from the caller, a garbage traceparent
+//! starts a new trace and is counted, and /metrics shows the request metrics.
+
+use axum::routing::get;
+use platform_config::Loader;
+use platform_config::cli::ConfigArgs;
+use platform_core::Runtime;
+use platform_core::telemetry::opentelemetry::trace::TraceContextExt;
+use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt;
+use platform_http::BoundServer;
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct App {}
+impl platform_config::Validate for App {}
+
+/// Answers the trace id the server span belongs to.
+async fn trace_id() -> String {
+    tracing::Span::current()
+        .context()
+        .span()
+        .span_context()
+        .trace_id()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_continue_garbage_is_counted_and_metrics_are_exposed() {
+    let rt = Runtime::<App>::builder("telemetry-test")
+        .args(ConfigArgs::default())
+        .loader(
+            Loader::new()
+                .config_dir(env!("CARGO_MANIFEST_DIR"))
+                .env_vars(Vec::<(String, String)>::new())
+                .set("server.bind", "127.0.0.1:0")
+                .set("admin.bind", "127.0.0.1:0")
+                .set("shutdown.drain_delay", "0s")
+                .set("reload.enabled", "false")
+                .set("telemetry.logging.level", "warn"),
+        )
+        .without_signal_handlers()
+        .init()
+        .await
+        .unwrap();
+    let app = axum::Router::new().route("/trace", get(trace_id));
+    let server = BoundServer::bind(&rt, app).await.unwrap();
+    let api = format!("http://{}", server.api_addr().unwrap());
+    let admin = format!("http://{}", server.admin_addr().unwrap());
+    let task = tokio::spawn(server.run());
+    let client = reqwest::Client::new();
+
+    let parent = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = client
+        .get(format!("{api}/trace"))
+        .header("traceparent", format!("00-{parent}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        parent,
+        "the caller's trace continues"
+    );
+
+    for garbage in [
+        "garbage",
+        "00-zzzz-00f067aa0ba902b7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+    ] {
+        let r = client
+            .get(format!("{api}/trace"))
+            .header("traceparent", garbage)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "a bad traceparent never fails the request");
+        let id = r.text().await.unwrap();
+        assert_ne!(id, parent);
+        assert_ne!(
+            id, "00000000000000000000000000000000",
+            "a new trace was started"
+        );
+    }
+
+    let metrics = client.get(format!("{admin}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("http_server_request_duration_seconds_count")
+                && l.contains("http_route=\"/trace\"")
+        ),
+        "{text}"
+    );
+    let invalid: f64 = text
+        .lines()
+        .find(|l| l.starts_with("platform_telemetry_propagation_invalid"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no invalid-traceparent counter in\n{text}"));
+    assert!(invalid >= 3.0, "{invalid}");
+
+    rt.lifecycle().request_shutdown("test");
+    task.await.unwrap().unwrap();
+}
