@@ -13,6 +13,14 @@ pub enum Error {
     /// A health check could not be registered.
     #[error(transparent)]
     Health(#[from] HealthError),
+    /// Discovery or self-registration could not start.
+    #[error(transparent)]
+    Discovery(#[from] crate::discovery::DiscoveryError),
+    /// Self-registration is configured but this build has no etcd support.
+    #[error(
+        "discovery.registration.enabled is true but the platform was built without the `etcd` feature"
+    )]
+    RegistrationUnavailable,
     /// A listener could not be bound.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {

@@ -23,6 +23,8 @@ pub mod checks {
     pub const SHUTDOWN: &str = "shutdown";
     /// Warns (readiness still passes) while the last config reload was rejected.
     pub const CONFIG: &str = "config";
+    /// Warns (readiness still passes) while self-registration in etcd is not in place.
+    pub const REGISTRATION: &str = "registration";
 }
 
 /// Who this process is: for telemetry resources, `/info` and logs.
@@ -316,6 +318,80 @@ impl<S: AppSettings> Runtime<S> {
     /// when telemetry is on with `telemetry.metrics.prometheus`.
     pub fn prometheus(&self) -> Option<&platform_telemetry::PrometheusHandle> {
         self.inner.prometheus.as_ref()
+    }
+
+    /// Registers this instance, listening on `bound`, in etcd when
+    /// `discovery.registration.enabled`: the record is kept alive under a
+    /// lease, its state shows as the readiness-neutral check `registration`,
+    /// and it is removed as soon as shutdown starts (before the drain delay
+    /// ends, so callers stop picking this instance while it still serves).
+    /// The HTTP server calls this with its API address.
+    pub fn register_endpoint(&self, bound: std::net::SocketAddr) -> Result<(), Error> {
+        let config = self.config();
+        if !config.discovery.registration.enabled {
+            return Ok(());
+        }
+        self.start_registration(bound, &config)
+    }
+
+    #[cfg(feature = "etcd")]
+    fn start_registration(
+        &self,
+        bound: std::net::SocketAddr,
+        config: &Settings<S>,
+    ) -> Result<(), Error> {
+        use crate::discovery::{Registration, RegistrationState};
+        use crate::lifecycle::HookPhase;
+        let settings = &config.discovery.registration;
+        let endpoint = settings
+            .advertised_endpoint(bound)?
+            .with_version(&self.inner.info.version);
+        let registration = Registration::start(
+            &self.inner.info.name,
+            &endpoint,
+            &config.discovery.etcd,
+            settings,
+        )?;
+        let check = self
+            .health()
+            .manual(checks::REGISTRATION, &[Kind::Readiness], Status::Pass)?;
+        let mut states = registration.subscribe();
+        self.lifecycle()
+            .spawn_task("registration-health", move |token| async move {
+                loop {
+                    let outcome = match &*states.borrow_and_update() {
+                        RegistrationState::Registered { .. } => CheckOutcome::pass(),
+                        RegistrationState::Registering => CheckOutcome::warn("registering in etcd"),
+                        RegistrationState::Lost { reason } => {
+                            CheckOutcome::warn(format!("registration lost, retrying: {reason}"))
+                        }
+                        RegistrationState::Deregistered => CheckOutcome::warn("deregistered"),
+                    };
+                    check.set(outcome);
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        changed = states.changed() => if changed.is_err() { return },
+                    }
+                }
+            });
+        tracing::info!(key = registration.key(), "registering in etcd");
+        self.lifecycle().on_shutdown(HookPhase::Draining, "deregister", move || async move {
+            let key = registration.key().to_owned();
+            match registration.deregister().await {
+                Ok(()) => tracing::info!(%key, "deregistered from etcd"),
+                Err(e) => tracing::warn!(%key, error = %e, "deregistration failed; the record expires with its lease"),
+            }
+        });
+        Ok(())
+    }
+
+    #[cfg(not(feature = "etcd"))]
+    fn start_registration(
+        &self,
+        _bound: std::net::SocketAddr,
+        _config: &Settings<S>,
+    ) -> Result<(), Error> {
+        Err(Error::RegistrationUnavailable)
     }
 
     /// Marks start-up finished: the startup probe passes and readiness may.

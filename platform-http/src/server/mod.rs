@@ -84,7 +84,8 @@ impl<S: AppSettings> BoundServer<S> {
         if let Some(addr) = self.admin_addr() {
             tracing::info!(%addr, "admin server listening");
         }
-        if let Some(addr) = self.api_addr() {
+        let api_addr = self.api_addr();
+        if let Some(addr) = api_addr {
             tracing::info!(%addr, "API server listening");
         }
         let admin_stop = CancellationToken::new();
@@ -112,6 +113,9 @@ impl<S: AppSettings> BoundServer<S> {
             let stop = lifecycle.stop_accepting();
             async move { serve_listener(listener, app, &settings, stop).await }
         });
+        if let Some(addr) = api_addr {
+            self.rt.register_endpoint(addr)?;
+        }
         self.rt.mark_started();
         let outcome = match api {
             Some(api) => self.rt.run(api).await,

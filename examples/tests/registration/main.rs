@@ -1,0 +1,170 @@
+//! `inventory` registers itself in a real etcd when configured, shows in
+//! etcd while it serves, and is gone as soon as SIGTERM starts the drain.
+#![cfg(feature = "etcd")]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const INVENTORY: &str = env!("CARGO_BIN_EXE_inventory");
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Base64 for the etcd JSON gateway's byte fields.
+fn b64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// How many keys etcd holds under `prefix` (through its JSON gateway).
+async fn count(client: &reqwest::Client, etcd: &str, prefix: &str) -> Option<u64> {
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().unwrap() += 1;
+    let body = serde_json::json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end), "count_only": true});
+    let r = client
+        .post(format!("{etcd}/v3/kv/range"))
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    let v: serde_json::Value = r.json().await.ok()?;
+    Some(
+        v["count"]
+            .as_str()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs etcd; run by .ci/run"]
+async fn inventory_registers_and_deregisters_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client_port, peer_port) = (free_port(), free_port());
+    let etcd = format!("http://127.0.0.1:{client_port}");
+    let _etcd = Kill(
+        Command::new("etcd")
+            .args([
+                "--name=reg-test".to_owned(),
+                format!("--data-dir={}", dir.path().join("etcd").display()),
+                format!("--listen-client-urls={etcd}"),
+                format!("--advertise-client-urls={etcd}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-cluster=reg-test=http://127.0.0.1:{peer_port}"),
+                "--log-level=warn".to_owned(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd (Debian package etcd-server) on PATH"),
+    );
+    let http = reqwest::Client::new();
+    wait_for("etcd", Duration::from_secs(20), async || {
+        count(&http, &etcd, "/").await.is_some()
+    })
+    .await;
+
+    let (api, admin) = (free_port(), free_port());
+    let service = Kill(
+        Command::new(INVENTORY)
+            .args([
+                "--set",
+                &format!("server.bind=127.0.0.1:{api}"),
+                "--set",
+                &format!("admin.bind=127.0.0.1:{admin}"),
+                "--set",
+                "discovery.registration.enabled=true",
+                "--set",
+                "discovery.registration.lease_ttl=2s",
+                "--set",
+                &format!("discovery.etcd.endpoints={etcd}"),
+                "--set",
+                "shutdown.drain_delay=3s",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let prefix = "/services/inventory/";
+    wait_for("the registration", Duration::from_secs(20), async || {
+        count(&http, &etcd, prefix).await == Some(1)
+    })
+    .await;
+    let health: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{admin}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        health["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "registration" && c["status"] == "pass"),
+        "{health}"
+    );
+
+    let signalled = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &service.0.id().to_string()])
+        .status()
+        .unwrap();
+    wait_for("the deregistration", Duration::from_secs(3), async || {
+        count(&http, &etcd, prefix).await == Some(0)
+    })
+    .await;
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "gone before the drain delay ended"
+    );
+    // Still serving during the drain: callers that picked it just before are answered.
+    let r = http
+        .get(format!("http://127.0.0.1:{api}/stock/apple"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
