@@ -138,3 +138,36 @@ fn print_defaults_documents_every_setting() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn quickstart_greets_with_its_configured_greeting() {
+    let (api, admin) = (free_port(), free_port());
+    let _quickstart = Service(
+        Command::new(env!("CARGO_BIN_EXE_quickstart"))
+            .args([
+                "--set",
+                &format!("server.bind=127.0.0.1:{api}"),
+                "--set",
+                &format!("admin.bind=127.0.0.1:{admin}"),
+            ])
+            .env("APP__APP__GREETING", "hi")
+            .env_remove("APP_PROFILE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until_listening(api).await;
+    let body = reqwest::get(format!("http://127.0.0.1:{api}/hello"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "hi, world\n");
+    wait_until_listening(admin).await;
+    let ready = reqwest::get(format!("http://127.0.0.1:{admin}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}
