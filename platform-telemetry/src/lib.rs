@@ -81,7 +81,7 @@
 //! format = "auto"          # json | text | auto (text on a terminal)
 //! output = "stdout"        # stdout | stderr
 //! level = "info"
-//! targets = {}             # e.g. { "sqlx" = "warn" }
+//! targets = { opentelemetry = "warn", opentelemetry_sdk = "warn" }  # per-target levels, e.g. sqlx = "warn"
 //! queue_capacity = 8192
 //!
 //! [telemetry.tracing]

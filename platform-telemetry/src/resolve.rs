@@ -445,7 +445,10 @@ mod tests {
             plan.propagators,
             vec![Propagator::TraceContext, Propagator::Baggage]
         );
-        assert_eq!(plan.log_filter, "info");
+        assert_eq!(
+            plan.log_filter,
+            "info,opentelemetry=warn,opentelemetry_sdk=warn"
+        );
         assert!(plan.warnings.is_empty());
     }
 
@@ -632,6 +635,7 @@ mod tests {
     #[test]
     fn rust_log_replaces_the_configured_filter() {
         let mut s = TelemetrySettings::default();
+        s.logging.targets.clear();
         s.logging.targets.insert("hyper".into(), "warn".into());
         assert_eq!(
             plan(&s, &service(), &EnvSnapshot::default()).log_filter,

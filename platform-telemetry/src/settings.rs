@@ -93,7 +93,11 @@ impl Default for LoggingSettings {
             format: LogFormat::Auto,
             output: LogOutput::Stdout,
             level: "info".to_owned(),
-            targets: BTreeMap::new(),
+            // The SDK announces itself at INFO on every start; keep its warnings.
+            targets: BTreeMap::from([
+                ("opentelemetry".to_owned(), "warn".to_owned()),
+                ("opentelemetry_sdk".to_owned(), "warn".to_owned()),
+            ]),
             queue_capacity: 8192,
         }
     }

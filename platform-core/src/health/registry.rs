@@ -91,7 +91,7 @@ impl Entry {
             }
         }
         if s.status != before {
-            tracing::info!(check = %self.name, from = ?before, to = ?s.status, message = ?s.message, "health check changed");
+            tracing::info!(check = %self.name, from = ?before, to = ?s.status, detail = ?s.message, "health check changed");
         }
     }
 }
