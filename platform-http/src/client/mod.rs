@@ -10,7 +10,8 @@
 //!   resets, bodies cut short, attempt timeouts and 408/429/502/503/504 are
 //!   retried with full-jitter backoff, within the target's retry budget
 //!   (Finagle: at most 20% more load) and the call's deadline. Everything
-//!   else is the answer. See [`classify`](self) for the rules.
+//!   else is the answer (a 500 too: the request broke the server, and a
+//!   retry would most likely repeat it).
 //! - **Idempotency respected.** A request that may have reached the server
 //!   is repeated only if it is idempotent: GET, HEAD, OPTIONS, TRACE, PUT,
 //!   DELETE, any request with an `Idempotency-Key` header, or one marked

@@ -288,7 +288,9 @@ impl RequestBuilder {
                 }
                 span.record("error.type", error.error_type());
                 span.record("otel.status_code", "ERROR");
-                tracing::info!(
+                // Debug like the resilience layer's own events: during an
+                // outage every call fails, and the span carries error.type.
+                tracing::debug!(
                     reason,
                     attempts = error.attempts(),
                     endpoint = error.endpoint(),

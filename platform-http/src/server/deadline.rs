@@ -73,7 +73,10 @@ struct Instruments {
     header: Counter<u64>,
 }
 
-/// Reads the caller's deadline and makes it the handler's; see the [module docs](self).
+/// Reads the caller's deadline from [`DEADLINE_HEADER`] and makes it the
+/// handler's: 504 at once when it has expired, the handler run inside
+/// [`Deadline::scope`] otherwise (and answered 504 if it outlives it). No
+/// header means `server.request_timeout`, which also caps what a caller asks.
 #[derive(Debug, Clone)]
 pub struct DeadlineLayer {
     max: Duration,

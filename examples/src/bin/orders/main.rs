@@ -9,8 +9,17 @@ use settings::OrdersSettings;
 
 const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/orders");
 
+/// Why orders could not start or serve.
+#[derive(Debug, thiserror::Error)]
+enum OrdersError {
+    #[error(transparent)]
+    Platform(#[from] platform_core::Error),
+    #[error(transparent)]
+    Client(#[from] platform_http::ClientError),
+}
+
 #[tokio::main]
-async fn main() -> Result<(), platform_core::Error> {
+async fn main() -> Result<(), OrdersError> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
@@ -19,11 +28,11 @@ async fn main() -> Result<(), platform_core::Error> {
         .default_config_dir(CONFIG_DIR)
         .init()
         .await?;
-    let app = &rt.config().app;
+    // Retries within a budget, deadlines passed on, breaker: all from [http.clients.inventory].
+    let inventory = platform_http::Client::for_service(&rt, "inventory")?;
     let orders = routes::Orders {
-        http: reqwest::Client::new(),
-        inventory_url: app.inventory_url.trim_end_matches('/').to_owned(),
-        max_quantity: app.max_quantity,
+        inventory,
+        max_quantity: rt.config().app.max_quantity,
     };
-    platform_http::serve(&rt, routes::router(orders)).await
+    Ok(platform_http::serve(&rt, routes::router(orders)).await?)
 }
