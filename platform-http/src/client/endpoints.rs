@@ -97,6 +97,14 @@ impl Endpoints {
         }
     }
 
+    /// The endpoint when there is exactly one (the span names it up front).
+    pub(crate) fn single(&self) -> Option<&Endpoint> {
+        match self.list.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+
     /// Reports an attempt's health on endpoint `index`.
     pub(crate) fn record(&self, index: usize, healthy: bool) {
         if self.list.len() > 1 {

@@ -172,15 +172,15 @@ impl RequestBuilder {
         let client = self.client.clone();
         let inner = &*client.inner;
         let method_attribute = method_attribute(&self.method);
+        let single = inner.endpoints.single();
+        // Fields kept few: each costs on every call while tracing is on.
         let span = tracing::info_span!(
             "http.client.request",
             otel.name = method_attribute,
             otel.kind = "client",
             http.request.method = method_attribute,
-            server.address = tracing::field::Empty,
-            server.port = tracing::field::Empty,
-            url.path = %self.path,
-            platform.target = %inner.target,
+            server.address = single.map(|e| &*e.address),
+            server.port = single.map(|e| e.port),
             http.response.status_code = tracing::field::Empty,
             http.request.resend_count = tracing::field::Empty,
             error.type = tracing::field::Empty,

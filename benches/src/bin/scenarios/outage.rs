@@ -5,6 +5,9 @@
 //!
 //! The breaker's `open_duration` is 1s here (5s by default) so that a short
 //! run sees several half-open intervals; everything else is the default.
+//! During the outage four callers each make a burst of calls every
+//! millisecond, as a busy service would; a lone call after a millisecond
+//! idle mostly measures cold caches.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,8 @@ use platform_http::ClientError;
 use crate::Budget;
 
 const OPEN: Duration = Duration::from_secs(1);
+/// Calls per caller per wake-up during the outage.
+const BURST: usize = 10;
 /// Requests already on the wire when the breaker opened land a little after
 /// it; arrivals this soon after the first fail-fast are not probes.
 const IN_FLIGHT_GRACE: Duration = Duration::from_millis(10);
@@ -22,7 +27,8 @@ const IN_FLIGHT_GRACE: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Outcome {
     Ok,
-    CircuitOpen,
+    /// Refused by the open breaker before any attempt.
+    FailedFast,
     OtherError,
 }
 
@@ -48,7 +54,7 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
             async move {
                 match c.get("/").send().await {
                     Ok(r) if r.status() == 200 => Outcome::Ok,
-                    Err(ClientError::CircuitOpen { .. }) => Outcome::CircuitOpen,
+                    Err(ClientError::CircuitOpen { attempts: 0, .. }) => Outcome::FailedFast,
                     _ => Outcome::OtherError,
                 }
             }
@@ -58,7 +64,25 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         server.set_mode(Mode::Unavailable);
         server.record_arrivals(true);
         let begin = Instant::now();
-        let outage = paced_loop(begin, 4, outage_for, Duration::from_millis(1), call).await;
+        let outage = paced_loop(begin, 4, outage_for, Duration::from_millis(1), move || {
+            let call = call.clone();
+            async move {
+                let mut calls = Vec::with_capacity(BURST);
+                for _ in 0..BURST {
+                    let t = Instant::now();
+                    let outcome = call().await;
+                    calls.push((t, t.elapsed(), outcome));
+                }
+                calls
+            }
+        })
+        .await;
+        // One row per call: (start since `begin`, latency, outcome).
+        let outage: Vec<(Duration, Duration, Outcome)> = outage
+            .into_iter()
+            .flat_map(|(_, _, calls)| calls)
+            .map(|(t, latency, outcome)| (t.saturating_duration_since(begin), latency, outcome))
+            .collect();
         server.record_arrivals(false);
         Ok::<_, String>((healthy, outage, begin))
     })?;
@@ -71,16 +95,17 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
     let healthy_summary = summarize(&mut healthy_latencies);
     let mut open_latencies: Vec<Duration> = outage
         .iter()
-        .filter(|c| c.2 == Outcome::CircuitOpen)
+        .filter(|c| c.2 == Outcome::FailedFast)
         .map(|c| c.1)
         .collect();
     let open_summary = summarize(&mut open_latencies);
     let ratio = open_summary.p99_us / healthy_summary.p50_us;
 
-    // Arrivals at the target after the breaker first failed fast, per open interval.
+    // Arrivals at the target after the breaker first failed a call fast
+    // (a call refused before any attempt started when the breaker was open).
     let first_open = outage
         .iter()
-        .filter(|c| c.2 == Outcome::CircuitOpen)
+        .filter(|c| c.2 == Outcome::FailedFast)
         .map(|c| c.0)
         .min()
         .ok_or("the breaker never opened")?;
@@ -106,8 +131,12 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
     let before_open = server.arrivals().iter().filter(|a| **a < opened_at).count();
 
     println!(
-        "healthy call p50 {:.1} us ({} calls); failed call with the breaker open p99 {:.1} us ({} calls)",
-        healthy_summary.p50_us, healthy_summary.count, open_summary.p99_us, open_summary.count
+        "healthy call p50 {:.1} us ({} calls); failed call with the breaker open p50 {:.2} us, p99 {:.2} us ({} calls)",
+        healthy_summary.p50_us,
+        healthy_summary.count,
+        open_summary.p50_us,
+        open_summary.p99_us,
+        open_summary.count
     );
     println!(
         "requests reaching the target: {before_open} before the breaker opened, then per {:?} interval {:?}",
@@ -149,6 +178,7 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         "mean_probes_per_half_open": mean_probes,
         "healthy_p50_us": healthy_summary.p50_us,
         "open_p99_us": open_summary.p99_us,
+        "open_p50_us": open_summary.p50_us,
         "half_open_intervals": intervals,
         "requests_before_open": before_open,
         "failed_fast_calls": open_summary.count,

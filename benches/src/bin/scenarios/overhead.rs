@@ -53,13 +53,19 @@ enum Variant {
     Platform,
     Middleware,
     PlatformSampled,
+    /// The defaults as shipped: hedging off.
+    PlatformNoHedge,
+    /// No tracing subscriber at all: what the client costs without its span.
+    PlatformUntraced,
 }
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 6] = [
     Variant::Raw,
     Variant::Platform,
     Variant::Middleware,
     Variant::PlatformSampled,
+    Variant::PlatformNoHedge,
+    Variant::PlatformUntraced,
 ];
 
 impl Variant {
@@ -69,6 +75,8 @@ impl Variant {
             Variant::Platform => "platform client",
             Variant::Middleware => "reqwest-middleware stack",
             Variant::PlatformSampled => "platform, sampling on",
+            Variant::PlatformNoHedge => "platform, hedging off",
+            Variant::PlatformUntraced => "platform, no subscriber",
         }
     }
 }
@@ -77,6 +85,7 @@ struct Clients {
     url: String,
     raw: reqwest::Client,
     platform: platform_http::Client,
+    platform_no_hedge: platform_http::Client,
     middleware: reqwest_middleware::ClientWithMiddleware,
 }
 
@@ -91,8 +100,11 @@ impl Clients {
                 Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
                 Err(_) => false,
             },
-            Variant::Platform | Variant::PlatformSampled => {
+            Variant::Platform | Variant::PlatformSampled | Variant::PlatformUntraced => {
                 matches!(self.platform.get("/").send().await, Ok(r) if r.status() == 200)
+            }
+            Variant::PlatformNoHedge => {
+                matches!(self.platform_no_hedge.get("/").send().await, Ok(r) if r.status() == 200)
             }
         }
     }
@@ -113,6 +125,7 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
     );
     let (off, off_provider) = dispatch(Sampler::AlwaysOff);
     let (on, on_provider) = dispatch(Sampler::AlwaysOn);
+    let none = tracing::Dispatch::none();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -124,6 +137,7 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
     };
     // Every feature on: retries, budget, breaker, ejection (on by default)
     // and hedging (off by default).
+    let no_hedge = settings.clone();
     settings.hedge.enabled = true;
     let clients = rt.block_on(async {
         let retry =
@@ -134,6 +148,8 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
                 .build()
                 .map_err(|e| e.to_string())?,
             platform: platform_http::Client::from_settings("overhead", &settings)
+                .map_err(|e| e.to_string())?,
+            platform_no_hedge: platform_http::Client::from_settings("overhead-no-hedge", &no_hedge)
                 .map_err(|e| e.to_string())?,
             middleware: reqwest_middleware::ClientBuilder::new(
                 reqwest::Client::builder()
@@ -156,10 +172,10 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
             // Rotate the order so no variant always runs right after another.
             let i = (k + round) % VARIANTS.len();
             let variant = VARIANTS[i];
-            let dispatch = if variant == Variant::PlatformSampled {
-                &on
-            } else {
-                &off
+            let dispatch = match variant {
+                Variant::PlatformSampled => &on,
+                Variant::PlatformUntraced => &none,
+                _ => &off,
             };
             let (latencies, cpu, failures) = tracing::dispatcher::with_default(dispatch, || {
                 rt.block_on(async {
