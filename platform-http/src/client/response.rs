@@ -42,7 +42,8 @@ impl Response {
         &self.endpoint
     }
 
-    /// Attempts the call made (1 when the first one answered).
+    /// The number of the attempt that answered: 1 for the first, 2 for the
+    /// first retry or a hedge...
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
