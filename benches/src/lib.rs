@@ -1,7 +1,8 @@
 //! Shared pieces of the benchmarks: a lean HTTP/1.1 load client, latency
-//! summaries, and where results are written.
+//! summaries, SVG charts, and where results are written.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod load;
+pub mod plot;
 pub mod report;

@@ -113,3 +113,201 @@ pub async fn closed_loop(
     }
     (all, errors)
 }
+
+/// CPU time the calling thread has used so far (Linux: `/proc/thread-self/schedstat`),
+/// or `None` where that is not available.
+pub fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// Runs `tasks` loops calling `call` until `duration` has passed, each
+/// waiting `pace` after every call (zero: back to back). Returns each call's
+/// latency and result, with its start
+/// time relative to `begin`.
+pub async fn paced_loop<F, Fut, T>(
+    begin: Instant,
+    tasks: usize,
+    duration: Duration,
+    pace: Duration,
+    call: F,
+) -> Vec<(Duration, Duration, T)>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send,
+    T: Send + 'static,
+{
+    let stop = Instant::now() + duration;
+    let mut handles = Vec::with_capacity(tasks);
+    for _ in 0..tasks {
+        let call = call.clone();
+        handles.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            while Instant::now() < stop {
+                let t = Instant::now();
+                let ok = call().await;
+                out.push((t - begin, t.elapsed(), ok));
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
+                }
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("load task"));
+    }
+    all
+}
+
+/// How a [`TargetServer`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// 200 "ok" to everything.
+    Healthy = 0,
+    /// 503 to everything: the target is down.
+    Unavailable = 1,
+    /// 503 to one request in a hundred (a transient failure), 200 otherwise.
+    Flaky = 2,
+}
+
+/// A loopback axum server on a thread and runtime of its own (so its CPU
+/// time is not the client's), counting requests and when they came.
+#[derive(Debug)]
+pub struct TargetServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: std::sync::Arc<ServerState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct ServerState {
+    mode: std::sync::atomic::AtomicU8,
+    hits: std::sync::atomic::AtomicU64,
+    origin: Instant,
+    /// Arrival times (since `origin`) while recording is on.
+    record: std::sync::atomic::AtomicBool,
+    arrivals: std::sync::Mutex<Vec<Duration>>,
+}
+
+impl TargetServer {
+    /// Starts a server answering in `mode`.
+    pub fn start(mode: Mode) -> std::io::Result<Self> {
+        use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+        let state = std::sync::Arc::new(ServerState {
+            mode: AtomicU8::new(mode as u8),
+            hits: AtomicU64::new(0),
+            origin: Instant::now(),
+            record: AtomicBool::new(false),
+            arrivals: std::sync::Mutex::new(Vec::new()),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handler_state = state.clone();
+        let handler = move || {
+            let state = handler_state.clone();
+            async move {
+                let n = state.hits.fetch_add(1, Ordering::Relaxed) + 1;
+                if state.record.load(Ordering::Relaxed) {
+                    let at = state.origin.elapsed();
+                    state
+                        .arrivals
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(at);
+                }
+                let fail = match state.mode.load(Ordering::Relaxed) {
+                    0 => false,
+                    1 => true,
+                    _ => n % 100 == 50,
+                };
+                if fail {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+                } else {
+                    (axum::http::StatusCode::OK, "ok")
+                }
+            }
+        };
+        let router = axum::Router::new().route("/", axum::routing::get(handler));
+        let thread = std::thread::Builder::new()
+            .name("target-server".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("server runtime");
+                rt.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("server listener");
+                    let _ = axum::serve(listener, router)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                });
+            })?;
+        Ok(TargetServer {
+            addr,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Switches how it answers.
+    pub fn set_mode(&self, mode: Mode) {
+        self.state
+            .mode
+            .store(mode as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> u64 {
+        self.state.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Starts recording arrival times; they are measured from `Instant` `origin()`.
+    pub fn record_arrivals(&self, on: bool) {
+        self.state
+            .record
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// When arrival times count from.
+    pub fn origin(&self) -> Instant {
+        self.state.origin
+    }
+
+    /// Arrival times recorded so far.
+    pub fn arrivals(&self) -> Vec<Duration> {
+        self.state
+            .arrivals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for TargetServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

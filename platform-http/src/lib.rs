@@ -1,7 +1,12 @@
 //! HTTP for platform services: the server side (a tower layer that carries
 //! trace context, request ids, metrics and panics; an accept loop with header
 //! limits and graceful drain), the admin server (probes, health, metrics,
-//! info), and [`serve`], which runs both on the runtime.
+//! info), [`serve`], which runs both on the runtime, and the resilient
+//! [`Client`] for calling other services (retries within a budget,
+//! deadlines carried to the next hop, circuit breaking, hedging).
+//!
+//! Cargo features: `rustls` adds HTTPS to the client (rustls with
+//! aws-lc-rs; off by default, as it compiles C).
 //!
 //! ```no_run
 //! # #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -18,6 +23,8 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod client;
 pub mod server;
 
+pub use client::{Client, ClientBuilder, ClientError, RequestBuilder, Response};
 pub use server::{BoundServer, InFlight, ServerLayer, serve};

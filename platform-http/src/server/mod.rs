@@ -1,6 +1,7 @@
 //! Serving an axum router on the runtime: limits, observability, graceful drain.
 
 mod accept;
+mod deadline;
 mod layer;
 mod request_id;
 
@@ -10,6 +11,7 @@ use platform_core::{AppSettings, Error, Runtime};
 use tokio_util::sync::CancellationToken;
 
 pub use accept::serve_listener;
+pub use deadline::{DEADLINE_HEADER, DeadlineLayer, DeadlineService, HeaderDeadline};
 pub use layer::{InFlight, ServerLayer, ServerService};
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
 
@@ -107,6 +109,7 @@ impl<S: AppSettings> BoundServer<S> {
             .layer(axum::extract::DefaultBodyLimit::max(
                 usize::try_from(config.server.max_body_size).unwrap_or(usize::MAX),
             ))
+            .layer(DeadlineLayer::new(config.server.request_timeout))
             .layer(ServerLayer::new(self.in_flight.clone()));
         let api = self.api.map(|listener| {
             let settings = config.server.clone();

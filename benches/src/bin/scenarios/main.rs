@@ -6,7 +6,11 @@
 //! ```
 //! With no scenario named, all run.
 
+mod flaky;
+mod outage;
+mod overhead;
 mod probes;
+mod retry_storm;
 
 use std::time::Duration;
 
@@ -19,7 +23,13 @@ pub(crate) struct Budget {
 
 type Scenario = fn(Budget) -> Result<serde_json::Value, String>;
 
-const SCENARIOS: &[(&str, Scenario)] = &[("probes", probes::run)];
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("probes", probes::run),
+    ("overhead", overhead::run),
+    ("retry-storm", retry_storm::run),
+    ("flaky", flaky::run),
+    ("outage", outage::run),
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

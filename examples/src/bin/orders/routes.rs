@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Orders {
-    pub(crate) http: reqwest::Client,
-    pub(crate) inventory_url: String,
+    /// Calls inventory with the platform's retries, budget, breaker and
+    /// deadline propagation (config: `[http.clients.inventory]`).
+    pub(crate) inventory: platform_http::Client,
     pub(crate) max_quantity: u32,
 }
 
@@ -47,21 +48,18 @@ async fn create_order(
             format!("quantity must be 1..={}", orders.max_quantity),
         ));
     }
+    // A reservation is not idempotent and inventory does not deduplicate:
+    // the client retries it only when it certainly never reached inventory.
     let response = orders
-        .http
-        .post(format!("{}/reservations", orders.inventory_url))
+        .inventory
+        .post("/reservations")
         .json(&reservation_for(&order))
         .send()
         .await
-        .map_err(|e| {
-            (
-                StatusCode::BAD_GATEWAY,
-                format!("inventory unreachable: {e}"),
-            )
-        })?;
+        .map_err(|e| (status_for(&e), format!("inventory unavailable: {e}")))?;
     let status = response.status();
     if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
+        let body = response.text();
         let code = if status.is_client_error() {
             StatusCode::CONFLICT
         } else {
@@ -69,7 +67,7 @@ async fn create_order(
         };
         return Err((code, format!("inventory said {status}: {body}")));
     }
-    let stock: Stock = response.json().await.map_err(|e| {
+    let stock: Stock = response.json().map_err(|e| {
         (
             StatusCode::BAD_GATEWAY,
             format!("inventory answer unreadable: {e}"),
@@ -83,6 +81,21 @@ async fn create_order(
             remaining_stock: stock.available,
         }),
     ))
+}
+
+/// What orders answers when inventory could not be reached.
+fn status_for(error: &platform_http::ClientError) -> StatusCode {
+    use platform_http::ClientError;
+    match error {
+        ClientError::Timeout { .. } | ClientError::DeadlineExceeded { .. } => {
+            StatusCode::GATEWAY_TIMEOUT
+        }
+        // Failing fast while inventory is down: tell our caller to back off too.
+        ClientError::CircuitOpen { .. } | ClientError::BudgetExhausted { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::BAD_GATEWAY,
+    }
 }
 
 /// The reservation inventory expects for an order.

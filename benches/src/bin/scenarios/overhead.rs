@@ -1,0 +1,311 @@
+//! `overhead`: what the platform client costs over raw reqwest, side by
+//! side with the reqwest-middleware + reqwest-retry + reqwest-tracing stack.
+//!
+//! One request in flight at a time (so latency is the client's and the
+//! server's work, not queueing), against one loopback server on its own
+//! thread. The clients run on a current-thread runtime on this thread, so
+//! the thread's CPU time is the client's CPU time. Variants take turns in
+//! short rounds, so drifting machine load hits them alike.
+//!
+//! Every variant runs under the same tracing pipeline a service has
+//! (registry + tracing-opentelemetry at INFO, W3C propagator): with a
+//! sampler that keeps nothing ("sampling off"), and once more for the
+//! platform client with every span kept and handed to a no-op exporter
+//! ("sampling on").
+
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
+use platform_benches::load::{Mode, TargetServer, thread_cpu_time};
+use platform_benches::report::summarize;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{Layer, filter::LevelFilter};
+
+use crate::Budget;
+
+#[derive(Debug)]
+struct NoopExporter;
+
+impl SpanExporter for NoopExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        std::hint::black_box(batch);
+        Ok(())
+    }
+}
+
+fn dispatch(sampler: Sampler) -> (tracing::Dispatch, SdkTracerProvider) {
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_simple_exporter(NoopExporter)
+        .build();
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("overhead"))
+        .with_filter(LevelFilter::INFO);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    (tracing::Dispatch::new(subscriber), provider)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Raw,
+    Platform,
+    Middleware,
+    PlatformSampled,
+    /// The defaults as shipped: hedging off.
+    PlatformNoHedge,
+    /// No tracing subscriber at all: what the client costs without its span.
+    PlatformUntraced,
+}
+
+const VARIANTS: [Variant; 6] = [
+    Variant::Raw,
+    Variant::Platform,
+    Variant::Middleware,
+    Variant::PlatformSampled,
+    Variant::PlatformNoHedge,
+    Variant::PlatformUntraced,
+];
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Raw => "raw reqwest",
+            Variant::Platform => "platform client",
+            Variant::Middleware => "reqwest-middleware stack",
+            Variant::PlatformSampled => "platform, sampling on",
+            Variant::PlatformNoHedge => "platform, hedging off",
+            Variant::PlatformUntraced => "platform, no subscriber",
+        }
+    }
+}
+
+struct Clients {
+    url: String,
+    raw: reqwest::Client,
+    platform: platform_http::Client,
+    platform_no_hedge: platform_http::Client,
+    middleware: reqwest_middleware::ClientWithMiddleware,
+}
+
+impl Clients {
+    async fn call(&self, variant: Variant) -> bool {
+        match variant {
+            Variant::Raw => match self.raw.get(&self.url).send().await {
+                Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                Err(_) => false,
+            },
+            Variant::Middleware => match self.middleware.get(&self.url).send().await {
+                Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                Err(_) => false,
+            },
+            Variant::Platform | Variant::PlatformSampled | Variant::PlatformUntraced => {
+                matches!(self.platform.get("/").send().await, Ok(r) if r.status() == 200)
+            }
+            Variant::PlatformNoHedge => {
+                matches!(self.platform_no_hedge.get("/").send().await, Ok(r) if r.status() == 200)
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    cpu: Duration,
+    requests: u64,
+    failures: u64,
+}
+
+pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
+    let server = TargetServer::start(Mode::Healthy).map_err(|e| e.to_string())?;
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let (off, off_provider) = dispatch(Sampler::AlwaysOff);
+    let (on, on_provider) = dispatch(Sampler::AlwaysOn);
+    let none = tracing::Dispatch::none();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let mut settings = platform_core::settings::ClientSettings {
+        base_url: server.url(),
+        ..Default::default()
+    };
+    // Every feature on: retries, budget, breaker, ejection (on by default)
+    // and hedging (off by default).
+    let no_hedge = settings.clone();
+    settings.hedge.enabled = true;
+    let clients = rt.block_on(async {
+        let retry =
+            reqwest_retry::policies::ExponentialBackoff::builder().build_with_max_retries(2);
+        Ok::<_, String>(Clients {
+            url: format!("{}/", server.url()),
+            raw: reqwest::Client::builder()
+                .build()
+                .map_err(|e| e.to_string())?,
+            platform: platform_http::Client::from_settings("overhead", &settings)
+                .map_err(|e| e.to_string())?,
+            platform_no_hedge: platform_http::Client::from_settings("overhead-no-hedge", &no_hedge)
+                .map_err(|e| e.to_string())?,
+            middleware: reqwest_middleware::ClientBuilder::new(
+                reqwest::Client::builder()
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
+            .with(reqwest_tracing::TracingMiddleware::default())
+            .with(reqwest_retry::RetryTransientMiddleware::new_with_policy(
+                retry,
+            ))
+            .build(),
+        })
+    })?;
+
+    let slice = (budget.load / 5).max(Duration::from_millis(200));
+    let mut tallies: Vec<Tally> = VARIANTS.iter().map(|_| Tally::default()).collect();
+    // Round 0 warms connections, the latency estimate and the allocator; not counted.
+    for round in 0..=budget.repeats {
+        for k in 0..VARIANTS.len() {
+            // Rotate the order so no variant always runs right after another.
+            let i = (k + round) % VARIANTS.len();
+            let variant = VARIANTS[i];
+            let dispatch = match variant {
+                Variant::PlatformSampled => &on,
+                Variant::PlatformUntraced => &none,
+                _ => &off,
+            };
+            let (latencies, cpu, failures) = tracing::dispatcher::with_default(dispatch, || {
+                rt.block_on(async {
+                    let mut latencies = Vec::new();
+                    let mut failures = 0u64;
+                    let cpu_before = thread_cpu_time();
+                    let stop = Instant::now() + slice;
+                    while Instant::now() < stop {
+                        let t = Instant::now();
+                        if !clients.call(variant).await {
+                            failures += 1;
+                        }
+                        latencies.push(t.elapsed());
+                    }
+                    let cpu = match (cpu_before, thread_cpu_time()) {
+                        (Some(a), Some(b)) => b.saturating_sub(a),
+                        _ => Duration::ZERO,
+                    };
+                    (latencies, cpu, failures)
+                })
+            });
+            if round == 0 {
+                continue;
+            }
+            let tally = &mut tallies[i];
+            tally.requests += latencies.len() as u64;
+            tally.latencies.extend(latencies);
+            tally.cpu += cpu;
+            tally.failures += failures;
+        }
+    }
+    let _ = off_provider.shutdown();
+    let _ = on_provider.shutdown();
+
+    let mut rows = Vec::new();
+    for (variant, tally) in VARIANTS.iter().zip(tallies.iter_mut()) {
+        let summary = summarize(&mut tally.latencies);
+        let cpu_us = tally.cpu.as_secs_f64() * 1e6 / tally.requests.max(1) as f64;
+        rows.push((*variant, summary, cpu_us, tally.failures));
+    }
+    let raw = rows[0];
+    let ratio = |row: &(Variant, platform_benches::report::Summary, f64, u64)| {
+        (
+            row.1.p50_us / raw.1.p50_us,
+            row.1.p99_us / raw.1.p99_us,
+            row.2 / raw.2,
+        )
+    };
+    println!(
+        "{:<26} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8} {:>6}",
+        "client", "p50 us", "p99 us", "cpu us/req", "p50 x", "p99 x", "cpu x", "fails"
+    );
+    for row in &rows {
+        let (p50, p99, cpu) = ratio(row);
+        println!(
+            "{:<26} {:>9.1} {:>9.1} {:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>6}",
+            row.0.name(),
+            row.1.p50_us,
+            row.1.p99_us,
+            row.2,
+            p50,
+            p99,
+            cpu,
+            row.3
+        );
+    }
+    let (p50_ratio, p99_ratio, cpu_ratio) = ratio(&rows[1]);
+    let (middleware_p50_ratio, middleware_p99_ratio, middleware_cpu_ratio) = ratio(&rows[2]);
+    let sampling_p50_ratio = rows[3].1.p50_us / rows[1].1.p50_us;
+    let sampling_cpu_ratio = rows[3].2 / rows[1].2;
+    let check = |name: &str, value: f64, target: f64| {
+        println!(
+            "  {name}: {value:.3} (target <= {target}) {}",
+            if value <= target { "met" } else { "MISSED" }
+        );
+    };
+    check("p50 ratio", p50_ratio, 1.05);
+    check("p99 ratio", p99_ratio, 1.10);
+    check("cpu ratio", cpu_ratio, 1.15);
+    check("sampling on / off p50", sampling_p50_ratio, 1.03);
+    println!(
+        "  below the middleware stack: p50 {} cpu {}",
+        if p50_ratio < middleware_p50_ratio {
+            "met"
+        } else {
+            "MISSED"
+        },
+        if cpu_ratio < middleware_cpu_ratio {
+            "met"
+        } else {
+            "MISSED"
+        },
+    );
+
+    let bars = |f: fn(&(Variant, platform_benches::report::Summary, f64, u64)) -> f64| {
+        rows.iter()
+            .map(|r| (r.0.name().to_owned(), f(r)))
+            .collect::<Vec<_>>()
+    };
+    let plots = [
+        ("overhead-p50", "p50 latency", "us", bars(|r| r.1.p50_us)),
+        ("overhead-p99", "p99 latency", "us", bars(|r| r.1.p99_us)),
+        (
+            "overhead-cpu",
+            "client CPU per request",
+            "us",
+            bars(|r| r.2),
+        ),
+    ];
+    for (file, title, unit, data) in plots {
+        let svg = platform_benches::plot::bar_chart(title, unit, &data, None);
+        platform_benches::plot::write_svg(file, &svg).map_err(|e| e.to_string())?;
+    }
+
+    Ok(serde_json::json!({
+        "p50_ratio": p50_ratio,
+        "p99_ratio": p99_ratio,
+        "cpu_ratio": cpu_ratio,
+        "middleware_p50_ratio": middleware_p50_ratio,
+        "middleware_p99_ratio": middleware_p99_ratio,
+        "middleware_cpu_ratio": middleware_cpu_ratio,
+        "sampling_p50_ratio": sampling_p50_ratio,
+        "sampling_cpu_ratio": sampling_cpu_ratio,
+        "raw_p50_us": raw.1.p50_us,
+        "raw_p99_us": raw.1.p99_us,
+        "raw_cpu_us_per_request": raw.2,
+        "platform_p50_us": rows[1].1.p50_us,
+        "platform_p99_us": rows[1].1.p99_us,
+        "platform_cpu_us_per_request": rows[1].2,
+        "requests_per_variant": rows[0].1.count,
+        "failures": rows.iter().map(|r| r.3).sum::<u64>(),
+    }))
+}

@@ -1,0 +1,160 @@
+//! `retry-storm`: the target answers 503 to everything while clients keep
+//! offering a fixed rate. How many requests reach it per logical request:
+//! the platform client (as configured by default, and with the breaker off
+//! so that only the retry budget holds it back) against a naive loop of 3
+//! attempts.
+//!
+//! With the default budget (20% of the request rate, plus a floor of 10
+//! retries per second), budget-only lands at about 1.2 + 10/rate: the floor
+//! is visible at low rates.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use platform_benches::load::{Mode, TargetServer};
+
+use crate::Budget;
+
+/// Logical requests offered per second.
+const RATE: u64 = 1000;
+
+/// Offers `RATE` calls per second for `duration` (open loop) and waits for
+/// them all; returns (logical requests, server hits).
+async fn offer<F, Fut>(server: &TargetServer, duration: Duration, call: F) -> (u64, u64)
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let before = server.hits();
+    let call = Arc::new(call);
+    let offered = Arc::new(AtomicU64::new(0));
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+    let stop = Instant::now() + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    while Instant::now() < stop {
+        tick.tick().await;
+        let call = call.clone();
+        offered.fetch_add(1, Ordering::Relaxed);
+        tasks.spawn(async move { call().await });
+    }
+    while tasks.join_next().await.is_some() {}
+    (offered.load(Ordering::Relaxed), server.hits() - before)
+}
+
+async fn naive(client: reqwest::Client, url: String) {
+    for attempt in 0..3u32 {
+        if let Ok(r) = client.get(&url).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        if attempt < 2 {
+            // The usual hand-written loop: a fixed short pause, no budget.
+            tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt + 1))).await;
+        }
+    }
+}
+
+pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
+    let server = TargetServer::start(Mode::Unavailable).map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let duration = budget.load;
+    let settings = platform_core::settings::ClientSettings {
+        base_url: server.url(),
+        ..Default::default()
+    };
+    let mut budget_only = settings.clone();
+    budget_only.breaker.enabled = false;
+    budget_only.outlier.enabled = false;
+
+    let (default_calls, default_hits, budget_calls, budget_hits, naive_calls, naive_hits) = rt
+        .block_on(async {
+            let platform = platform_http::Client::from_settings("storm-default", &settings)
+                .map_err(|e| e.to_string())?;
+            let (dc, dh) = offer(&server, duration, move || {
+                let c = platform.clone();
+                async move {
+                    let _ = c.get("/").send().await;
+                }
+            })
+            .await;
+            let platform = platform_http::Client::from_settings("storm-budget", &budget_only)
+                .map_err(|e| e.to_string())?;
+            let (bc, bh) = offer(&server, duration, move || {
+                let c = platform.clone();
+                async move {
+                    let _ = c.get("/").send().await;
+                }
+            })
+            .await;
+            let raw = reqwest::Client::new();
+            let url = format!("{}/", server.url());
+            let (nc, nh) = offer(&server, duration, move || naive(raw.clone(), url.clone())).await;
+            Ok::<_, String>((dc, dh, bc, bh, nc, nh))
+        })?;
+
+    let per = |hits: u64, calls: u64| hits as f64 / calls.max(1) as f64;
+    let attempts_per_request = per(default_hits, default_calls);
+    let budget_only_attempts = per(budget_hits, budget_calls);
+    let naive_attempts = per(naive_hits, naive_calls);
+    println!(
+        "{:<34} {:>10} {:>12} {:>14}",
+        "client", "requests", "server hits", "hits/request"
+    );
+    for (name, calls, hits) in [
+        ("platform (defaults)", default_calls, default_hits),
+        (
+            "platform (budget only, no breaker)",
+            budget_calls,
+            budget_hits,
+        ),
+        ("naive 3-attempt loop", naive_calls, naive_hits),
+    ] {
+        println!(
+            "{name:<34} {calls:>10} {hits:>12} {:>14.3}",
+            per(hits, calls)
+        );
+    }
+    let expected = 1.2 + 10.0 * (duration.as_secs_f64().min(10.0)) / (budget_calls.max(1) as f64);
+    println!(
+        "  attempts per request (defaults): {attempts_per_request:.3} (target <= 1.2) {}",
+        if attempts_per_request <= 1.2 {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    println!(
+        "  attempts per request (budget only): {budget_only_attempts:.3} (target <= 1.2) {}; budget bound 1.2 + floor = {expected:.3}",
+        if budget_only_attempts <= 1.2 {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    let svg = platform_benches::plot::bar_chart(
+        "retry storm: server attempts per logical request",
+        "",
+        &[
+            ("platform (defaults)".into(), attempts_per_request),
+            ("platform (budget only)".into(), budget_only_attempts),
+            ("naive 3 attempts".into(), naive_attempts),
+        ],
+        Some(1.2),
+    );
+    platform_benches::plot::write_svg("retry-storm", &svg).map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({
+        "attempts_per_request": attempts_per_request,
+        "budget_only_attempts_per_request": budget_only_attempts,
+        "naive_attempts_per_request": naive_attempts,
+        "budget_only_bound": expected,
+        "offered_rate": RATE,
+        "duration_s": duration.as_secs_f64(),
+        "requests": default_calls,
+    }))
+}

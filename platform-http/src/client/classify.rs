@@ -1,0 +1,178 @@
+//! What one attempt's outcome means: HTTP's answer to the transport-neutral
+//! [`Classifier`](platform_core::resilience::Classifier).
+//!
+//! - Connect failures (refused, unreachable, connect timeout) never reached
+//!   the server: retryable whatever the method.
+//! - Resets, closed connections, bodies cut short and attempt timeouts may
+//!   have reached it: retryable, but only for idempotent requests.
+//! - 408, 429, 502, 503 and 504 are retryable, after the `Retry-After` delay
+//!   when the server sent one. Every other status is the answer: 4xx is the
+//!   caller's problem and another attempt would repeat it; a 500 says the
+//!   request itself broke the server, which a retry would most likely repeat
+//!   (Envoy's `retriable-status-codes` and gRPC A6 make the same choice).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use platform_core::resilience::{Classification, ResilienceError};
+
+use super::ClientError;
+use super::response::Response;
+
+/// Statuses that say "try again (later)".
+pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 502 | 503 | 504)
+}
+
+/// A failed attempt, with the endpoint it went to.
+#[derive(Debug)]
+pub(crate) struct AttemptError {
+    pub(crate) endpoint: Arc<str>,
+    pub(crate) failure: Failure,
+}
+
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// No connection: never sent.
+    Connect(reqwest::Error),
+    /// The attempt took longer than `attempt_timeout`.
+    Timeout,
+    /// Broken after the connection was made.
+    Body(reqwest::Error),
+    /// The request could not be built (a bad URL): nothing was sent.
+    Invalid(String),
+    /// A retryable status.
+    Status {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        body: Bytes,
+    },
+}
+
+impl Failure {
+    /// From a reqwest error of sending or reading the answer.
+    pub(crate) fn from_reqwest(error: reqwest::Error) -> Self {
+        if error.is_builder() {
+            Failure::Invalid(error.to_string())
+        } else if error.is_connect() {
+            Failure::Connect(error)
+        } else if error.is_timeout() {
+            Failure::Timeout
+        } else {
+            Failure::Body(error)
+        }
+    }
+
+    pub(crate) fn error_type(&self) -> &'static str {
+        match self {
+            Failure::Connect(_) => "connect",
+            Failure::Timeout => "timeout",
+            Failure::Body(_) => "body",
+            Failure::Invalid(_) => "invalid_request",
+            Failure::Status { status, .. } => status.as_str_static(),
+        }
+    }
+}
+
+/// `StatusCode::as_str` for a `'static` metric attribute.
+trait StaticStatus {
+    fn as_str_static(&self) -> &'static str;
+}
+
+impl StaticStatus for StatusCode {
+    fn as_str_static(&self) -> &'static str {
+        match self.as_u16() {
+            408 => "408",
+            429 => "429",
+            502 => "502",
+            503 => "503",
+            504 => "504",
+            _ => "_OTHER",
+        }
+    }
+}
+
+/// The classifier of the platform client.
+pub(crate) fn classify(result: &Result<Response, AttemptError>) -> Classification {
+    match result {
+        Ok(_) => Classification::success(),
+        Err(e) => match &e.failure {
+            Failure::Connect(_) => Classification::retryable().never_sent(),
+            Failure::Timeout | Failure::Body(_) => Classification::retryable(),
+            Failure::Invalid(_) => Classification::not_retryable().never_sent(),
+            Failure::Status {
+                retry_after: Some(delay),
+                ..
+            } => Classification::retry_after(*delay),
+            Failure::Status { .. } => Classification::retryable(),
+        },
+    }
+}
+
+impl AttemptError {
+    pub(crate) fn into_client_error(self, target: Arc<str>, attempts: u32) -> ClientError {
+        let endpoint = self.endpoint;
+        match self.failure {
+            Failure::Connect(source) => ClientError::Connect {
+                target,
+                endpoint,
+                attempts,
+                source,
+            },
+            Failure::Invalid(reason) => ClientError::InvalidRequest { target, reason },
+            Failure::Timeout => ClientError::Timeout {
+                target,
+                endpoint,
+                attempts,
+            },
+            Failure::Body(source) => ClientError::Body {
+                target,
+                endpoint,
+                attempts,
+                source,
+            },
+            Failure::Status {
+                status,
+                retry_after,
+                body,
+                ..
+            } => ClientError::Status {
+                target,
+                endpoint,
+                attempts,
+                status,
+                retry_after,
+                body,
+            },
+        }
+    }
+}
+
+/// Why the resilience loop stopped, as the client's error.
+pub(crate) fn client_error(error: ResilienceError<AttemptError>) -> ClientError {
+    let target: Arc<str> = Arc::from(error.target());
+    let attempts = error.attempts();
+    match error {
+        ResilienceError::CircuitOpen { .. } => ClientError::CircuitOpen { target, attempts },
+        ResilienceError::DeadlineExceeded { last, .. } => ClientError::DeadlineExceeded {
+            target,
+            endpoint: last.map(|e| e.endpoint),
+            attempts,
+        },
+        ResilienceError::BudgetExhausted { last, .. } => ClientError::BudgetExhausted {
+            target: target.clone(),
+            endpoint: Some(last.endpoint.clone()),
+            attempts,
+            last: Box::new(last.into_client_error(target, attempts)),
+        },
+        // The server's pushback does not fit in the deadline: its answer stands.
+        ResilienceError::PushbackBeyondDeadline { last, .. }
+        | ResilienceError::AttemptsExhausted { last, .. }
+        | ResilienceError::NotRetryable { source: last, .. }
+        | ResilienceError::NotIdempotent { source: last, .. } => {
+            last.into_client_error(target, attempts)
+        }
+    }
+}

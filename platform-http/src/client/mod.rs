@@ -1,0 +1,312 @@
+//! The platform's HTTP client: reqwest underneath, the resilience layer of
+//! `platform-core` around every call.
+//!
+//! A [`Client`] calls one named target, configured under
+//! `http.clients.<name>` (base URL, connect / per-attempt / total timeouts,
+//! retry, budget, breaker, outlier ejection, hedging, default headers). Its
+//! request API reads like reqwest's; what it adds:
+//!
+//! - **Retries that cannot make an outage worse.** Connect failures,
+//!   resets, bodies cut short, attempt timeouts and 408/429/502/503/504 are
+//!   retried with full-jitter backoff, within the target's retry budget
+//!   (Finagle: at most 20% more load) and the call's deadline. Everything
+//!   else is the answer (a 500 too: the request broke the server, and a
+//!   retry would most likely repeat it).
+//! - **Idempotency respected.** A request that may have reached the server
+//!   is repeated only if it is idempotent: GET, HEAD, OPTIONS, TRACE, PUT,
+//!   DELETE, any request with an `Idempotency-Key` header, or one marked
+//!   with [`RequestBuilder::idempotent`]. A request refused before it was
+//!   sent (connection refused) is retried whatever its method.
+//! - **Bodies replayed, not re-streamed.** Bodies up to `max_replay_body`
+//!   are kept for replay; larger or streaming bodies are sent once.
+//! - **`Retry-After` honoured** (seconds or HTTP-date) when it fits in the
+//!   deadline; the call stops at once when it does not. A malformed one is
+//!   ignored and counted.
+//! - **Deadlines propagated.** One deadline covers every attempt and sleep:
+//!   the client's `total_timeout`, [`RequestBuilder::timeout`], or — inside
+//!   a handler served by [`serve`](crate::serve) — what is left of the
+//!   caller's deadline. The remaining time goes to the next hop in
+//!   [`DEADLINE_HEADER`](crate::server::DEADLINE_HEADER).
+//! - **Fail fast.** The target's circuit breaker opens while it is down;
+//!   with several endpoints ([`ClientBuilder::endpoints`]) failing ones are
+//!   ejected (Envoy's outlier detection).
+//! - **Observable.** One `http.client.request` span per call, a debug event
+//!   per attempt (number, endpoint, delay since the previous one, outcome)
+//!   and one saying why the call stopped; trace context and baggage injected
+//!   into every attempt; `http.client.request.duration` per attempt.
+//!
+//! reqwest's own retries (of HTTP/2 refusals, unbudgeted) are turned off:
+//! every attempt goes through the budget.
+//!
+//! Every client of one target in the process shares its budget, breaker and
+//! latency estimate (one [`Resilience`] per target name, from a process-wide
+//! registry unless [`ClientBuilder::registry`] names another).
+//!
+//! ```no_run
+//! # #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+//! # struct App {}
+//! # impl platform_config::Validate for App {}
+//! # async fn run(rt: platform_core::Runtime<App>) -> Result<(), platform_http::ClientError> {
+//! #[derive(serde::Deserialize)]
+//! struct Stock { available: u32 }
+//!
+//! let inventory = platform_http::Client::for_service(&rt, "inventory")?;
+//! let stock: Stock = inventory
+//!     .get("/stock/apple")
+//!     .send()
+//!     .await?
+//!     .error_for_status()?
+//!     .json()?;
+//! inventory
+//!     .post("/reservations")
+//!     .idempotency_key("order-4711")
+//!     .json(&serde_json::json!({"sku": "apple", "quantity": 1}))
+//!     .send()
+//!     .await?;
+//! # let _ = stock.available; Ok(()) }
+//! ```
+
+mod classify;
+mod endpoints;
+mod error;
+mod metrics;
+mod propagation;
+mod request;
+mod response;
+mod retry_after;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use platform_core::resilience::{Resilience, ResilienceRegistry};
+use platform_core::settings::ClientSettings;
+use platform_core::{AppSettings, Runtime};
+
+pub use error::ClientError;
+pub use request::RequestBuilder;
+pub use response::Response;
+
+use endpoints::{Endpoint, Endpoints};
+use metrics::Instruments;
+
+/// The header that makes a request safe to retry whatever its method.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// A resilient HTTP client for one named target (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    target: Arc<str>,
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    resilience: Resilience,
+    attempt_timeout: Duration,
+    max_replay_body: u64,
+    default_headers: HeaderMap,
+    instruments: Instruments,
+}
+
+/// The registry of clients built without one of their own.
+fn process_registry() -> &'static ResilienceRegistry {
+    static REGISTRY: OnceLock<ResilienceRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(ResilienceRegistry::new)
+}
+
+impl Client {
+    /// The client for `name`, configured by `http.clients.<name>` of the
+    /// runtime's config; an error when that entry is missing or invalid.
+    pub fn for_service<S: AppSettings>(rt: &Runtime<S>, name: &str) -> Result<Self, ClientError> {
+        let config = rt.config();
+        let settings = config.http.clients.get(name).ok_or_else(|| {
+            let known: Vec<&str> = config.http.clients.keys().map(String::as_str).collect();
+            ClientError::Config {
+                target: name.to_owned(),
+                key: String::new(),
+                reason: format!(
+                    "no [http.clients.{name}] in the configuration (configured clients: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            }
+        })?;
+        Self::from_settings(name, settings)
+    }
+
+    /// A client for `name` from its settings.
+    pub fn from_settings(name: &str, settings: &ClientSettings) -> Result<Self, ClientError> {
+        Self::builder(name, settings).build()
+    }
+
+    /// A builder, for what settings do not say (several endpoints, a registry of one's own).
+    pub fn builder(name: &str, settings: &ClientSettings) -> ClientBuilder {
+        ClientBuilder {
+            name: name.to_owned(),
+            settings: settings.clone(),
+            endpoints: None,
+            registry: None,
+            resilience: None,
+        }
+    }
+
+    /// The target's name.
+    pub fn target(&self) -> &str {
+        &self.inner.target
+    }
+
+    /// The target's resilience policies (budget, breaker, latency estimate).
+    pub fn resilience(&self) -> &Resilience {
+        &self.inner.resilience
+    }
+
+    /// The endpoints (`host:port`) currently ejected as outliers.
+    pub fn ejected_endpoints(&self) -> Vec<Arc<str>> {
+        self.inner.endpoints.ejected()
+    }
+
+    /// A request with `method` to `path` (relative to the base URL).
+    pub fn request(&self, method: Method, path: impl Into<String>) -> RequestBuilder {
+        RequestBuilder::new(self.clone(), method, path.into())
+    }
+
+    /// A GET request.
+    pub fn get(&self, path: impl Into<String>) -> RequestBuilder {
+        self.request(Method::GET, path)
+    }
+
+    /// A HEAD request.
+    pub fn head(&self, path: impl Into<String>) -> RequestBuilder {
+        self.request(Method::HEAD, path)
+    }
+
+    /// A POST request (not retried once it may have reached the server,
+    /// unless it carries an idempotency key or is marked idempotent).
+    pub fn post(&self, path: impl Into<String>) -> RequestBuilder {
+        self.request(Method::POST, path)
+    }
+
+    /// A PUT request.
+    pub fn put(&self, path: impl Into<String>) -> RequestBuilder {
+        self.request(Method::PUT, path)
+    }
+
+    /// A PATCH request (not idempotent by default).
+    pub fn patch(&self, path: impl Into<String>) -> RequestBuilder {
+        self.request(Method::PATCH, path)
+    }
+
+    /// A DELETE request.
+    pub fn delete(&self, path: impl Into<String>) -> RequestBuilder {
+        self.request(Method::DELETE, path)
+    }
+}
+
+/// Builds a [`Client`]; see [`Client::builder`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    name: String,
+    settings: ClientSettings,
+    endpoints: Option<Vec<String>>,
+    registry: Option<ResilienceRegistry>,
+    resilience: Option<Resilience>,
+}
+
+impl ClientBuilder {
+    /// Calls these base URLs in turn instead of `base_url`, ejecting the
+    /// ones that keep failing.
+    pub fn endpoints<I, U>(mut self, base_urls: I) -> Self
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        self.endpoints = Some(base_urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Takes the target's policies from `registry` instead of the process-wide one.
+    pub fn registry(mut self, registry: &ResilienceRegistry) -> Self {
+        self.registry = Some(registry.clone());
+        self
+    }
+
+    /// Uses these policies (say with a seeded backoff) instead of building
+    /// them from the settings.
+    pub fn resilience(mut self, resilience: Resilience) -> Self {
+        self.resilience = Some(resilience);
+        self
+    }
+
+    /// The client; every invalid setting is an error naming its key.
+    pub fn build(self) -> Result<Client, ClientError> {
+        let name = self.name;
+        let settings = &self.settings;
+        let config = |key: &str, reason: String| ClientError::Config {
+            target: name.clone(),
+            key: key.to_owned(),
+            reason,
+        };
+        let base_urls = self
+            .endpoints
+            .unwrap_or_else(|| vec![settings.base_url.clone()]);
+        let list = base_urls
+            .iter()
+            .map(|url| Endpoint::parse(url))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| config("base_url", reason))?;
+        if list.is_empty() {
+            return Err(ClientError::NoEndpoint {
+                target: Arc::from(name.as_str()),
+            });
+        }
+        if settings.connect_timeout.is_zero() {
+            return Err(config("connect_timeout", "must be above zero".into()));
+        }
+        if settings.attempt_timeout.is_zero() {
+            return Err(config("attempt_timeout", "must be above zero".into()));
+        }
+        let mut default_headers = HeaderMap::new();
+        for (key, value) in &settings.headers {
+            let header = HeaderName::from_bytes(key.as_bytes())
+                .map_err(|_| config(&format!("headers.{key}"), "not a valid header name".into()))?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                config(&format!("headers.{key}"), "not a valid header value".into())
+            })?;
+            default_headers.append(header, value);
+        }
+        let resilience = match self.resilience {
+            Some(resilience) => resilience,
+            None => self
+                .registry
+                .as_ref()
+                .unwrap_or_else(|| process_registry())
+                .get_or_insert(&name, &settings.resilience())
+                .map_err(|e| config(e.key, format!("{} (got {})", e.reason, e.value)))?,
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            // Every attempt goes through the budget: none behind its back.
+            .retry(reqwest::retry::never())
+            .build()
+            .map_err(|e| config("", format!("cannot build the HTTP client: {e}")))?;
+        let endpoints = Endpoints::new(list, resilience.new_outlier_detector());
+        Ok(Client {
+            inner: Arc::new(Inner {
+                target: Arc::from(name.as_str()),
+                http,
+                endpoints,
+                resilience,
+                attempt_timeout: settings.attempt_timeout,
+                max_replay_body: settings.max_replay_body,
+                default_headers,
+                instruments: Instruments::new(),
+            }),
+        })
+    }
+}

@@ -1,0 +1,520 @@
+//! Building a request and sending it through the target's policies.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use opentelemetry::KeyValue;
+use platform_core::resilience::{
+    Attempt, CallOptions, Classification, Deadline, ResilienceError, Verdict,
+};
+use tracing::Instrument;
+
+use super::classify::{AttemptError, Failure, classify, client_error, is_retryable_status};
+use super::metrics::Instruments;
+use super::propagation::{inject_trace_context, set_deadline};
+use super::retry_after::RetryAfter;
+use super::{Client, ClientError, IDEMPOTENCY_KEY_HEADER, Inner, Response};
+
+enum Body {
+    Empty,
+    /// Kept whole: can be sent again.
+    Buffered(Bytes),
+    /// Read as it is sent: one attempt only.
+    Streaming(reqwest::Body),
+}
+
+/// A request being built; [`send`](RequestBuilder::send) runs it.
+///
+/// Errors of the builder methods (an invalid header, a body that does not
+/// serialize) are reported by `send`, as reqwest does.
+#[must_use = "a request does nothing until it is sent"]
+pub struct RequestBuilder {
+    client: Client,
+    method: Method,
+    path: String,
+    query: Vec<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+    timeout: Option<Duration>,
+    idempotent: Option<bool>,
+    error: Option<String>,
+}
+
+impl std::fmt::Debug for RequestBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestBuilder")
+            .field("target", &self.client.inner.target)
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Methods RFC 9110 defines as idempotent.
+fn is_idempotent_method(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+impl RequestBuilder {
+    pub(crate) fn new(client: Client, method: Method, path: String) -> Self {
+        RequestBuilder {
+            client,
+            method,
+            path,
+            query: Vec::new(),
+            headers: HeaderMap::new(),
+            body: Body::Empty,
+            timeout: None,
+            idempotent: None,
+            error: None,
+        }
+    }
+
+    fn fail(mut self, reason: String) -> Self {
+        self.error.get_or_insert(reason);
+        self
+    }
+
+    /// Adds a header (replacing a default header of the same name).
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        K: TryInto<HeaderName>,
+        V: TryInto<HeaderValue>,
+    {
+        match (name.try_into(), value.try_into()) {
+            (Ok(name), Ok(value)) => {
+                self.headers.append(name, value);
+                self
+            }
+            (Err(_), _) => self.fail("invalid header name".into()),
+            (Ok(name), Err(_)) => self.fail(format!("invalid value for header {name}")),
+        }
+    }
+
+    /// Adds headers.
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        self.headers.extend(headers);
+        self
+    }
+
+    /// Appends query parameters (percent-encoded).
+    pub fn query<K: AsRef<str>, V: AsRef<str>>(mut self, pairs: &[(K, V)]) -> Self {
+        self.query.extend(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned())),
+        );
+        self
+    }
+
+    /// Sets the body. Up to `max_replay_body` it is kept so a retry can send
+    /// it again; a larger one is sent once.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = Body::Buffered(body.into());
+        self
+    }
+
+    /// Streams the body: the request is sent once and never retried.
+    pub fn streaming_body(mut self, body: impl Into<reqwest::Body>) -> Self {
+        self.body = Body::Streaming(body.into());
+        self
+    }
+
+    /// Sets a JSON body and `content-type: application/json`.
+    pub fn json<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => {
+                self.headers
+                    .entry(http::header::CONTENT_TYPE)
+                    .or_insert(HeaderValue::from_static("application/json"));
+                self.body = Body::Buffered(bytes.into());
+                self
+            }
+            Err(e) => self.fail(format!("the JSON body does not serialize: {e}")),
+        }
+    }
+
+    /// Gives this call at most `timeout`, every attempt included (the
+    /// client's `total_timeout` and an inherited deadline still apply if earlier).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Says whether the request may be repeated once it may have reached
+    /// the server, overriding what its method and headers imply.
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = Some(idempotent);
+        self
+    }
+
+    /// Sets the `Idempotency-Key` header: the server deduplicates by it, so
+    /// the request may be retried whatever its method.
+    pub fn idempotency_key(self, key: impl AsRef<str>) -> Self {
+        let key = key.as_ref();
+        match HeaderValue::from_str(key) {
+            Ok(value) => self.header(IDEMPOTENCY_KEY_HEADER, value),
+            Err(_) => self.fail(format!("invalid idempotency key {key:?}")),
+        }
+    }
+
+    /// Sends the request through the target's policies and reads the answer.
+    ///
+    /// `Ok` holds every final answer, 4xx and 500 included (see
+    /// [`Response::error_for_status`]); a retryable status that outlasted
+    /// the retries is [`ClientError::Status`] (or `BudgetExhausted`).
+    pub async fn send(self) -> Result<Response, ClientError> {
+        let client = self.client.clone();
+        let inner = &*client.inner;
+        let method_attribute = method_attribute(&self.method);
+        let single = inner.endpoints.single();
+        // Fields kept few: each costs on every call while tracing is on.
+        let span = tracing::info_span!(
+            "http.client.request",
+            otel.name = method_attribute,
+            otel.kind = "client",
+            http.request.method = method_attribute,
+            server.address = single.map(|e| &*e.address),
+            server.port = single.map(|e| e.port),
+            http.response.status_code = tracing::field::Empty,
+            http.request.resend_count = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        self.run(inner, method_attribute).instrument(span).await
+    }
+
+    async fn run(
+        self,
+        inner: &Inner,
+        method_attribute: &'static str,
+    ) -> Result<Response, ClientError> {
+        if let Some(reason) = self.error {
+            return Err(ClientError::InvalidRequest {
+                target: inner.target.clone(),
+                reason,
+            });
+        }
+        let idempotent = self.idempotent.unwrap_or_else(|| {
+            is_idempotent_method(&self.method) || self.headers.contains_key(IDEMPOTENCY_KEY_HEADER)
+        });
+        let mut options = if idempotent {
+            CallOptions::idempotent()
+        } else {
+            CallOptions::not_idempotent()
+        };
+        if let Some(timeout) = self.timeout {
+            options = options.with_deadline(Deadline::after(timeout));
+        }
+        let (buffered, mut streaming) = match self.body {
+            Body::Empty => (None, None),
+            Body::Buffered(bytes) => (Some(bytes), None),
+            Body::Streaming(body) => (None, Some(body)),
+        };
+        let replayable = streaming.is_none()
+            && buffered
+                .as_ref()
+                .is_none_or(|b| b.len() as u64 <= inner.max_replay_body);
+        if !replayable {
+            inner
+                .instruments
+                .not_replayable
+                .add(1, &Instruments::target(&inner.target));
+            options = options.with_max_attempts(1);
+            options.no_hedge = true;
+        }
+        let mut headers = inner.default_headers.clone();
+        for name in self.headers.keys() {
+            headers.remove(name);
+        }
+        headers.extend(self.headers);
+
+        let exchange = Exchange {
+            inner,
+            method: &self.method,
+            method_attribute,
+            path: &self.path,
+            query: &self.query,
+            headers: &headers,
+            last_end: Mutex::new(None),
+        };
+        let started = Instant::now();
+        let classifier = |result: &Result<Response, AttemptError>| classify(result);
+        let result = inner
+            .resilience
+            .call(&classifier, &options, |attempt| {
+                let body = match (&buffered, streaming.take()) {
+                    (Some(bytes), _) => Some(reqwest::Body::from(bytes.clone())),
+                    (None, Some(stream)) => Some(stream),
+                    (None, None) => None,
+                };
+                exchange.attempt(attempt, body)
+            })
+            .await;
+
+        let span = tracing::Span::current();
+        let elapsed = started.elapsed();
+        match result {
+            Ok(response) => {
+                span.record("http.response.status_code", response.status.as_u16());
+                if response.attempts > 1 {
+                    span.record("http.request.resend_count", response.attempts - 1);
+                }
+                if response.status.is_server_error() {
+                    span.record("error.type", response.status.as_str());
+                    span.record("otel.status_code", "ERROR");
+                }
+                tracing::debug!(
+                    attempts = response.attempts,
+                    status = response.status.as_u16(),
+                    elapsed = ?elapsed,
+                    "http.client.request answered"
+                );
+                Ok(response)
+            }
+            Err(error) => {
+                let reason = stop_reason(&error);
+                let error = client_error(error);
+                if let Some(status) = error.status() {
+                    span.record("http.response.status_code", status.as_u16());
+                }
+                if let Some(attempts) = error.attempts().filter(|a| *a > 1) {
+                    span.record("http.request.resend_count", attempts - 1);
+                }
+                span.record("error.type", error.error_type());
+                span.record("otel.status_code", "ERROR");
+                // Debug like the resilience layer's own events: during an
+                // outage every call fails, and the span carries error.type.
+                tracing::debug!(
+                    reason,
+                    attempts = error.attempts(),
+                    endpoint = error.endpoint(),
+                    elapsed = ?elapsed,
+                    error = %error,
+                    "http.client.request failed"
+                );
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Why the resilience loop stopped, for the closing event.
+fn stop_reason(error: &ResilienceError<AttemptError>) -> &'static str {
+    match error {
+        ResilienceError::CircuitOpen { .. } => "circuit open",
+        ResilienceError::DeadlineExceeded { .. } => "deadline exceeded",
+        ResilienceError::PushbackBeyondDeadline { .. } => "server pushback beyond the deadline",
+        ResilienceError::BudgetExhausted { .. } => "retry budget exhausted",
+        ResilienceError::AttemptsExhausted { .. } => "attempts exhausted",
+        ResilienceError::NotRetryable { .. } => "not retryable",
+        ResilienceError::NotIdempotent { .. } => "not idempotent",
+    }
+}
+
+/// The method as the semantic conventions want it: known methods, else `_OTHER`.
+fn method_attribute(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "_OTHER",
+    }
+}
+
+/// What every attempt of one call shares.
+struct Exchange<'a> {
+    inner: &'a Inner,
+    method: &'a Method,
+    method_attribute: &'static str,
+    path: &'a str,
+    query: &'a [(String, String)],
+    headers: &'a HeaderMap,
+    /// When the previous attempt ended, for the "delay" of the next one's event.
+    last_end: Mutex<Option<Instant>>,
+}
+
+impl Exchange<'_> {
+    async fn attempt(
+        &self,
+        attempt: Attempt,
+        body: Option<reqwest::Body>,
+    ) -> Result<Response, AttemptError> {
+        let inner = self.inner;
+        let Some((index, endpoint)) = inner.endpoints.pick() else {
+            // Unreachable after `build` (which refuses an empty pool), but
+            // an attempt must still end in an answer, not a panic.
+            return Err(AttemptError {
+                endpoint: Arc::from(""),
+                failure: Failure::Invalid("no endpoint".into()),
+            });
+        };
+        let started = Instant::now();
+        let delay = self
+            .last_end
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|end| started.saturating_duration_since(end));
+        let url = if self.query.is_empty() {
+            reqwest::Url::parse(&endpoint.url(self.path))
+        } else {
+            reqwest::Url::parse_with_params(&endpoint.url(self.path), self.query)
+        };
+        let result = match url {
+            Err(e) => Err(Failure::Invalid(format!(
+                "invalid URL for path {:?}: {e}",
+                self.path
+            ))),
+            Ok(url) => {
+                let mut request = reqwest::Request::new(self.method.clone(), url);
+                let headers = request.headers_mut();
+                headers.clone_from(self.headers);
+                set_deadline(headers, attempt.remaining());
+                inject_trace_context(headers);
+                *request.body_mut() = body;
+                // The deadline itself is enforced around the attempt by the
+                // resilience layer; this is the shorter per-attempt limit.
+                let limit = inner.attempt_timeout;
+                if limit < attempt.remaining() {
+                    match tokio::time::timeout(limit, self.exchange(request)).await {
+                        Ok(result) => result,
+                        Err(_elapsed) => Err(Failure::Timeout),
+                    }
+                } else {
+                    self.exchange(request).await
+                }
+            }
+        };
+        let result = result
+            .map(|(status, version, headers, body)| Response {
+                status,
+                version,
+                headers,
+                body,
+                target: inner.target.clone(),
+                endpoint: endpoint.label.clone(),
+                attempts: attempt.number,
+            })
+            .map_err(|failure| AttemptError {
+                endpoint: endpoint.label.clone(),
+                failure,
+            });
+
+        let elapsed = started.elapsed();
+        *self.last_end.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let classification = classify(&result);
+        inner.endpoints.record(index, classification.is_healthy());
+        self.record(&attempt, endpoint, &result, classification, elapsed, delay);
+        result
+    }
+
+    /// Sends the request and reads the whole answer.
+    async fn exchange(
+        &self,
+        request: reqwest::Request,
+    ) -> Result<(http::StatusCode, http::Version, HeaderMap, Bytes), Failure> {
+        let mut response = self
+            .inner
+            .http
+            .execute(request)
+            .await
+            .map_err(Failure::from_reqwest)?;
+        let status = response.status();
+        let version = response.version();
+        let headers = std::mem::take(response.headers_mut());
+        let body = response.bytes().await.map_err(Failure::from_reqwest)?;
+        if is_retryable_status(status) {
+            let retry_after = match RetryAfter::from_headers(&headers, SystemTime::now()) {
+                RetryAfter::Absent => None,
+                RetryAfter::Delay(delay) => Some(delay),
+                RetryAfter::Malformed => {
+                    self.inner
+                        .instruments
+                        .retry_after_malformed
+                        .add(1, &Instruments::target(&self.inner.target));
+                    tracing::debug!(
+                        value = ?headers.get(http::header::RETRY_AFTER),
+                        "ignoring a malformed Retry-After header"
+                    );
+                    None
+                }
+            };
+            return Err(Failure::Status {
+                status,
+                retry_after,
+                body,
+            });
+        }
+        Ok((status, version, headers, body))
+    }
+
+    /// The attempt's event and duration metric.
+    fn record(
+        &self,
+        attempt: &Attempt,
+        endpoint: &super::endpoints::Endpoint,
+        result: &Result<Response, AttemptError>,
+        classification: Classification,
+        elapsed: Duration,
+        delay: Option<Duration>,
+    ) {
+        let mut attributes = Vec::with_capacity(5);
+        attributes.push(KeyValue::new("http.request.method", self.method_attribute));
+        attributes.push(KeyValue::new("server.address", endpoint.address.clone()));
+        attributes.push(KeyValue::new("server.port", i64::from(endpoint.port)));
+        let outcome = match result {
+            Ok(response) => {
+                attributes.push(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(response.status.as_u16()),
+                ));
+                if response.status.is_server_error() {
+                    attributes.push(KeyValue::new(
+                        "error.type",
+                        response.status.as_str().to_owned(),
+                    ));
+                }
+                "answered"
+            }
+            Err(e) => {
+                if let Failure::Status { status, .. } = &e.failure {
+                    attributes.push(KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(status.as_u16()),
+                    ));
+                }
+                attributes.push(KeyValue::new("error.type", e.failure.error_type()));
+                match classification.verdict {
+                    Verdict::Retryable { .. } => "retryable failure",
+                    _ => "failed",
+                }
+            }
+        };
+        self.inner
+            .instruments
+            .duration
+            .record(elapsed.as_secs_f64(), &attributes);
+        tracing::debug!(
+            attempt = attempt.number,
+            hedge = attempt.hedge,
+            endpoint = %endpoint.label,
+            delay = ?delay,
+            elapsed = ?elapsed,
+            outcome,
+            status = result.as_ref().ok().map(|r| r.status.as_u16()),
+            error = result.as_ref().err().map(|e| e.failure.error_type()),
+            "http.client.attempt"
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! Deadline propagation, server side: the caller's remaining time becomes the
+//! handler's deadline.
+//!
+//! A client that has 800 ms left sends `x-request-timeout-ms: 800`. The layer
+//! reads it, answers `504 Gateway Timeout` at once when nothing is left (the
+//! caller has given up, so any work would be wasted), and otherwise runs the
+//! handler inside [`Deadline::scope`], so every resilient call the handler
+//! makes inherits the rest of the caller's time instead of starting a fresh
+//! budget of its own. That is gRPC's `grpc-timeout` (and Finagle's deadline
+//! context) carried over HTTP; a relative timeout rather than an absolute
+//! time, so the two hosts' clocks need not agree.
+//!
+//! When the caller sent no header the deadline is `server.request_timeout`;
+//! a caller never gets more than that either (a huge value is clamped to it).
+//! A handler still running when the deadline passes is dropped and the
+//! caller gets a 504: nobody waits for its answer any more.
+//!
+//! The header comes from outside and can be anything: a value that is not a
+//! plain non-negative integer is ignored (the default applies), logged at
+//! debug level and counted in `platform.http.server.deadline.header` with
+//! `outcome = invalid`; clamped and expired deadlines are counted there too.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderMap, Request, Response, StatusCode};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Counter;
+use platform_core::resilience::Deadline;
+
+/// The request header carrying the caller's remaining time, in whole
+/// milliseconds (a non-negative decimal integer, e.g. `x-request-timeout-ms: 750`).
+pub const DEADLINE_HEADER: &str = "x-request-timeout-ms";
+
+/// What a deadline header said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderDeadline {
+    /// No header: the server's default applies.
+    Absent,
+    /// A usable remaining time (zero means already expired).
+    Remaining(Duration),
+    /// A value that is not a non-negative integer of milliseconds: ignored.
+    Invalid,
+}
+
+impl HeaderDeadline {
+    /// Reads [`DEADLINE_HEADER`] from `headers`. Never fails: garbage is
+    /// [`HeaderDeadline::Invalid`], a number too large for a `u64` of
+    /// milliseconds is the largest duration (and gets clamped by the caller).
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let Some(value) = headers.get(DEADLINE_HEADER) else {
+            return Self::Absent;
+        };
+        let Ok(text) = value.to_str() else {
+            return Self::Invalid;
+        };
+        let text = text.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Self::Invalid;
+        }
+        match text.parse::<u64>() {
+            Ok(ms) => Self::Remaining(Duration::from_millis(ms)),
+            // All digits but too long for u64: a huge deadline.
+            Err(_) => Self::Remaining(Duration::MAX),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Instruments {
+    header: Counter<u64>,
+}
+
+/// Reads the caller's deadline from [`DEADLINE_HEADER`] and makes it the
+/// handler's: 504 at once when it has expired, the handler run inside
+/// [`Deadline::scope`] otherwise (and answered 504 if it outlives it). No
+/// header means `server.request_timeout`, which also caps what a caller asks.
+#[derive(Debug, Clone)]
+pub struct DeadlineLayer {
+    max: Duration,
+    instruments: Instruments,
+}
+
+impl DeadlineLayer {
+    /// A layer whose default (and largest) deadline is `request_timeout`.
+    pub fn new(request_timeout: Duration) -> Self {
+        let header = opentelemetry::global::meter("platform-http")
+            .u64_counter("platform.http.server.deadline.header")
+            .with_description(
+                "Deadline headers that were invalid (ignored), clamped to server.request_timeout, or already expired.",
+            )
+            .build();
+        DeadlineLayer {
+            max: request_timeout,
+            instruments: Instruments { header },
+        }
+    }
+
+    /// The deadline for a request with these headers, or `None` when the
+    /// caller's time is already up.
+    fn deadline_for(&self, headers: &HeaderMap) -> Option<Deadline> {
+        let count = |outcome: &'static str| {
+            self.instruments
+                .header
+                .add(1, &[KeyValue::new("outcome", outcome)]);
+        };
+        let remaining = match HeaderDeadline::from_headers(headers) {
+            HeaderDeadline::Absent => self.max,
+            HeaderDeadline::Invalid => {
+                count("invalid");
+                tracing::debug!(
+                    header = DEADLINE_HEADER,
+                    value = ?headers.get(DEADLINE_HEADER),
+                    "ignoring a malformed deadline header"
+                );
+                self.max
+            }
+            HeaderDeadline::Remaining(d) if d.is_zero() => {
+                count("expired");
+                return None;
+            }
+            HeaderDeadline::Remaining(d) if d > self.max => {
+                count("clamped");
+                self.max
+            }
+            HeaderDeadline::Remaining(d) => d,
+        };
+        Some(Deadline::after(remaining))
+    }
+}
+
+impl<S> tower::Layer<S> for DeadlineLayer {
+    type Service = DeadlineService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DeadlineService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See [`DeadlineLayer`].
+#[derive(Debug, Clone)]
+pub struct DeadlineService<S> {
+    inner: S,
+    layer: DeadlineLayer,
+}
+
+fn gateway_timeout<B: From<&'static str>>(message: &'static str) -> Response<B> {
+    let mut response = Response::new(B::from(message));
+    *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    response
+}
+
+impl<S, B, ResB> tower::Service<Request<B>> for DeadlineService<S>
+where
+    S: tower::Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    ResB: From<&'static str> + Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResB>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let Some(deadline) = self.layer.deadline_for(request.headers()) else {
+            tracing::debug!("caller's deadline already expired: 504 without running the handler");
+            return Box::pin(async {
+                Ok(gateway_timeout(
+                    "deadline expired before the request was handled\n",
+                ))
+            });
+        };
+        // The clone that was polled ready serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let handler = deadline.scope(inner.call(request));
+        Box::pin(async move {
+            match tokio::time::timeout_at(deadline.instant(), handler).await {
+                Ok(result) => result,
+                Err(_elapsed) => {
+                    tracing::debug!("request deadline passed while handling: 504");
+                    Ok(gateway_timeout(
+                        "deadline passed while the request was handled\n",
+                    ))
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            DEADLINE_HEADER,
+            http::HeaderValue::from_bytes(value).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn header_values_parse_or_are_ignored() {
+        assert_eq!(
+            HeaderDeadline::from_headers(&HeaderMap::new()),
+            HeaderDeadline::Absent
+        );
+        assert_eq!(
+            HeaderDeadline::from_headers(&headers(b"750")),
+            HeaderDeadline::Remaining(Duration::from_millis(750))
+        );
+        assert_eq!(
+            HeaderDeadline::from_headers(&headers(b" 0 ")),
+            HeaderDeadline::Remaining(Duration::ZERO)
+        );
+        for garbage in [&b"-5"[..], b"1.5", b"soon", b"", b"1e9", b"+7", b"\xff\xfe"] {
+            assert_eq!(
+                HeaderDeadline::from_headers(&headers(garbage)),
+                HeaderDeadline::Invalid,
+                "{garbage:?}"
+            );
+        }
+        assert_eq!(
+            HeaderDeadline::from_headers(&headers(b"99999999999999999999999999")),
+            HeaderDeadline::Remaining(Duration::MAX)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_are_capped_by_the_server_default() {
+        let layer = DeadlineLayer::new(Duration::from_secs(30));
+        let left = |h: &HeaderMap| layer.deadline_for(h).map(|d| d.remaining());
+        assert_eq!(left(&HeaderMap::new()), Some(Duration::from_secs(30)));
+        assert_eq!(left(&headers(b"250")), Some(Duration::from_millis(250)));
+        assert_eq!(
+            left(&headers(b"99999999999999999999999999")),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(left(&headers(b"-1")), Some(Duration::from_secs(30)));
+        assert_eq!(left(&headers(b"0")), None);
+    }
+}

@@ -1,0 +1,467 @@
+//! Each failure, and the idempotency rules that decide whether it is retried.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use platform_http::{Client, ClientError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{Hits, closed_port, listener, serve, settings, target};
+
+/// Answers `status` (with `headers`) to the first `failures` requests, then 200 "ok".
+fn failing_first(
+    failures: usize,
+    status: StatusCode,
+    headers: &[(&'static str, &'static str)],
+) -> (axum::Router, Hits) {
+    let hits = Hits::default();
+    let h = hits.clone();
+    let headers: Vec<_> = headers.to_vec();
+    let handler = move || {
+        let h = h.clone();
+        let headers = headers.clone();
+        async move {
+            if h.bump() <= failures {
+                let mut map = HeaderMap::new();
+                for (k, v) in headers {
+                    map.insert(k, v.parse().unwrap());
+                }
+                (status, map, "try again").into_response()
+            } else {
+                "ok".into_response()
+            }
+        }
+    };
+    let router = axum::Router::new()
+        .route("/", get(handler.clone()).post(handler.clone()).put(handler))
+        .route("/any", post(|| async { "ok" }));
+    (router, hits)
+}
+
+#[tokio::test]
+async fn a_503_is_retried_until_it_succeeds() {
+    let (router, hits) = failing_first(2, StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("retry-503"), &settings(&url)).unwrap();
+    let response = client.get("/").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text(), "ok");
+    assert_eq!(response.attempts(), 3);
+    assert_eq!(hits.get(), 3);
+}
+
+#[tokio::test]
+async fn retrying_stops_after_max_attempts_with_the_last_status() {
+    let (router, hits) = failing_first(100, StatusCode::BAD_GATEWAY, &[]);
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("exhaust"), &settings(&url)).unwrap();
+    let err = client.get("/").send().await.unwrap_err();
+    match &err {
+        ClientError::Status {
+            status,
+            attempts,
+            body,
+            endpoint,
+            ..
+        } => {
+            assert_eq!(*status, 502);
+            assert_eq!(*attempts, 3);
+            assert_eq!(&body[..], b"try again");
+            assert_eq!(Some(&**endpoint), url.strip_prefix("http://"));
+        }
+        other => panic!("expected a 502 status error, got {other:?}"),
+    }
+    assert_eq!(hits.get(), 3);
+}
+
+#[tokio::test]
+async fn other_4xx_and_500_are_answers_not_retried() {
+    for status in [
+        StatusCode::NOT_FOUND,
+        StatusCode::CONFLICT,
+        StatusCode::INTERNAL_SERVER_ERROR,
+    ] {
+        let (router, hits) = failing_first(1, status, &[]);
+        let url = serve(router).await;
+        let client = Client::from_settings(&target("4xx"), &settings(&url)).unwrap();
+        let response = client.get("/").send().await.unwrap();
+        assert_eq!(response.status(), status);
+        assert_eq!(hits.get(), 1);
+        let err = response.error_for_status().unwrap_err();
+        assert_eq!(err.status(), Some(status));
+    }
+    // 429 and 408 are the 4xx worth retrying.
+    for status in [StatusCode::TOO_MANY_REQUESTS, StatusCode::REQUEST_TIMEOUT] {
+        let (router, hits) = failing_first(1, status, &[]);
+        let url = serve(router).await;
+        let client = Client::from_settings(&target("429"), &settings(&url)).unwrap();
+        assert_eq!(client.get("/").send().await.unwrap().status(), 200);
+        assert_eq!(hits.get(), 2);
+    }
+}
+
+#[tokio::test]
+async fn retry_after_in_seconds_is_waited_for() {
+    let (router, hits) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[("retry-after", "1")]);
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("retry-after"), &settings(&url)).unwrap();
+    let started = Instant::now();
+    let response = client.get("/").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(hits.get(), 2);
+    // The backoff alone is at most 5ms: only the server's pushback explains a second.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn retry_after_beyond_the_deadline_stops_at_once() {
+    let (router, hits) = failing_first(
+        100,
+        StatusCode::SERVICE_UNAVAILABLE,
+        &[("retry-after", "Fri, 31 Dec 2999 23:59:59 GMT")],
+    );
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("pushback"), &settings(&url)).unwrap();
+    let err = client.get("/").send().await.unwrap_err();
+    match err {
+        ClientError::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            attempts: 1,
+            retry_after: Some(after),
+            ..
+        } => assert!(after > Duration::from_secs(86400 * 365)),
+        other => panic!("expected the 503 to stand, got {other:?}"),
+    }
+    assert_eq!(hits.get(), 1);
+}
+
+#[tokio::test]
+async fn garbage_retry_after_is_ignored_and_the_backoff_applies() {
+    for garbage in ["soon", "-3", "1.5", "Sun, 99 Nov 1994 08:49:37 GMT", ""] {
+        let (router, hits) = failing_first(
+            2,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &[("retry-after", garbage)],
+        );
+        let url = serve(router).await;
+        let client = Client::from_settings(&target("garbage"), &settings(&url)).unwrap();
+        let response = client.get("/").send().await.unwrap();
+        assert_eq!(response.status(), 200, "{garbage:?}");
+        assert_eq!(hits.get(), 3);
+    }
+}
+
+#[tokio::test]
+async fn a_post_is_not_retried_once_it_may_have_reached_the_server() {
+    let (router, hits) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("post"), &settings(&url)).unwrap();
+    let err = client.post("/").body("order").send().await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Status { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(hits.get(), 1);
+}
+
+#[tokio::test]
+async fn a_post_with_an_idempotency_key_or_opt_in_is_retried() {
+    let (router, hits) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("post-key"), &settings(&url)).unwrap();
+    let response = client
+        .post("/")
+        .idempotency_key("order-1")
+        .json(&serde_json::json!({"sku": "apple"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(hits.get(), 2);
+
+    let (router, hits) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("post-opt-in"), &settings(&url)).unwrap();
+    let response = client.post("/").idempotent(true).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(hits.get(), 2);
+
+    // And the opposite opt-out: a GET with side effects.
+    let (router, hits) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("get-opt-out"), &settings(&url)).unwrap();
+    assert!(client.get("/").idempotent(false).send().await.is_err());
+    assert_eq!(hits.get(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_whatever_the_method() {
+    let (router, hits) = failing_first(0, StatusCode::OK, &[]);
+    let url = serve(router).await;
+    let dead = closed_port().await;
+    let client = Client::builder(&target("refused"), &settings(&url))
+        .endpoints([dead.clone(), url.clone()])
+        .build()
+        .unwrap();
+    // Round robin starts with the dead endpoint: refused, then sent to the live one.
+    let response = client.post("/any").body("order").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.attempts(), 2);
+    assert_eq!(hits.get(), 0, "/any does not count");
+
+    // All endpoints refusing: a connect error naming the endpoint.
+    let client = Client::from_settings(&target("refused-all"), &settings(&dead)).unwrap();
+    match client.post("/any").send().await.unwrap_err() {
+        ClientError::Connect {
+            attempts, endpoint, ..
+        } => {
+            assert_eq!(attempts, 3);
+            assert_eq!(Some(&*endpoint), dead.strip_prefix("http://"));
+        }
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+}
+
+/// A raw HTTP/1.1 server: `answer(n)` gives the bytes for the n-th request
+/// (1-based), or `None` to reset the connection after reading it.
+async fn raw_server(answer: fn(usize) -> Option<&'static [u8]>) -> (String, Hits) {
+    let (listener, addr) = listener().await;
+    let hits = Hits::default();
+    let h = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let h = h.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    let mut read = 0;
+                    // Read one request head (these tests send no bodies to it).
+                    loop {
+                        match socket.read(&mut buf[read..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read += n,
+                        }
+                        if buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                            break;
+                        }
+                    }
+                    match answer(h.bump()) {
+                        Some(bytes) => {
+                            if socket.write_all(bytes).await.is_err() {
+                                return;
+                            }
+                            if !bytes.ends_with(b"ok") {
+                                // A body cut short: close the connection.
+                                return;
+                            }
+                        }
+                        None => {
+                            // SO_LINGER 0: close with a RST.
+                            let _ = socket.set_zero_linger();
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), hits)
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+#[tokio::test]
+async fn a_reset_connection_is_retried_for_idempotent_requests_only() {
+    let (url, hits) = raw_server(|n| if n == 1 { None } else { Some(OK) }).await;
+    let client = Client::from_settings(&target("reset"), &settings(&url)).unwrap();
+    let response = client.get("/").send().await.unwrap();
+    assert_eq!(response.text(), "ok");
+    assert_eq!(hits.get(), 2);
+
+    let (url, hits) = raw_server(|n| if n == 1 { None } else { Some(OK) }).await;
+    let client = Client::from_settings(&target("reset-post"), &settings(&url)).unwrap();
+    let err = client.post("/").body("x").send().await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Body { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(hits.get(), 1);
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_retried() {
+    const PARTIAL: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b";
+    let (url, hits) = raw_server(|n| Some(if n == 1 { PARTIAL } else { OK })).await;
+    let client = Client::from_settings(&target("partial"), &settings(&url)).unwrap();
+    let response = client.get("/").send().await.unwrap();
+    assert_eq!(response.text(), "ok");
+    assert_eq!(hits.get(), 2);
+
+    let (url, _) = raw_server(|_| Some(PARTIAL)).await;
+    let client = Client::from_settings(&target("partial-all"), &settings(&url)).unwrap();
+    let err = client.get("/").send().await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Body { attempts: 3, .. }),
+        "{err:?}"
+    );
+}
+
+fn slow_then_fast(hang: Duration) -> (axum::Router, Hits) {
+    let hits = Hits::default();
+    let h = hits.clone();
+    let router = axum::Router::new().route(
+        "/",
+        get(move || {
+            let h = h.clone();
+            async move {
+                if h.bump() == 1 {
+                    tokio::time::sleep(hang).await;
+                }
+                "ok"
+            }
+        }),
+    );
+    (router, hits)
+}
+
+#[tokio::test]
+async fn a_slow_attempt_times_out_and_is_retried() {
+    let (router, hits) = slow_then_fast(Duration::from_secs(30));
+    let url = serve(router).await;
+    let mut s = settings(&url);
+    s.attempt_timeout = Duration::from_millis(200);
+    let client = Client::from_settings(&target("slow"), &s).unwrap();
+    let response = client.get("/").send().await.unwrap();
+    assert_eq!(response.text(), "ok");
+    assert_eq!(response.attempts(), 2);
+    assert_eq!(hits.get(), 2);
+}
+
+#[tokio::test]
+async fn a_hanging_server_ends_in_deadline_exceeded() {
+    let (router, _) = slow_then_fast(Duration::from_secs(3600));
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("hang"), &settings(&url)).unwrap();
+    let err = client
+        .get("/")
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::DeadlineExceeded { attempts: 1, .. }),
+        "{err:?}"
+    );
+
+    // Every attempt hanging past its own timeout: retried, then timed out.
+    let hits = Hits::default();
+    let h = hits.clone();
+    let url = serve(axum::Router::new().route(
+        "/",
+        get(move || {
+            h.bump();
+            async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                "never"
+            }
+        }),
+    ))
+    .await;
+    let mut s = settings(&url);
+    s.attempt_timeout = Duration::from_millis(100);
+    let client = Client::from_settings(&target("hang-all"), &s).unwrap();
+    let err = client.get("/").send().await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Timeout { attempts: 3, .. }),
+        "{err:?}"
+    );
+    assert_eq!(hits.get(), 3);
+}
+
+#[tokio::test]
+async fn large_and_streaming_bodies_are_sent_once() {
+    let (router, hits) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let url = serve(router).await;
+    let mut s = settings(&url);
+    s.max_replay_body = 4;
+    let client = Client::from_settings(&target("large-body"), &s).unwrap();
+    let err = client
+        .put("/")
+        .body("more than four bytes")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Status { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(hits.get(), 1);
+
+    let (router, hits) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("stream-body"), &settings(&url)).unwrap();
+    let err = client
+        .put("/")
+        .streaming_body(reqwest::Body::from("streamed"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Status { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(hits.get(), 1);
+
+    // A small buffered body is replayed.
+    let (router, hits) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("small-body"), &settings(&url)).unwrap();
+    assert_eq!(
+        client.put("/").body("tiny").send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(hits.get(), 2);
+}
+
+#[tokio::test]
+async fn bad_requests_fail_before_anything_is_sent() {
+    let (router, hits) = failing_first(0, StatusCode::OK, &[]);
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("bad-request"), &settings(&url)).unwrap();
+    let err = client
+        .get("/")
+        .header("bad header", "x")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::InvalidRequest { .. }), "{err:?}");
+    let err = client
+        .get("/")
+        .header("x-ok", "line\nbreak")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::InvalidRequest { .. }), "{err:?}");
+    assert_eq!(hits.get(), 0);
+    // Query parameters are encoded, JSON decoding errors are Decode.
+    let echo = serve(axum::Router::new().route(
+        "/q",
+        get(|q: axum::extract::RawQuery| async move { q.0.unwrap_or_default() }),
+    ))
+    .await;
+    let client = Client::from_settings(&target("query"), &settings(&echo)).unwrap();
+    let response = client
+        .get("/q")
+        .query(&[("sku", "a b&c")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text(), "sku=a+b%26c");
+    let err = response.json::<Vec<u32>>().unwrap_err();
+    assert!(matches!(err, ClientError::Decode { .. }), "{err:?}");
+}
