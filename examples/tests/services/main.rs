@@ -66,7 +66,7 @@ async fn orders_reserve_stock_in_inventory() {
         &["--set", &inv_bind, "--set", "app.initial_stock.apple=7"],
     );
     let ord_bind = format!("server.bind=127.0.0.1:{ord_port}");
-    let inv_url = format!("http.clients.inventory.base_url=http://127.0.0.1:{inv_port}");
+    let inv_url = format!("http.clients.inventory.discovery=static://127.0.0.1:{inv_port}");
     let _orders = start(
         ORDERS,
         &["--profile", "dev", "--set", &ord_bind, "--set", &inv_url],

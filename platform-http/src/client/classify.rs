@@ -43,6 +43,8 @@ pub(crate) enum Failure {
     Body(reqwest::Error),
     /// The request could not be built (a bad URL): nothing was sent.
     Invalid(String),
+    /// Discovery gave no endpoint to send to: nothing was sent.
+    NoEndpoint(String),
     /// A retryable status.
     Status {
         status: StatusCode,
@@ -71,6 +73,7 @@ impl Failure {
             Failure::Timeout => "timeout",
             Failure::Body(_) => "body",
             Failure::Invalid(_) => "invalid_request",
+            Failure::NoEndpoint(_) => "no_endpoint",
             Failure::Status { status, .. } => status.as_str_static(),
         }
     }
@@ -102,6 +105,7 @@ pub(crate) fn classify(result: &Result<Response, AttemptError>) -> Classificatio
             Failure::Connect(_) => Classification::retryable().never_sent(),
             Failure::Timeout | Failure::Body(_) => Classification::retryable(),
             Failure::Invalid(_) => Classification::not_retryable().never_sent(),
+            Failure::NoEndpoint(_) => Classification::retryable().never_sent(),
             Failure::Status {
                 retry_after: Some(delay),
                 ..
@@ -122,6 +126,10 @@ impl AttemptError {
                 source,
             },
             Failure::Invalid(reason) => ClientError::InvalidRequest { target, reason },
+            Failure::NoEndpoint(reason) => {
+                tracing::debug!(%target, %reason, "no endpoint to send to");
+                ClientError::NoEndpoint { target }
+            }
             Failure::Timeout => ClientError::Timeout {
                 target,
                 endpoint,

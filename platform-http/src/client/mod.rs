@@ -79,6 +79,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use platform_core::discovery::{DiscoverySettings, TargetResolver};
+use platform_core::health::{CheckOptions, CheckOutcome, Kind};
 use platform_core::resilience::{Resilience, ResilienceRegistry};
 use platform_core::settings::ClientSettings;
 use platform_core::{AppSettings, Runtime};
@@ -137,7 +139,47 @@ impl Client {
                 ),
             }
         })?;
-        Self::from_settings(name, settings)
+        let client = Self::builder(name, settings)
+            .discovery_settings(&config.discovery)
+            .build()?;
+        if client.inner.endpoints.discovered_set().is_some() {
+            // Stale or missing discovery data is worth a look, not an outage:
+            // the last known endpoints keep serving.
+            let watched = client.clone();
+            let check = rt.health().register(
+                &format!("discovery:{name}"),
+                CheckOptions::new(Kind::Readiness).interval(Duration::from_secs(5)),
+                move || {
+                    let outcome = watched.discovery_health();
+                    async move { outcome }
+                },
+            );
+            if let Err(e) = check {
+                tracing::debug!(target = name, error = %e, "discovery check not added");
+            }
+        }
+        Ok(client)
+    }
+
+    /// How discovery is doing for this client, as a readiness-neutral check outcome.
+    fn discovery_health(&self) -> CheckOutcome {
+        use platform_core::discovery::DiscoveryHealth;
+        let Some(set) = self.inner.endpoints.discovered_set() else {
+            return CheckOutcome::pass();
+        };
+        match set.health() {
+            DiscoveryHealth::Healthy { .. } => CheckOutcome::pass(),
+            DiscoveryHealth::Pending { last_error } => CheckOutcome::warn(format!(
+                "no answer from discovery yet{}",
+                last_error.map(|e| format!(": {e}")).unwrap_or_default()
+            )),
+            DiscoveryHealth::Stale {
+                reason, endpoints, ..
+            } => CheckOutcome::warn(format!(
+                "discovery failing ({reason}); using the last {endpoints} known endpoints"
+            )),
+            DiscoveryHealth::Empty => CheckOutcome::warn("discovery answered with no endpoints"),
+        }
     }
 
     /// A client for `name` from its settings.
@@ -153,6 +195,7 @@ impl Client {
             endpoints: None,
             registry: None,
             resilience: None,
+            discovery: None,
         }
     }
 
@@ -216,6 +259,7 @@ pub struct ClientBuilder {
     endpoints: Option<Vec<String>>,
     registry: Option<ResilienceRegistry>,
     resilience: Option<Resilience>,
+    discovery: Option<DiscoverySettings>,
 }
 
 impl ClientBuilder {
@@ -227,6 +271,13 @@ impl ClientBuilder {
         U: Into<String>,
     {
         self.endpoints = Some(base_urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How discovery backends are reached (the root `discovery` section), for
+    /// a client whose settings name a `discovery` target; defaults otherwise.
+    pub fn discovery_settings(mut self, settings: &DiscoverySettings) -> Self {
+        self.discovery = Some(settings.clone());
         self
     }
 
@@ -252,6 +303,7 @@ impl ClientBuilder {
             key: key.to_owned(),
             reason,
         };
+        let explicit_endpoints = self.endpoints.is_some();
         let base_urls = self
             .endpoints
             .unwrap_or_else(|| vec![settings.base_url.clone()]);
@@ -295,7 +347,21 @@ impl ClientBuilder {
             .retry(reqwest::retry::never())
             .build()
             .map_err(|e| config("", format!("cannot build the HTTP client: {e}")))?;
-        let endpoints = Endpoints::new(list, resilience.new_outlier_detector());
+        let discovery = settings.discovery.trim();
+        let endpoints = if discovery.is_empty() || explicit_endpoints {
+            Endpoints::new(list, resilience.new_outlier_detector())
+        } else {
+            // Needs a tokio runtime: the resolver refreshes in the background.
+            let resolver = TargetResolver::parse(discovery, &self.discovery.unwrap_or_default())
+                .map_err(|e| config("discovery", e.to_string()))?;
+            Endpoints::discovered(
+                &settings.base_url,
+                resolver,
+                &settings.balance,
+                resilience.new_outlier_detector(),
+            )
+            .map_err(|reason| config("discovery", reason))?
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 target: Arc::from(name.as_str()),

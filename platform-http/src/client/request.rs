@@ -352,14 +352,18 @@ impl Exchange<'_> {
         body: Option<reqwest::Body>,
     ) -> Result<Response, AttemptError> {
         let inner = self.inner;
-        let Some((index, endpoint)) = inner.endpoints.pick() else {
-            // Unreachable after `build` (which refuses an empty pool), but
-            // an attempt must still end in an answer, not a panic.
-            return Err(AttemptError {
-                endpoint: Arc::from(""),
-                failure: Failure::Invalid("no endpoint".into()),
-            });
+        let (key, endpoint) = match inner.endpoints.pick() {
+            Ok(picked) => picked,
+            // Discovery has not answered yet (or never had endpoints): the
+            // request never left; the resilience layer may retry it.
+            Err(reason) => {
+                return Err(AttemptError {
+                    endpoint: Arc::from(""),
+                    failure: Failure::NoEndpoint(reason),
+                });
+            }
         };
+        let endpoint = &*endpoint;
         let started = Instant::now();
         let delay = self
             .last_end
@@ -414,7 +418,7 @@ impl Exchange<'_> {
         let elapsed = started.elapsed();
         *self.last_end.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         let classification = classify(&result);
-        inner.endpoints.record(index, classification.is_healthy());
+        inner.endpoints.record(key, classification.is_healthy());
         self.record(&attempt, endpoint, &result, classification, elapsed, delay);
         result
     }

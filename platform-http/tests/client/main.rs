@@ -7,6 +7,7 @@
 //! paused clock would otherwise jump ahead while a real socket is waiting.
 
 mod deadline;
+mod discovery;
 mod failures;
 mod policies;
 
