@@ -177,7 +177,7 @@ impl Endpoints {
                 let authority = chosen.authority();
                 let endpoint = Endpoint {
                     base: format!("{scheme}://{authority}{prefix}"),
-                    label: Arc::from(&*authority),
+                    label: Arc::from(authority),
                     address: Arc::from(chosen.host()),
                     port: chosen.port(),
                 };
@@ -206,10 +206,8 @@ impl Endpoints {
     /// Reports an attempt's health on the endpoint it went to.
     pub(crate) fn record(&self, key: PickKey, healthy: bool) {
         match (self, key) {
-            (Endpoints::Fixed { list, detector, .. }, PickKey::Index(index)) => {
-                if list.len() > 1 {
-                    detector.record(&index, healthy);
-                }
+            (Endpoints::Fixed { list, detector, .. }, PickKey::Index(index)) if list.len() > 1 => {
+                detector.record(&index, healthy);
             }
             (Endpoints::Discovered { detector, .. }, PickKey::Discovered { id, .. }) => {
                 detector.record(&id, healthy);
