@@ -43,7 +43,7 @@ async fn retries_move_to_another_endpoint_and_the_failing_one_is_ejected() {
             .await
             .unwrap_or_else(|e| panic!("request {i}: {e}"));
         assert_eq!(r.status(), 200, "request {i}");
-        assert_eq!(&*r.endpoint(), authority(&good).as_str());
+        assert_eq!(r.endpoint(), authority(&good).as_str());
     }
     assert_eq!(good_hits.get(), 20);
     // 5 consecutive failures eject the bad endpoint; after that it sees nothing.
