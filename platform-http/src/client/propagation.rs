@@ -1,33 +1,16 @@
-//! What travels with every attempt: the trace context and baggage (through
-//! the global OpenTelemetry propagator) and the remaining deadline.
+//! What travels with every attempt: the trace context and baggage (the
+//! telemetry crate's propagators) and the remaining deadline.
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
 use crate::server::DEADLINE_HEADER;
 
-struct Injector<'a>(&'a mut HeaderMap);
-
-impl opentelemetry::propagation::Injector for Injector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        // A propagator producing an invalid header is a bug elsewhere; the
-        // request goes out without it rather than failing.
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
-    }
-}
-
-/// Injects the current trace context and baggage into `headers`.
+/// Injects the trace context of the current `tracing` span (the client
+/// span of this call) and its baggage into `headers`.
 pub(crate) fn inject_trace_context(headers: &mut HeaderMap) {
-    let cx = opentelemetry::Context::current();
-    opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&cx, &mut Injector(headers));
-    });
+    platform_core::telemetry::propagation::inject(headers);
 }
 
 /// Sets the deadline header: whole milliseconds left, rounded down so the

@@ -2,6 +2,8 @@
 //! binary): trace context continues from the caller, a garbage traceparent
 //! starts a new trace and is counted, and /metrics shows the request metrics.
 
+use std::sync::{Arc, OnceLock};
+
 use axum::routing::get;
 use platform_config::Loader;
 use platform_config::cli::ConfigArgs;
@@ -42,9 +44,26 @@ async fn traces_continue_garbage_is_counted_and_metrics_are_exposed() {
         .init()
         .await
         .unwrap();
-    let app = axum::Router::new().route("/trace", get(trace_id));
+    // `/hop` calls `/trace` on this same server through the platform client.
+    let self_client: Arc<OnceLock<platform_http::Client>> = Arc::default();
+    let hop_client = self_client.clone();
+    let app = axum::Router::new().route("/trace", get(trace_id)).route(
+        "/hop",
+        get(move || {
+            let client = hop_client
+                .get()
+                .expect("client set before requests")
+                .clone();
+            async move { client.get("/trace").send().await.unwrap().text() }
+        }),
+    );
     let server = BoundServer::bind(&rt, app).await.unwrap();
     let api = format!("http://{}", server.api_addr().unwrap());
+    let settings = platform_core::settings::ClientSettings {
+        base_url: api.clone(),
+        ..Default::default()
+    };
+    let _ = self_client.set(platform_http::Client::from_settings("self", &settings).unwrap());
     let admin = format!("http://{}", server.admin_addr().unwrap());
     let task = tokio::spawn(server.run());
     let client = reqwest::Client::new();
