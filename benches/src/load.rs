@@ -192,6 +192,8 @@ struct ServerState {
     origin: Instant,
     /// Arrival times (since `origin`) while recording is on.
     record: std::sync::atomic::AtomicBool,
+    /// Added to every answer, in microseconds.
+    delay_us: std::sync::atomic::AtomicU64,
     arrivals: std::sync::Mutex<Vec<Duration>>,
 }
 
@@ -204,6 +206,7 @@ impl TargetServer {
             hits: AtomicU64::new(0),
             origin: Instant::now(),
             record: AtomicBool::new(false),
+            delay_us: AtomicU64::new(0),
             arrivals: std::sync::Mutex::new(Vec::new()),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -222,6 +225,10 @@ impl TargetServer {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .push(at);
+                }
+                let delay = state.delay_us.load(Ordering::Relaxed);
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_micros(delay)).await;
                 }
                 let fail = match state.mode.load(Ordering::Relaxed) {
                     0 => false,
@@ -272,6 +279,14 @@ impl TargetServer {
         self.state
             .mode
             .store(mode as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Adds `delay` to every answer (a slow backend).
+    pub fn set_delay(&self, delay: Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.state
+            .delay_us
+            .store(us, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Requests received so far.

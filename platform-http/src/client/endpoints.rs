@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use platform_core::balance::{BalanceSettings, Balancer};
-use platform_core::discovery::{EndpointId, TargetResolver};
+use platform_core::discovery::{EndpointId, Resolver};
 use platform_core::resilience::OutlierDetector;
 
 /// One place the target can be reached.
@@ -112,7 +112,7 @@ impl Endpoints {
     /// A pool fed by `resolver`: `base_url` gives the scheme and path prefix.
     pub(crate) fn discovered(
         base_url: &str,
-        resolver: TargetResolver,
+        resolver: impl Resolver + 'static,
         settings: &BalanceSettings,
         detector: OutlierDetector<EndpointId>,
     ) -> Result<Self, String> {

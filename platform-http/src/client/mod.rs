@@ -79,7 +79,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use platform_core::discovery::{DiscoverySettings, TargetResolver};
+use platform_core::discovery::{DiscoverySettings, EndpointSet, Resolver, TargetResolver};
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
 use platform_core::resilience::{Resilience, ResilienceRegistry};
 use platform_core::settings::ClientSettings;
@@ -196,6 +196,7 @@ impl Client {
             registry: None,
             resilience: None,
             discovery: None,
+            resolver: None,
         }
     }
 
@@ -260,6 +261,7 @@ pub struct ClientBuilder {
     registry: Option<ResilienceRegistry>,
     resilience: Option<Resilience>,
     discovery: Option<DiscoverySettings>,
+    resolver: Option<Arc<dyn Resolver>>,
 }
 
 impl ClientBuilder {
@@ -278,6 +280,13 @@ impl ClientBuilder {
     /// a client whose settings name a `discovery` target; defaults otherwise.
     pub fn discovery_settings(mut self, settings: &DiscoverySettings) -> Self {
         self.discovery = Some(settings.clone());
+        self
+    }
+
+    /// Takes the endpoints from `resolver` (one that learns them some other
+    /// way, or a `ManualResolver` in tests) instead of `discovery`.
+    pub fn resolver(mut self, resolver: impl Resolver + 'static) -> Self {
+        self.resolver = Some(Arc::new(resolver));
         self
     }
 
@@ -348,7 +357,15 @@ impl ClientBuilder {
             .build()
             .map_err(|e| config("", format!("cannot build the HTTP client: {e}")))?;
         let discovery = settings.discovery.trim();
-        let endpoints = if discovery.is_empty() || explicit_endpoints {
+        let endpoints = if let Some(resolver) = self.resolver {
+            Endpoints::discovered(
+                &settings.base_url,
+                SharedResolver(resolver),
+                &settings.balance,
+                resilience.new_outlier_detector(),
+            )
+            .map_err(|reason| config("discovery", reason))?
+        } else if discovery.is_empty() || explicit_endpoints {
             Endpoints::new(list, resilience.new_outlier_detector())
         } else {
             // Needs a tokio runtime: the resolver refreshes in the background.
@@ -374,5 +391,19 @@ impl ClientBuilder {
                 instruments: Instruments::new(),
             }),
         })
+    }
+}
+
+/// A resolver behind an `Arc`, so the builder can hold any resolver type.
+#[derive(Debug)]
+struct SharedResolver(Arc<dyn Resolver>);
+
+impl Resolver for SharedResolver {
+    fn target(&self) -> &str {
+        self.0.target()
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<EndpointSet>> {
+        self.0.subscribe()
     }
 }

@@ -61,3 +61,50 @@ async fn a_bad_discovery_target_is_a_config_error() {
     let e = Client::from_settings("inventory", &s).unwrap_err();
     assert!(e.to_string().contains("discovery"), "{e}");
 }
+
+#[tokio::test]
+async fn endpoint_churn_never_fails_a_request() {
+    use platform_core::discovery::{Endpoint, ManualResolver};
+    let hits: Vec<Hits> = (0..3).map(|_| Hits::default()).collect();
+    let mut endpoints = Vec::new();
+    for h in &hits {
+        let url = serve(counted(h, StatusCode::OK)).await;
+        let (host, port) = url.trim_start_matches("http://").rsplit_once(':').unwrap();
+        endpoints.push(Endpoint::new(host.to_owned(), port.parse().unwrap()));
+    }
+    let resolver = ManualResolver::new("churn-test");
+    resolver.set(endpoints.clone());
+    let client = Client::builder(&target("churn"), &settings("http://inventory"))
+        .resolver(resolver.clone())
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                let r = client.get("/item").send().await.expect("no request fails");
+                assert_eq!(r.status(), 200);
+            }
+        }));
+    }
+    // Rotate never-empty subsets while the requests run.
+    for step in 0..30usize {
+        let size = 1 + step % 3;
+        resolver.set(
+            (0..size)
+                .map(|i| endpoints[(step + i) % 3].clone())
+                .collect(),
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(hits.iter().map(Hits::get).sum::<usize>(), 200);
+    assert!(
+        hits.iter().filter(|h| h.get() > 0).count() >= 2,
+        "traffic moved between endpoints"
+    );
+}

@@ -6,11 +6,13 @@
 //! ```
 //! With no scenario named, all run.
 
+mod churn;
 mod flaky;
 mod outage;
 mod overhead;
 mod probes;
 mod retry_storm;
+mod slow_backend;
 
 use std::time::Duration;
 
@@ -29,6 +31,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("retry-storm", retry_storm::run),
     ("flaky", flaky::run),
     ("outage", outage::run),
+    ("slow-backend", slow_backend::run),
+    ("churn", churn::run),
 ];
 
 fn main() {
