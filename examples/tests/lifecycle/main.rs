@@ -2,22 +2,17 @@
 //! the listener closes, every request accepted before the signal completes,
 //! and the process exits 0 within drain + grace.
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use support::{Service, free_port, wait_for_status};
 
 const INVENTORY: &str = env!("CARGO_BIN_EXE_inventory");
 const DRAIN: Duration = Duration::from_millis(1500);
 const GRACE: Duration = Duration::from_secs(5);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 // The payloads are read through Debug, in failure messages.
 #[derive(Debug)]
@@ -32,8 +27,9 @@ enum Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_stream_drops_no_accepted_request() {
     let (api, admin) = (free_port(), free_port());
-    let mut child = Command::new(INVENTORY)
-        .args([
+    let mut child = Service::start(
+        INVENTORY,
+        &[
             "--set",
             &format!("server.bind=127.0.0.1:{api}"),
             "--set",
@@ -45,13 +41,8 @@ async fn sigterm_mid_stream_drops_no_accepted_request() {
             // Each request takes a while, so some are in flight when the listener closes.
             "--set",
             "app.extra_latency=200ms",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let guard = scopeguard(pid);
+        ],
+    );
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0) // a new connection per request: no keep-alive races
@@ -59,16 +50,7 @@ async fn sigterm_mid_stream_drops_no_accepted_request() {
         .build()
         .unwrap();
     let ready_url = format!("http://127.0.0.1:{admin}/readyz");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = client.get(&ready_url).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "service never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_status(&ready_url, 200, Duration::from_secs(20)).await;
 
     // Four clients send requests back to back until the server refuses them (bounded).
     let started = Instant::now();
@@ -97,11 +79,7 @@ async fn sigterm_mid_stream_drops_no_accepted_request() {
 
     tokio::time::sleep(Duration::from_millis(600)).await;
     let signalled = started.elapsed();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    child.signal("TERM");
 
     // Readiness turns 503 while the API still serves.
     let mut saw_unready = None;
@@ -119,18 +97,7 @@ async fn sigterm_mid_stream_drops_no_accepted_request() {
     for task in load {
         task.await.unwrap();
     }
-    let exit_deadline = Instant::now() + DRAIN + GRACE + Duration::from_secs(3);
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(
-            Instant::now() < exit_deadline,
-            "process did not exit within drain + grace"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    drop(guard);
+    let code = child.wait_exit(DRAIN + GRACE + Duration::from_secs(3));
     assert_eq!(code, Some(0), "exit code");
 
     let results = results.lock().unwrap();
@@ -152,62 +119,25 @@ async fn sigterm_mid_stream_drops_no_accepted_request() {
     );
 }
 
-/// Kills the process if the test fails before it exits.
-fn scopeguard(pid: u32) -> impl Drop {
-    struct Kill(u32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &self.0.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-    Kill(pid)
-}
-
 #[tokio::test]
 async fn a_second_signal_exits_at_once() {
     let (api, admin) = (free_port(), free_port());
-    let mut child = Command::new(INVENTORY)
-        .args([
+    let mut child = Service::start(
+        INVENTORY,
+        &[
             "--set",
             &format!("server.bind=127.0.0.1:{api}"),
             "--set",
             &format!("admin.bind=127.0.0.1:{admin}"),
             "--set",
             "shutdown.drain_delay=60s",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    let _guard = scopeguard(child.id());
+        ],
+    );
     let ready_url = format!("http://127.0.0.1:{admin}/readyz");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while reqwest::get(&ready_url).await.map(|r| r.status()).ok() != Some(reqwest::StatusCode::OK) {
-        assert!(Instant::now() < deadline, "service never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    while reqwest::get(&ready_url).await.map(|r| r.status()).ok()
-        != Some(reqwest::StatusCode::SERVICE_UNAVAILABLE)
-    {
-        assert!(Instant::now() < deadline, "readiness never failed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    let exit_deadline = Instant::now() + Duration::from_secs(5);
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(
-            Instant::now() < exit_deadline,
-            "a second signal must not wait for the 60 s drain"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(code, Some(130));
+    wait_for_status(&ready_url, 200, Duration::from_secs(20)).await;
+    child.signal("TERM");
+    wait_for_status(&ready_url, 503, Duration::from_secs(5)).await;
+    child.signal("INT");
+    // A second signal must not wait for the 60 s drain.
+    assert_eq!(child.wait_exit(Duration::from_secs(5)), Some(130));
 }

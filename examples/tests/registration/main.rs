@@ -2,27 +2,15 @@
 //! etcd while it serves, and is gone as soon as SIGTERM starts the drain.
 #![cfg(feature = "etcd")]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const INVENTORY: &str = env!("CARGO_BIN_EXE_inventory");
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "../support/mod.rs"]
+mod support;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{Service, free_port};
 
 /// Base64 for the etcd JSON gateway's byte fields.
 fn b64(bytes: &[u8]) -> String {
@@ -80,7 +68,7 @@ async fn inventory_registers_and_deregisters_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (client_port, peer_port) = (free_port(), free_port());
     let etcd = format!("http://127.0.0.1:{client_port}");
-    let _etcd = Kill(
+    let _etcd = Service::spawn(
         Command::new("etcd")
             .args([
                 "--name=reg-test".to_owned(),
@@ -92,10 +80,7 @@ async fn inventory_registers_and_deregisters_on_sigterm() {
                 format!("--initial-cluster=reg-test=http://127.0.0.1:{peer_port}"),
                 "--log-level=warn".to_owned(),
             ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd (Debian package etcd-server) on PATH"),
+            .stdout(Stdio::null()),
     );
     let http = reqwest::Client::new();
     wait_for("etcd", Duration::from_secs(20), async || {
@@ -104,26 +89,22 @@ async fn inventory_registers_and_deregisters_on_sigterm() {
     .await;
 
     let (api, admin) = (free_port(), free_port());
-    let service = Kill(
-        Command::new(INVENTORY)
-            .args([
-                "--set",
-                &format!("server.bind=127.0.0.1:{api}"),
-                "--set",
-                &format!("admin.bind=127.0.0.1:{admin}"),
-                "--set",
-                "discovery.registration.enabled=true",
-                "--set",
-                "discovery.registration.lease_ttl=2s",
-                "--set",
-                &format!("discovery.etcd.endpoints={etcd}"),
-                "--set",
-                "shutdown.drain_delay=3s",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let service = Service::start(
+        INVENTORY,
+        &[
+            "--set",
+            &format!("server.bind=127.0.0.1:{api}"),
+            "--set",
+            &format!("admin.bind=127.0.0.1:{admin}"),
+            "--set",
+            "discovery.registration.enabled=true",
+            "--set",
+            "discovery.registration.lease_ttl=2s",
+            "--set",
+            &format!("discovery.etcd.endpoints={etcd}"),
+            "--set",
+            "shutdown.drain_delay=3s",
+        ],
     );
     let prefix = "/services/inventory/";
     wait_for("the registration", Duration::from_secs(20), async || {
@@ -148,10 +129,7 @@ async fn inventory_registers_and_deregisters_on_sigterm() {
     );
 
     let signalled = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &service.0.id().to_string()])
-        .status()
-        .unwrap();
+    service.signal("TERM");
     wait_for("the deregistration", Duration::from_secs(3), async || {
         count(&http, &etcd, prefix).await == Some(0)
     })

@@ -1,38 +1,15 @@
 //! The example services start from their config, take the standard command
 //! line, and serve their API: orders reserves stock in inventory.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-/// Kills the child when the test ends, pass or fail.
-struct Service(Child);
+#[path = "../support/mod.rs"]
+mod support;
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{Service, free_port, wait_until_listening};
 
 fn start(bin: &str, args: &[&str]) -> Service {
-    Service(
-        Command::new(bin)
-            .args(args)
-            .env_remove("APP_PROFILE")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    Service::start(bin, args)
 }
 
 fn run(bin: &str, args: &[&str]) -> Output {
@@ -41,17 +18,6 @@ fn run(bin: &str, args: &[&str]) -> Output {
         .env_remove("APP_PROFILE")
         .output()
         .unwrap()
-}
-
-async fn wait_until_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 const INVENTORY: &str = env!("CARGO_BIN_EXE_inventory");
@@ -142,7 +108,7 @@ fn print_defaults_documents_every_setting() {
 #[tokio::test]
 async fn quickstart_greets_with_its_configured_greeting() {
     let (api, admin) = (free_port(), free_port());
-    let _quickstart = Service(
+    let _quickstart = Service::spawn(
         Command::new(env!("CARGO_BIN_EXE_quickstart"))
             .args([
                 "--set",
@@ -150,12 +116,7 @@ async fn quickstart_greets_with_its_configured_greeting() {
                 "--set",
                 &format!("admin.bind=127.0.0.1:{admin}"),
             ])
-            .env("APP__APP__GREETING", "hi")
-            .env_remove("APP_PROFILE")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .env("APP__APP__GREETING", "hi"),
     );
     wait_until_listening(api).await;
     let body = reqwest::get(format!("http://127.0.0.1:{api}/hello"))

@@ -1,0 +1,100 @@
+//! Helpers shared by the example services' tests: free ports, a child
+//! process killed when the test ends, bounded waits.
+#![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, pass or fail.
+pub struct Service(pub Child);
+
+impl Service {
+    /// Starts `bin` with `args`, output discarded, no profile from the test's environment.
+    pub fn start(bin: &str, args: &[&str]) -> Service {
+        Service::spawn(Command::new(bin).args(args))
+    }
+
+    /// Starts a prepared command the same way.
+    pub fn spawn(command: &mut Command) -> Service {
+        Service(
+            command
+                .env_remove("APP_PROFILE")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}")),
+        )
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit, at most `limit`; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something accepts connections on `port`, at most 20 s.
+pub async fn wait_until_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `url` answers `status`, at most `limit`.
+pub async fn wait_for_status(url: &str, status: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(r) = reqwest::get(url).await
+            && r.status().as_u16() == status
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} never answered {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
