@@ -246,6 +246,10 @@ pub struct ClientSettings {
     #[serde(with = "platform_config::size")]
     #[schemars(with = "String")]
     pub max_replay_body: u64,
+    /// Largest answer body read; a larger one is refused (`ResponseTooLarge`), not buffered.
+    #[serde(with = "platform_config::size")]
+    #[schemars(with = "String")]
+    pub max_response_body: u64,
     /// Headers sent with every request (values are not secrets: use code for credentials).
     pub headers: BTreeMap<String, String>,
     /// Total time a call may take, every attempt and backoff included, when the caller has no deadline.
@@ -274,6 +278,7 @@ impl Default for ClientSettings {
             connect_timeout: Duration::from_secs(1),
             attempt_timeout: Duration::from_secs(2),
             max_replay_body: 64 * 1024,
+            max_response_body: 16 * 1024 * 1024,
             headers: BTreeMap::new(),
             total_timeout: resilience.total_timeout,
             retry: resilience.retry,

@@ -45,6 +45,8 @@ pub(crate) enum Failure {
     Invalid(String),
     /// Discovery gave no endpoint to send to: nothing was sent.
     NoEndpoint(String),
+    /// The answer's body was over the limit; an answer, not a transient fault.
+    TooLarge(u64),
     /// A retryable status.
     Status {
         status: StatusCode,
@@ -74,6 +76,7 @@ impl Failure {
             Failure::Body(_) => "body",
             Failure::Invalid(_) => "invalid_request",
             Failure::NoEndpoint(_) => "no_endpoint",
+            Failure::TooLarge(_) => "response_too_large",
             Failure::Status { status, .. } => status.as_str_static(),
         }
     }
@@ -106,6 +109,7 @@ pub(crate) fn classify(result: &Result<Response, AttemptError>) -> Classificatio
             Failure::Timeout | Failure::Body(_) => Classification::retryable(),
             Failure::Invalid(_) => Classification::not_retryable().never_sent(),
             Failure::NoEndpoint(_) => Classification::retryable().never_sent(),
+            Failure::TooLarge(_) => Classification::not_retryable(),
             Failure::Status {
                 retry_after: Some(delay),
                 ..
@@ -126,6 +130,12 @@ impl AttemptError {
                 source,
             },
             Failure::Invalid(reason) => ClientError::InvalidRequest { target, reason },
+            Failure::TooLarge(limit) => ClientError::ResponseTooLarge {
+                target,
+                endpoint,
+                attempts,
+                limit,
+            },
             Failure::NoEndpoint(reason) => {
                 tracing::debug!(%target, %reason, "no endpoint to send to");
                 ClientError::NoEndpoint { target }

@@ -126,6 +126,19 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// The answer's body is larger than `max_response_body`: refused, not
+    /// buffered, so a huge or endless answer cannot exhaust memory.
+    #[error("answer of {target} at {endpoint} is larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// The target called.
+        target: Arc<str>,
+        /// The endpoint that answered.
+        endpoint: Arc<str>,
+        /// Attempts made.
+        attempts: u32,
+        /// The configured limit (`max_response_body`).
+        limit: u64,
+    },
     /// The answer could not be decoded as JSON into the type asked for.
     #[error("cannot decode the answer of {target} at {endpoint}")]
     Decode {
@@ -153,6 +166,7 @@ impl ClientError {
             | Self::Connect { target, .. }
             | Self::Status { target, .. }
             | Self::Body { target, .. }
+            | Self::ResponseTooLarge { target, .. }
             | Self::Decode { target, .. } => target,
         }
     }
@@ -164,6 +178,7 @@ impl ClientError {
             | Self::Connect { endpoint, .. }
             | Self::Status { endpoint, .. }
             | Self::Body { endpoint, .. }
+            | Self::ResponseTooLarge { endpoint, .. }
             | Self::Decode { endpoint, .. } => Some(endpoint),
             Self::DeadlineExceeded { endpoint, .. } | Self::BudgetExhausted { endpoint, .. } => {
                 endpoint.as_deref()
@@ -184,7 +199,8 @@ impl ClientError {
             | Self::CircuitOpen { attempts, .. }
             | Self::Connect { attempts, .. }
             | Self::Status { attempts, .. }
-            | Self::Body { attempts, .. } => Some(*attempts),
+            | Self::Body { attempts, .. }
+            | Self::ResponseTooLarge { attempts, .. } => Some(*attempts),
             Self::Config { .. }
             | Self::InvalidRequest { .. }
             | Self::NoEndpoint { .. }
@@ -215,6 +231,7 @@ impl ClientError {
             Self::Connect { .. } => "connect",
             Self::Status { .. } => "status",
             Self::Body { .. } => "body",
+            Self::ResponseTooLarge { .. } => "response_too_large",
             Self::Decode { .. } => "decode",
         }
     }

@@ -109,6 +109,7 @@ struct Inner {
     resilience: Resilience,
     attempt_timeout: Duration,
     max_replay_body: u64,
+    max_response_body: u64,
     default_headers: HeaderMap,
     instruments: Instruments,
 }
@@ -387,6 +388,7 @@ impl ClientBuilder {
                 resilience,
                 attempt_timeout: settings.attempt_timeout,
                 max_replay_body: settings.max_replay_body,
+                max_response_body: settings.max_response_body,
                 default_headers,
                 instruments: Instruments::new(),
             }),

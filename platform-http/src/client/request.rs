@@ -437,7 +437,7 @@ impl Exchange<'_> {
         let status = response.status();
         let version = response.version();
         let headers = std::mem::take(response.headers_mut());
-        let body = response.bytes().await.map_err(Failure::from_reqwest)?;
+        let body = read_limited(&mut response, self.inner.max_response_body).await?;
         if is_retryable_status(status) {
             let retry_after = match RetryAfter::from_headers(&headers, SystemTime::now()) {
                 RetryAfter::Absent => None,
@@ -521,4 +521,20 @@ impl Exchange<'_> {
             "http.client.attempt"
         );
     }
+}
+
+/// Reads a whole body, refusing it once it passes `limit` bytes (checked
+/// against `Content-Length` first, then as chunks arrive).
+async fn read_limited(response: &mut reqwest::Response, limit: u64) -> Result<Bytes, Failure> {
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(Failure::TooLarge(limit));
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(Failure::from_reqwest)? {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(Failure::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }

@@ -465,3 +465,35 @@ async fn bad_requests_fail_before_anything_is_sent() {
     let err = response.json::<Vec<u32>>().unwrap_err();
     assert!(matches!(err, ClientError::Decode { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn an_answer_over_the_size_limit_is_refused_not_buffered() {
+    use axum::body::Body;
+    let router = axum::Router::new()
+        .route(
+            "/sized",
+            axum::routing::get(|| async { vec![b'x'; 2 << 20] }),
+        )
+        .route(
+            "/endless",
+            axum::routing::get(|| async {
+                // Chunked, no Content-Length, never ending: only the limit stops it.
+                let chunks = futures::stream::repeat_with(|| {
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 64 * 1024]))
+                });
+                Body::from_stream(chunks)
+            }),
+        );
+    let url = crate::serve(router).await;
+    let mut s = crate::settings(&url);
+    s.max_response_body = 1 << 20;
+    let client = platform_http::Client::from_settings(&crate::target("large"), &s).unwrap();
+    for path in ["/sized", "/endless"] {
+        let e = client.get(path).send().await.unwrap_err();
+        assert!(
+            matches!(e, platform_http::ClientError::ResponseTooLarge { limit, attempts: 1, .. } if limit == 1 << 20),
+            "{path}: {e:?}"
+        );
+        assert_eq!(e.error_type(), "response_too_large");
+    }
+}
