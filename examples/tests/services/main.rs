@@ -132,3 +132,21 @@ async fn quickstart_greets_with_its_configured_greeting() {
         .unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+#[test]
+fn the_configuration_reference_is_the_generated_defaults() {
+    // docs/configuration.toml is `quickstart --print-defaults`; regenerate it with
+    // `cargo run -p platform-examples --bin quickstart -- --print-defaults > docs/configuration.toml`.
+    let out = run(env!("CARGO_BIN_EXE_quickstart"), &["--print-defaults"]);
+    assert_eq!(out.status.code(), Some(0));
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let checked_in = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/configuration.toml"
+    ))
+    .unwrap();
+    assert!(
+        generated == checked_in,
+        "docs/configuration.toml is out of date; regenerate it"
+    );
+}
