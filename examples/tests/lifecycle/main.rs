@@ -27,19 +27,14 @@ enum Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_stream_drops_no_accepted_request() {
     let (api, admin) = (free_port(), free_port());
-    let mut child = Service::start(
+    let mut child = Service::start_on(
         INVENTORY,
+        api,
+        admin,
         &[
-            "--set",
-            &format!("server.bind=127.0.0.1:{api}"),
-            "--set",
-            &format!("admin.bind=127.0.0.1:{admin}"),
-            "--set",
             &format!("shutdown.drain_delay={}ms", DRAIN.as_millis()),
-            "--set",
             &format!("shutdown.grace_period={}s", GRACE.as_secs()),
             // Each request takes a while, so some are in flight when the listener closes.
-            "--set",
             "app.extra_latency=200ms",
         ],
     );
@@ -122,17 +117,7 @@ async fn sigterm_mid_stream_drops_no_accepted_request() {
 #[tokio::test]
 async fn a_second_signal_exits_at_once() {
     let (api, admin) = (free_port(), free_port());
-    let mut child = Service::start(
-        INVENTORY,
-        &[
-            "--set",
-            &format!("server.bind=127.0.0.1:{api}"),
-            "--set",
-            &format!("admin.bind=127.0.0.1:{admin}"),
-            "--set",
-            "shutdown.drain_delay=60s",
-        ],
-    );
+    let mut child = Service::start_on(INVENTORY, api, admin, &["shutdown.drain_delay=60s"]);
     let ready_url = format!("http://127.0.0.1:{admin}/readyz");
     wait_for_status(&ready_url, 200, Duration::from_secs(20)).await;
     child.signal("TERM");

@@ -89,20 +89,14 @@ async fn inventory_registers_and_deregisters_on_sigterm() {
     .await;
 
     let (api, admin) = (free_port(), free_port());
-    let service = Service::start(
+    let service = Service::start_on(
         INVENTORY,
+        api,
+        admin,
         &[
-            "--set",
-            &format!("server.bind=127.0.0.1:{api}"),
-            "--set",
-            &format!("admin.bind=127.0.0.1:{admin}"),
-            "--set",
             "discovery.registration.enabled=true",
-            "--set",
             "discovery.registration.lease_ttl=2s",
-            "--set",
             &format!("discovery.etcd.endpoints={etcd}"),
-            "--set",
             "shutdown.drain_delay=3s",
         ],
     );

@@ -62,6 +62,74 @@ async fn orders_reserve_stock_in_inventory() {
     assert_eq!(refused.status(), 409);
 }
 
+#[tokio::test]
+async fn inventory_takes_stock_once_per_idempotency_key_and_warns_when_sold_out() {
+    let (api, admin) = (free_port(), free_port());
+    let _inventory = Service::start_on(INVENTORY, api, admin, &["app.initial_stock.apple=4"]);
+    wait_until_listening(api).await;
+    let client = reqwest::Client::new();
+    let reserve = |key: &'static str| {
+        client
+            .post(format!("http://127.0.0.1:{api}/reservations"))
+            .header("idempotency-key", key)
+            .json(&serde_json::json!({"sku": "apple", "quantity": 2}))
+            .send()
+    };
+    // The same key twice (a retry): the same answer, the stock taken once.
+    for _ in 0..2 {
+        let answer: serde_json::Value = reserve("order-1").await.unwrap().json().await.unwrap();
+        assert_eq!(answer["available"], 2);
+    }
+    let answer: serde_json::Value = reserve("order-2").await.unwrap().json().await.unwrap();
+    assert_eq!(answer["available"], 0);
+
+    // Sold out is a warning on the `store` check; readiness still passes.
+    let health_url = format!("http://127.0.0.1:{admin}/health");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let health: serde_json::Value = reqwest::get(&health_url)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let store = health["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "store")
+            .cloned()
+            .unwrap();
+        if store["status"] == "warn" {
+            assert_eq!(store["message"], "sold out: apple");
+            assert_eq!(health["ready"], true);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{health}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn inventory_fails_the_configured_share_of_requests() {
+    let api = free_port();
+    let admin = free_port();
+    let _inventory = Service::start_on(INVENTORY, api, admin, &["app.failure_rate=1.0"]);
+    wait_until_listening(api).await;
+    let answer = reqwest::get(format!("http://127.0.0.1:{api}/stock/apple"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 503);
+
+    let out = run(
+        INVENTORY,
+        &["--check-config", "--set", "app.failure_rate=1.5"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("app.failure_rate"), "{err}");
+}
+
 #[test]
 fn check_config_accepts_the_shipped_profiles_and_refuses_bad_values() {
     for bin in [INVENTORY, ORDERS] {

@@ -24,6 +24,19 @@ impl Service {
         Service::spawn(Command::new(bin).args(args))
     }
 
+    /// Starts `bin` with its API on `api` and its admin server on `admin`
+    /// (loopback), plus `--set` for each of `sets`.
+    pub fn start_on(bin: &str, api: u16, admin: u16, sets: &[&str]) -> Service {
+        let mut command = Command::new(bin);
+        command
+            .args(["--set", &format!("server.bind=127.0.0.1:{api}")])
+            .args(["--set", &format!("admin.bind=127.0.0.1:{admin}")]);
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        Service::spawn(&mut command)
+    }
+
     /// Starts a prepared command the same way.
     pub fn spawn(command: &mut Command) -> Service {
         Service(

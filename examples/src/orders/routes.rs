@@ -1,7 +1,10 @@
 //! Orders' HTTP API: an order reserves stock in inventory.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -12,6 +15,26 @@ pub(crate) struct Orders {
     /// deadline propagation (config: `[http.clients.inventory]`).
     pub(crate) inventory: platform_http::Client,
     pub(crate) max_quantity: u32,
+    /// This process's instance id: with `next_key`, a unique idempotency key
+    /// for orders whose caller sent none.
+    pub(crate) instance: Arc<str>,
+    pub(crate) next_key: Arc<AtomicU64>,
+}
+
+impl Orders {
+    /// The caller's `Idempotency-Key`, so that a caller retrying an order
+    /// reserves once; or a new one for this order.
+    fn idempotency_key(&self, headers: &HeaderMap) -> String {
+        headers
+            .get(platform_http::client::IDEMPOTENCY_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                let n = self.next_key.fetch_add(1, Ordering::Relaxed);
+                format!("{}-{n}", self.instance)
+            })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -40,6 +63,7 @@ pub(crate) fn router(orders: Orders) -> Router {
 
 async fn create_order(
     State(orders): State<Orders>,
+    headers: HeaderMap,
     Json(order): Json<Order>,
 ) -> Result<(StatusCode, Json<Placed>), (StatusCode, String)> {
     if order.quantity == 0 || order.quantity > orders.max_quantity {
@@ -48,11 +72,12 @@ async fn create_order(
             format!("quantity must be 1..={}", orders.max_quantity),
         ));
     }
-    // A reservation is not idempotent and inventory does not deduplicate:
-    // the client retries it only when it certainly never reached inventory.
+    // Inventory answers a repeated idempotency key with its first answer, so
+    // the client may retry the reservation (a POST) like an idempotent call.
     let response = orders
         .inventory
         .post("/reservations")
+        .idempotency_key(orders.idempotency_key(&headers))
         .json(&reservation_for(&order))
         .send()
         .await

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 /// Orders' own settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct OrdersSettings {
+pub struct OrdersSettings {
     /// Largest number of units in one order.
-    pub(crate) max_quantity: u32,
+    pub max_quantity: u32,
 }
 
 impl Default for OrdersSettings {

@@ -9,15 +9,18 @@ use serde::{Deserialize, Serialize};
 /// Inventory's own settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct InventorySettings {
+pub struct InventorySettings {
     /// Units in stock per SKU when the service starts.
-    pub(crate) initial_stock: BTreeMap<String, u32>,
+    pub initial_stock: BTreeMap<String, u32>,
     /// Largest quantity one reservation may take.
-    pub(crate) max_reservation: u32,
-    /// Added to every answer: lets a demo make one instance slow.
+    pub max_reservation: u32,
+    /// Added to every answer: lets a demo or a test make one instance slow.
     #[serde(with = "platform_config::duration")]
     #[schemars(with = "String")]
-    pub(crate) extra_latency: Duration,
+    pub extra_latency: Duration,
+    /// Share of requests answered 503 on purpose, 0.0 to 1.0: lets a demo or
+    /// a test make one instance flaky.
+    pub failure_rate: f64,
 }
 
 impl Default for InventorySettings {
@@ -26,6 +29,7 @@ impl Default for InventorySettings {
             initial_stock: BTreeMap::from([("apple".into(), 100), ("pear".into(), 50)]),
             max_reservation: 10,
             extra_latency: Duration::ZERO,
+            failure_rate: 0.0,
         }
     }
 }
@@ -36,6 +40,11 @@ impl Validate for InventorySettings {
             self.max_reservation > 0,
             "max_reservation",
             "must be at least 1",
+        );
+        v.check(
+            (0.0..=1.0).contains(&self.failure_rate),
+            "failure_rate",
+            "must be between 0.0 and 1.0",
         );
     }
 }

@@ -1,0 +1,182 @@
+//! `demo`: the platform at work, with nothing to install.
+//!
+//! ```text
+//! cargo run --release -p platform-examples --bin demo            # 30 s
+//! cargo run --release -p platform-examples --bin demo -- --help
+//! ```
+//!
+//! Starts three `inventory` processes (one slow, one failing a share of its
+//! requests, one healthy) and one `orders` that finds them through static
+//! discovery, then drives orders with a steady load. Every second it prints
+//! one status line; at the end, a report of what the platform did: retries
+//! and the budget they drew on, ejections, breaker changes, and how the
+//! balancer spread traffic over the instances. The processes' logs go to
+//! files; the demo stops them with SIGTERM (graceful drain) and exits 0 when
+//! everything went as it should.
+
+mod load;
+mod processes;
+mod prometheus;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use processes::{Fleet, Role};
+
+/// The platform SDK demo: three inventory instances, one orders, load.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct DemoArgs {
+    /// How long to drive load (`30s`, `2m`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Orders per second offered to `orders`.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
+    /// Extra latency of the slow inventory instance.
+    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    slow_latency: Duration,
+    /// Share of requests the flaky inventory instance answers with 503.
+    #[arg(long, default_value_t = 0.25)]
+    failure_rate: f64,
+    /// Where the processes' logs go (default: a new directory under the
+    /// system's temp dir, kept after the demo so you can read them).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Also write the final report to this file as JSON.
+    #[arg(long)]
+    report_json: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    platform_config::duration::parse(s).map_err(|e| e.to_string())
+}
+
+/// The first argument that makes a child process a service, not the demo.
+const SERVE: &str = "__serve";
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args();
+    let program = argv.next().unwrap_or_else(|| "demo".into());
+    let rest: Vec<String> = argv.collect();
+    if rest.first().map(String::as_str) == Some(SERVE) {
+        return serve(&program, &rest[1..]);
+    }
+    let args = DemoArgs::parse();
+    if !(0.0..=1.0).contains(&args.failure_rate) {
+        eprintln!("--failure-rate must be between 0.0 and 1.0");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("demo: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one service in this process: the demo re-executes itself as each
+/// of its services, so that `cargo run --bin demo` needs no other binary.
+fn serve(program: &str, rest: &[String]) -> ExitCode {
+    use platform_config::cli::ServiceArgs;
+    // Stop with the demo even if it could not stop us itself (killed).
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    let Some((role, service_args)) = rest.split_first() else {
+        eprintln!("{SERVE} needs a service name");
+        return ExitCode::from(2);
+    };
+    let args = ServiceArgs::parse_from(
+        std::iter::once(program).chain(service_args.iter().map(String::as_str)),
+    )
+    .config;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{role}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match role.as_str() {
+        "inventory" => runtime
+            .block_on(platform_examples::inventory::main(Some(args)))
+            .map_err(|e| format!("{e:?}")),
+        "orders" => runtime
+            .block_on(platform_examples::orders::main(Some(args)))
+            .map_err(|e| format!("{e:?}")),
+        other => Err(format!("unknown service {other:?}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{role}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The whole demo; `Ok(false)` when it ran but something was wrong.
+async fn run(args: DemoArgs) -> Result<bool, processes::FleetError> {
+    let log_dir = match &args.log_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("platform-demo-{}", std::process::id())),
+    };
+    let roles = [
+        Role::inventory("inventory-healthy", "", &[]),
+        Role::inventory(
+            "inventory-slow",
+            &format!(
+                "+{} a request",
+                platform_config::duration::format(args.slow_latency)
+            ),
+            &[format!(
+                "app.extra_latency={}",
+                platform_config::duration::format(args.slow_latency)
+            )],
+        ),
+        Role::inventory(
+            "inventory-flaky",
+            &format!("{:.0}% answered 503 on purpose", args.failure_rate * 100.0),
+            &[format!("app.failure_rate={}", args.failure_rate)],
+        ),
+    ];
+    println!(
+        "Starting 3 inventory instances and orders (logs in {})",
+        log_dir.display()
+    );
+    let fleet = Fleet::start(&log_dir, &roles).await?;
+    for process in fleet.processes() {
+        println!(
+            "  {:<18} {:<28} api http://{}  admin http://{}/health",
+            process.name, process.description, process.api, process.admin
+        );
+    }
+    println!(
+        "Driving {} orders/s at orders for {}; one line a second.\n",
+        args.rate,
+        platform_config::duration::format(args.duration)
+    );
+    let stats = load::drive(&fleet, args.rate, args.duration).await;
+    let snapshot = report::Snapshot::take(&fleet).await;
+    let stopped = fleet.stop().await;
+    Ok(report::print(
+        &stats,
+        &snapshot,
+        &stopped,
+        &log_dir,
+        args.report_json.as_deref(),
+    ))
+}

@@ -1,0 +1,262 @@
+//! What the processes say about themselves (their `/metrics` and
+//! `/health`), and the final report.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::load::{LoadStats, quantile, show};
+use crate::processes::{Fleet, Stopped};
+use crate::prometheus::sum;
+
+/// Orders' counters for its calls to inventory.
+#[derive(Debug, Default, Clone, Serialize)]
+pub(crate) struct OrdersFigures {
+    pub(crate) attempts: u64,
+    pub(crate) retries: u64,
+    pub(crate) budget_exhausted: u64,
+    pub(crate) ejections: u64,
+    pub(crate) breaker_transitions: u64,
+    pub(crate) breaker_rejections: u64,
+    pub(crate) hedges: u64,
+    /// What orders' `dependency:inventory` health check says.
+    pub(crate) dependency_check: Option<String>,
+}
+
+/// One inventory instance's own count of the requests it answered.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct InstanceFigures {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) requests: u64,
+    pub(crate) answered_503: u64,
+}
+
+/// The figures of every process at one moment.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) orders: OrdersFigures,
+    pub(crate) instances: Vec<InstanceFigures>,
+}
+
+const TARGET: (&str, &str) = ("target", "inventory");
+
+impl Snapshot {
+    /// Reads every process's `/metrics` (and orders' `/health`); a process
+    /// that does not answer within a second counts as zeros.
+    pub(crate) async fn take(fleet: &Fleet) -> Snapshot {
+        let client = reqwest::Client::new();
+        let get = |url: String| {
+            let client = client.clone();
+            async move {
+                let response = client
+                    .get(url)
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .ok()?;
+                response.text().await.ok()
+            }
+        };
+        let mut snapshot = Snapshot::default();
+        for process in fleet.processes() {
+            let metrics = get(format!("http://{}/metrics", process.admin))
+                .await
+                .unwrap_or_default();
+            let count = |name: &str, labels: &[(&str, &str)]| sum(&metrics, name, labels) as u64;
+            if process.service == "orders" {
+                let health = get(format!("http://{}/health", process.admin)).await;
+                snapshot.orders = OrdersFigures {
+                    attempts: count("platform_resilience_attempts_total", &[TARGET]),
+                    retries: count("platform_resilience_retries_total", &[TARGET]),
+                    budget_exhausted: count(
+                        "platform_resilience_budget_exhausted_total",
+                        &[TARGET],
+                    ),
+                    ejections: count("platform_resilience_ejections_total", &[TARGET]),
+                    breaker_transitions: count(
+                        "platform_resilience_breaker_transitions_total",
+                        &[TARGET],
+                    ),
+                    breaker_rejections: count(
+                        "platform_resilience_breaker_rejections_total",
+                        &[TARGET],
+                    ),
+                    hedges: count("platform_resilience_hedges_total", &[TARGET]),
+                    dependency_check: health.as_deref().and_then(dependency_check),
+                };
+            } else {
+                let requests = "http_server_request_duration_seconds_count";
+                snapshot.instances.push(InstanceFigures {
+                    name: process.name.clone(),
+                    description: process.description.clone(),
+                    requests: count(requests, &[]),
+                    answered_503: count(requests, &[("http_response_status_code", "503")]),
+                });
+            }
+        }
+        snapshot
+    }
+
+    /// Each instance's share of the requests inventory received: `healthy 61%  slow 1% ...`.
+    pub(crate) fn traffic_shares(&self) -> String {
+        let total: u64 = self.instances.iter().map(|i| i.requests).sum();
+        self.instances
+            .iter()
+            .map(|i| format!("{} {:.0}%", short(&i.name), percent(i.requests, total)))
+            .collect::<Vec<_>>()
+            .join("  ")
+    }
+}
+
+/// `inventory-slow` → `slow`.
+fn short(name: &str) -> &str {
+    name.strip_prefix("inventory-").unwrap_or(name)
+}
+
+fn percent(part: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / total as f64
+    }
+}
+
+/// `status: message` of the `dependency:inventory` check in a `/health` body.
+fn dependency_check(health: &str) -> Option<String> {
+    let report: serde_json::Value = serde_json::from_str(health).ok()?;
+    let check = report["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == "dependency:inventory")?;
+    let status = check["status"].as_str().unwrap_or("unknown");
+    Some(match check["message"].as_str() {
+        Some(message) => format!("{status}: {message}"),
+        None => status.to_owned(),
+    })
+}
+
+/// The final figures, also written as JSON with `--report-json`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    pub(crate) seconds: f64,
+    pub(crate) sent: u64,
+    pub(crate) ok: u64,
+    pub(crate) success_rate: f64,
+    pub(crate) no_answer: u64,
+    pub(crate) shed: u64,
+    pub(crate) p50_ms: Option<f64>,
+    pub(crate) p99_ms: Option<f64>,
+    pub(crate) orders: OrdersFigures,
+    pub(crate) instances: Vec<InstanceFigures>,
+    pub(crate) stopped_cleanly: bool,
+}
+
+/// Prints the report; whether the demo went as it should: orders were
+/// served and every process stopped by itself after SIGTERM.
+pub(crate) fn print(
+    stats: &LoadStats,
+    snapshot: &Snapshot,
+    stopped: &[Stopped],
+    log_dir: &Path,
+    json: Option<&Path>,
+) -> bool {
+    let mut latencies = stats.latencies.clone();
+    let p50 = quantile(&mut latencies, 0.50);
+    let p99 = quantile(&mut latencies, 0.99);
+    let max = latencies.last().copied();
+    let orders = &snapshot.orders;
+    let calls = stats.answered().max(1);
+    let total_requests: u64 = snapshot.instances.iter().map(|i| i.requests).sum();
+    let stopped_cleanly = stopped.iter().all(|s| !s.killed && s.exit_code == Some(0));
+
+    println!("\nReport after {:.1}s", stats.elapsed.as_secs_f64());
+    println!(
+        "  orders          {} sent, {} created: {:.2}% success",
+        stats.sent,
+        stats.ok,
+        stats.success_percent()
+    );
+    let others: Vec<String> = stats
+        .by_status
+        .iter()
+        .map(|(status, n)| format!("{n} × {status}"))
+        .collect();
+    if !others.is_empty() || stats.no_answer > 0 || stats.shed > 0 {
+        println!(
+            "  not created     {}  no answer: {}  shed by the load generator: {}",
+            if others.is_empty() {
+                "-".into()
+            } else {
+                others.join(", ")
+            },
+            stats.no_answer,
+            stats.shed
+        );
+    }
+    println!(
+        "  latency         p50 {}  p99 {}  max {}",
+        show(p50),
+        show(p99),
+        show(max)
+    );
+    println!(
+        "  retries         {} ({:.1} per 100 orders), {} refused by the retry budget (retries may add 20% + 10/s)",
+        orders.retries,
+        orders.retries as f64 * 100.0 / calls as f64,
+        orders.budget_exhausted
+    );
+    println!(
+        "  breaking        {} outlier ejections, {} breaker state changes, {} calls failed fast, {} hedges",
+        orders.ejections, orders.breaker_transitions, orders.breaker_rejections, orders.hedges
+    );
+    println!("  traffic         requests each inventory instance answered (retries included):");
+    for instance in &snapshot.instances {
+        println!(
+            "    {:<18} {:>6} ({:>5.1}%)  {:>5} answered 503   {}",
+            instance.name,
+            instance.requests,
+            percent(instance.requests, total_requests),
+            instance.answered_503,
+            instance.description
+        );
+    }
+    if let Some(check) = &orders.dependency_check {
+        println!("  orders' health  dependency:inventory {check}");
+    }
+    let ends: Vec<String> = stopped
+        .iter()
+        .map(|s| match (s.killed, s.exit_code) {
+            (true, _) => format!("{} killed (did not stop in time)", s.name),
+            (false, Some(code)) => format!("{} exit {code}", s.name),
+            (false, None) => format!("{} ended by a signal", s.name),
+        })
+        .collect();
+    println!("  shutdown        SIGTERM to each: {}", ends.join(", "));
+    println!("  logs            {}", log_dir.display());
+
+    let report = Report {
+        seconds: stats.elapsed.as_secs_f64(),
+        sent: stats.sent,
+        ok: stats.ok,
+        success_rate: stats.success_percent() / 100.0,
+        no_answer: stats.no_answer,
+        shed: stats.shed,
+        p50_ms: p50.map(|d| d.as_secs_f64() * 1000.0),
+        p99_ms: p99.map(|d| d.as_secs_f64() * 1000.0),
+        orders: orders.clone(),
+        instances: snapshot.instances.clone(),
+        stopped_cleanly,
+    };
+    if let Some(path) = json {
+        let written = serde_json::to_vec_pretty(&report)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(path, bytes));
+        if let Err(e) = written {
+            eprintln!("cannot write the report to {}: {e}", path.display());
+            return false;
+        }
+    }
+    stopped_cleanly && stats.ok > 0
+}

@@ -1,0 +1,7 @@
+//! `orders`: takes orders and reserves their stock in `inventory`; the code
+//! is in `src/orders/`. Try `cargo run -p platform-examples --bin orders -- --help`.
+
+#[tokio::main]
+async fn main() -> Result<(), platform_examples::orders::OrdersError> {
+    platform_examples::orders::main(None).await
+}

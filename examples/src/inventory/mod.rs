@@ -1,0 +1,46 @@
+//! `inventory`: keeps stock levels and takes reservations.
+//!
+//! Start-up is the whole of a golden-path `main`: the runtime (command line,
+//! layered config, telemetry, health, signals), the service's own state and
+//! health checks, then `serve` (API and admin servers, self-registration in
+//! etcd when configured, graceful drain on SIGTERM).
+
+mod routes;
+mod settings;
+
+use std::time::Duration;
+
+use platform_config::cli::ConfigArgs;
+use platform_core::health::{CheckOptions, Kind};
+
+pub use settings::InventorySettings;
+
+/// Where the shipped config files are: `default.toml`, then one per profile.
+const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/inventory");
+
+/// Runs inventory until it is told to stop. `args` replaces the process's
+/// command line (the demo passes its own); `None` parses it.
+pub async fn main(args: Option<ConfigArgs>) -> Result<(), platform_core::Error> {
+    let mut builder = platform_core::Runtime::<InventorySettings>::builder("inventory")
+        .version(env!("CARGO_PKG_VERSION"))
+        .default_config_dir(CONFIG_DIR);
+    if let Some(args) = args {
+        builder = builder.args(args);
+    }
+    let rt = builder.init().await?;
+    let store = routes::Store::new(&rt.config().app);
+
+    // Readiness-neutral: an empty shelf is worth a look, and the service can
+    // still answer every other SKU.
+    let checked = store.clone();
+    rt.health().register(
+        "store",
+        CheckOptions::new(Kind::Readiness).interval(Duration::from_secs(5)),
+        move || {
+            let outcome = checked.check();
+            async move { outcome }
+        },
+    )?;
+
+    platform_http::serve(&rt, routes::router(store)).await
+}

@@ -1,0 +1,174 @@
+//! Inventory's HTTP API: stock levels and reservations.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use platform_core::health::CheckOutcome;
+use serde::{Deserialize, Serialize};
+
+use super::settings::InventorySettings;
+
+/// How many answered idempotency keys are remembered: enough to cover every
+/// retry of a reservation, which happen within one request's deadline.
+const REMEMBERED_KEYS: usize = 10_000;
+
+/// Stock levels and recent reservations, shared by the handlers.
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    shelf: Arc<Mutex<Shelf>>,
+    max_reservation: u32,
+    extra_latency: Duration,
+    failure_rate: f64,
+}
+
+#[derive(Debug, Default)]
+struct Shelf {
+    stock: BTreeMap<String, u32>,
+    /// Answers already given, by idempotency key: a retried reservation gets
+    /// the same answer instead of taking the stock twice.
+    answered: HashMap<String, Stock>,
+    /// Keys in the order they were answered, oldest first, to forget them.
+    answered_order: VecDeque<String>,
+}
+
+impl Shelf {
+    fn remember(&mut self, key: String, answer: Stock) {
+        if self.answered_order.len() == REMEMBERED_KEYS
+            && let Some(oldest) = self.answered_order.pop_front()
+        {
+            self.answered.remove(&oldest);
+        }
+        self.answered_order.push_back(key.clone());
+        self.answered.insert(key, answer);
+    }
+}
+
+impl Store {
+    pub(crate) fn new(settings: &InventorySettings) -> Self {
+        Store {
+            shelf: Arc::new(Mutex::new(Shelf {
+                stock: settings.initial_stock.clone(),
+                ..Shelf::default()
+            })),
+            max_reservation: settings.max_reservation,
+            extra_latency: settings.extra_latency,
+            failure_rate: settings.failure_rate,
+        }
+    }
+
+    fn shelf(&self) -> std::sync::MutexGuard<'_, Shelf> {
+        // A handler that panicked cannot leave the map half-written (every
+        // change is one insert or one subtraction): keep serving.
+        self.shelf.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The `store` health check: warns while a SKU is sold out.
+    pub(crate) fn check(&self) -> CheckOutcome {
+        let shelf = self.shelf();
+        let sold_out: Vec<&str> = shelf
+            .stock
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(sku, _)| sku.as_str())
+            .collect();
+        if sold_out.is_empty() {
+            CheckOutcome::pass()
+        } else {
+            CheckOutcome::warn(format!("sold out: {}", sold_out.join(", ")))
+        }
+    }
+
+    /// What every answer goes through first: the configured extra latency,
+    /// and the configured share of made-up failures (`app.failure_rate`).
+    async fn simulate(&self) -> Result<(), (StatusCode, String)> {
+        if !self.extra_latency.is_zero() {
+            tokio::time::sleep(self.extra_latency).await;
+        }
+        if self.failure_rate > 0.0 && rand::random::<f64>() < self.failure_rate {
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "failing on purpose (app.failure_rate)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How much of a SKU is left.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Stock {
+    pub(crate) sku: String,
+    pub(crate) available: u32,
+}
+
+/// A request to take `quantity` units of `sku`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Reservation {
+    pub(crate) sku: String,
+    pub(crate) quantity: u32,
+}
+
+pub(crate) fn router(store: Store) -> Router {
+    Router::new()
+        .route("/stock/{sku}", get(stock))
+        .route("/reservations", post(reserve))
+        .with_state(store)
+}
+
+async fn stock(
+    State(store): State<Store>,
+    Path(sku): Path<String>,
+) -> Result<Json<Stock>, (StatusCode, String)> {
+    store.simulate().await?;
+    let shelf = store.shelf();
+    let available = *shelf
+        .stock
+        .get(&sku)
+        .ok_or((StatusCode::NOT_FOUND, format!("unknown sku {sku:?}")))?;
+    Ok(Json(Stock { sku, available }))
+}
+
+async fn reserve(
+    State(store): State<Store>,
+    headers: HeaderMap,
+    Json(request): Json<Reservation>,
+) -> Result<Json<Stock>, (StatusCode, String)> {
+    store.simulate().await?;
+    if request.quantity == 0 || request.quantity > store.max_reservation {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("quantity must be 1..={}", store.max_reservation),
+        ));
+    }
+    // Callers retry a reservation only because it carries this key; a key
+    // seen before gets the first answer again.
+    let key = headers
+        .get(platform_http::client::IDEMPOTENCY_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut shelf = store.shelf();
+    if let Some(answer) = key.as_ref().and_then(|k| shelf.answered.get(k)) {
+        return Ok(Json(answer.clone()));
+    }
+    let available = shelf.stock.get_mut(&request.sku).ok_or((
+        StatusCode::NOT_FOUND,
+        format!("unknown sku {:?}", request.sku),
+    ))?;
+    if *available < request.quantity {
+        return Err((StatusCode::CONFLICT, format!("only {available} left")));
+    }
+    *available -= request.quantity;
+    let answer = Stock {
+        sku: request.sku,
+        available: *available,
+    };
+    if let Some(key) = key {
+        shelf.remember(key, answer.clone());
+    }
+    Ok(Json(answer))
+}

@@ -1,0 +1,100 @@
+//! `orders`: takes orders and reserves their stock in `inventory`.
+//!
+//! Inventory is called through the platform client: where it is (discovery),
+//! how long to wait, when to retry and when to stop trying all come from
+//! `[http.clients.inventory]` in the config.
+
+mod routes;
+mod settings;
+
+use std::time::Duration;
+
+use platform_config::cli::ConfigArgs;
+use platform_core::health::{CheckOptions, CheckOutcome, Kind};
+use platform_core::resilience::BreakerState;
+
+pub use settings::OrdersSettings;
+
+/// Where the shipped config files are: `default.toml`, then one per profile.
+const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/orders");
+
+/// Why orders could not start or serve.
+#[derive(thiserror::Error)]
+pub enum OrdersError {
+    /// Start-up or serving failed (config, bind, health, ...).
+    #[error(transparent)]
+    Platform(#[from] platform_core::Error),
+    /// The inventory client's settings are not usable.
+    #[error(transparent)]
+    Client(#[from] platform_http::ClientError),
+}
+
+// `main` returning `Err` prints Debug: make it the readable report.
+impl std::fmt::Debug for OrdersError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OrdersError::Platform(e) => write!(f, "{e:?}"),
+            OrdersError::Client(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Runs orders until it is told to stop. `args` replaces the process's
+/// command line (the demo passes its own); `None` parses it.
+pub async fn main(args: Option<ConfigArgs>) -> Result<(), OrdersError> {
+    let mut builder = platform_core::Runtime::<OrdersSettings>::builder("orders")
+        .version(env!("CARGO_PKG_VERSION"))
+        .default_config_dir(CONFIG_DIR);
+    if let Some(args) = args {
+        builder = builder.args(args);
+    }
+    let rt = builder.init().await?;
+    // Retries within a budget, deadlines passed on, breaker, discovery and
+    // balancing: all from [http.clients.inventory]. Adds the readiness-neutral
+    // `discovery:inventory` check when inventory comes from discovery.
+    let inventory = platform_http::Client::for_service(&rt, "inventory")?;
+
+    // Orders without inventory cannot take orders, but restarting orders or
+    // taking it out of the load balancer would not bring inventory back:
+    // report it (warn), never fail readiness over it.
+    let watched = inventory.clone();
+    rt.health()
+        .register(
+            "dependency:inventory",
+            CheckOptions::new(Kind::Readiness).interval(Duration::from_secs(5)),
+            move || {
+                let outcome = dependency_check(&watched);
+                async move { outcome }
+            },
+        )
+        .map_err(platform_core::Error::from)?;
+
+    let orders = routes::Orders {
+        inventory,
+        max_quantity: rt.config().app.max_quantity,
+        instance: rt.info().instance_id.clone().into(),
+        next_key: Default::default(),
+    };
+    Ok(platform_http::serve(&rt, routes::router(orders)).await?)
+}
+
+/// How calls to inventory are going: its breaker and its ejected instances.
+fn dependency_check(inventory: &platform_http::Client) -> CheckOutcome {
+    match inventory.resilience().breaker().state() {
+        BreakerState::Open => {
+            CheckOutcome::warn("inventory is failing: circuit open, failing fast")
+        }
+        BreakerState::HalfOpen => CheckOutcome::warn("inventory is recovering: circuit half-open"),
+        BreakerState::Closed => {
+            let ejected = inventory.ejected_endpoints();
+            if ejected.is_empty() {
+                CheckOutcome::pass()
+            } else {
+                CheckOutcome::warn(format!(
+                    "inventory instances ejected: {}",
+                    ejected.join(", ")
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The demo (the README's first command) runs by itself, shows the platform
+//! doing its work, and leaves nothing running.
+
+use std::process::Command;
+use std::time::Duration;
+
+const DEMO: &str = env!("CARGO_BIN_EXE_demo");
+
+#[test]
+fn demo_serves_orders_spreads_load_away_from_the_slow_instance_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let out = Command::new(DEMO)
+        .args(["--duration", "8s", "--rate", "100", "--report-json"])
+        .arg(&report_path)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .env_remove("APP_PROFILE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+
+    // A status line a second, then the report.
+    let status_lines = stdout.lines().filter(|l| l.contains(" answers ")).count();
+    assert!((6..=9).contains(&status_lines), "{stdout}");
+    assert!(stdout.contains("Report after"), "{stdout}");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let rate = report["success_rate"].as_f64().unwrap();
+    // The flaky instance fails a quarter of what it gets: retries within
+    // the budget and ejection hide it from callers.
+    assert!(rate >= 0.98, "success rate {rate}: {report:#}");
+    assert!(report["sent"].as_u64().unwrap() >= 700, "{report:#}");
+    assert!(
+        report["orders"]["retries"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    assert_eq!(report["stopped_cleanly"], true, "{report:#}");
+
+    let requests = |name: &str| {
+        report["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {report:#}"))["requests"]
+            .as_u64()
+            .unwrap()
+    };
+    let (healthy, slow, flaky) = (
+        requests("inventory-healthy"),
+        requests("inventory-slow"),
+        requests("inventory-flaky"),
+    );
+    assert!(slow > 0, "every instance gets some traffic: {report:#}");
+    assert!(
+        slow < healthy && slow < flaky,
+        "the balancer sends the least to the slow instance: {report:#}"
+    );
+
+    // Nothing left listening: every admin port printed at start is closed.
+    let admin_ports: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split("admin http://").nth(1))
+        .filter_map(|rest| rest.split('/').next())
+        .collect();
+    assert_eq!(admin_ports.len(), 4, "{stdout}");
+    for addr in admin_ports {
+        let connected =
+            std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1));
+        assert!(connected.is_err(), "{addr} still accepts connections");
+    }
+    // The logs stayed out of the report and are where it says.
+    assert!(dir.path().join("logs/orders.log").exists());
+    assert!(!stdout.contains("\"level\""), "{stdout}");
+}
