@@ -68,6 +68,7 @@ impl<T> Settings for T where
 #[derive(Clone)]
 pub struct Loader {
     config_dir: Option<PathBuf>,
+    fallback_dir: Option<PathBuf>,
     profile: Option<String>,
     prefix: String,
     env: Option<Vec<(String, String)>>,
@@ -80,6 +81,7 @@ impl std::fmt::Debug for Loader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loader")
             .field("config_dir", &self.config_dir)
+            .field("fallback_dir", &self.fallback_dir)
             .field("profile", &self.profile)
             .field("prefix", &self.prefix)
             .field(
@@ -106,6 +108,7 @@ impl Loader {
     pub fn new() -> Self {
         Loader {
             config_dir: None,
+            fallback_dir: None,
             profile: None,
             prefix: DEFAULT_ENV_PREFIX.to_owned(),
             env: None,
@@ -117,6 +120,15 @@ impl Loader {
     /// Reads config files from `dir`; a directory given this way must exist.
     pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config_dir = Some(dir.into());
+        self
+    }
+
+    /// Reads config files from `dir` when neither [`Loader::config_dir`] nor
+    /// `<PREFIX>_CONFIG_DIR` names one, instead of `./config`. Like
+    /// `./config`, it may be missing: then only the built-in defaults, env
+    /// and overrides apply (a binary copied away from its source tree).
+    pub fn fallback_config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.fallback_dir = Some(dir.into());
         self
     }
 
@@ -228,7 +240,10 @@ impl Loader {
         }
         match env.iter().find(|(k, _)| k.eq_ignore_ascii_case(&var)) {
             Some((_, dir)) => (PathBuf::from(dir), true),
-            None => (PathBuf::from(DEFAULT_CONFIG_DIR), false),
+            None => match &self.fallback_dir {
+                Some(dir) => (dir.clone(), false),
+                None => (PathBuf::from(DEFAULT_CONFIG_DIR), false),
+            },
         }
     }
 

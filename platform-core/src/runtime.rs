@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use clap::Parser;
 use platform_config::cli::{Action, ConfigArgs, ServiceArgs};
 use platform_config::reload::{Reloader, WatchGuard};
 use platform_config::{Loaded, Loader};
@@ -62,6 +61,22 @@ fn instance_id(name: &str) -> String {
     format!("{host}-{}-{nanos:08x}", std::process::id())
 }
 
+/// The process's command line, with `--help` and `--version` naming the
+/// service rather than the crate that defines the flags.
+fn parse_command_line(name: &str, version: &str) -> ConfigArgs {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = ServiceArgs::command()
+        .name(name.to_owned())
+        .bin_name(name.to_owned())
+        .version(version.to_owned())
+        // ServiceArgs' own doc comment describes the type, not the service.
+        .about(None::<&'static str>)
+        .long_about(None::<&'static str>);
+    ServiceArgs::from_arg_matches(&command.get_matches())
+        .unwrap_or_else(|e| e.exit())
+        .config
+}
+
 /// The bounds a service's own settings type meets (blanket-implemented).
 pub trait AppSettings: platform_config::Settings + Clone + std::fmt::Debug {}
 impl<S: platform_config::Settings + Clone + std::fmt::Debug> AppSettings for S {}
@@ -92,7 +107,9 @@ impl<S: AppSettings> RuntimeBuilder<S> {
         self
     }
 
-    /// The config directory when `--config-dir` is not given (default `./config`).
+    /// The config directory when neither `--config-dir` nor `APP_CONFIG_DIR`
+    /// names one (default `./config`). It may be missing: a binary deployed
+    /// without its source tree then starts from built-in defaults, env and flags.
     pub fn default_config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.default_config_dir = Some(dir.into());
         self
@@ -124,10 +141,12 @@ impl<S: AppSettings> RuntimeBuilder<S> {
     /// installs the signal handlers. A printing flag (`--print-config`, ...)
     /// prints and exits the process.
     pub async fn init(self) -> Result<Runtime<S>, Error> {
-        let args = self.args.unwrap_or_else(|| ServiceArgs::parse().config);
+        let args = self
+            .args
+            .unwrap_or_else(|| parse_command_line(&self.name, &self.version));
         let mut loader = self.loader;
         if let Some(dir) = self.default_config_dir {
-            loader = loader.config_dir(dir);
+            loader = loader.fallback_config_dir(dir);
         }
         let loader = args.apply(loader);
         let loaded: Loaded<Settings<S>> = {

@@ -218,3 +218,16 @@ fn the_configuration_reference_is_the_generated_defaults() {
         "docs/configuration.toml is out of date; regenerate it"
     );
 }
+
+#[test]
+fn version_and_help_name_the_service() {
+    let out = run(ORDERS, &["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("orders {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = run(INVENTORY, &["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Usage: inventory [OPTIONS]"), "{help}");
+}

@@ -205,3 +205,31 @@ fn a_bad_set_argument_is_reported() {
         "{text}"
     );
 }
+
+#[test]
+fn a_fallback_config_dir_may_be_missing_and_ranks_below_the_env_variable() {
+    let dir = config_dir(&[("default.toml", "[server]\nport = 7001\n")]);
+    let missing = dir.path().join("nope");
+    // Missing, like ./config: built-in defaults.
+    let loaded = platform_config::Loader::new()
+        .env_vars(Vec::<(String, String)>::new())
+        .fallback_config_dir(&missing)
+        .load::<Root>()
+        .unwrap();
+    assert_eq!(loaded.value(), &Root::default());
+    assert_eq!(loaded.config_dir(), missing);
+
+    // APP_CONFIG_DIR wins over the fallback, and must exist.
+    let from_env = platform_config::Loader::new()
+        .env_vars([("APP_CONFIG_DIR", dir.path().to_str().unwrap())])
+        .fallback_config_dir(&missing)
+        .load::<Root>()
+        .unwrap();
+    assert_eq!(from_env.value().server.port, 7001);
+    let e = platform_config::Loader::new()
+        .env_vars([("APP_CONFIG_DIR", missing.to_str().unwrap())])
+        .fallback_config_dir(dir.path())
+        .load::<Root>()
+        .unwrap_err();
+    assert!(e.to_string().contains("does not exist"), "{e}");
+}
