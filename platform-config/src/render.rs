@@ -15,15 +15,27 @@ pub(crate) fn effective<T: Serialize>(value: &T, origin_of: &dyn Fn(&str) -> Ori
     let json = to_json(value);
     let mut out =
         String::from("# Effective configuration; each value is followed by its source.\n");
-    table(
-        &mut out,
-        &json,
-        "",
-        &|key, _| Some(format!("{}", origin_of(key))),
-        &|_| None,
-    );
+    let hooks = Hooks {
+        trailer: &|key, _| Some(format!("{}", origin_of(key))),
+        describe: &|_| None,
+        example: &|_| None,
+    };
+    table(&mut out, &json, "", &hooks);
     out
 }
+
+/// What a rendering adds around the values.
+struct Hooks<'a> {
+    /// A comment after a value (its origin).
+    trailer: &'a dyn Fn(&str, &Json) -> Option<String>,
+    /// The doc comment before a key.
+    describe: &'a dyn Fn(&str) -> Option<String>,
+    /// For an empty map of tables, an entry to show commented out.
+    example: &'a dyn Fn(&str) -> Option<Json>,
+}
+
+/// The map key shown in a commented example entry.
+const EXAMPLE_KEY: &str = "<name>";
 
 /// The defaults as a documented config file.
 pub(crate) fn defaults<T: Serialize + Default + schemars::JsonSchema + 'static>() -> String {
@@ -39,7 +51,13 @@ pub(crate) fn defaults<T: Serialize + Default + schemars::JsonSchema + 'static>(
             .and_then(|at| schema.description(at))
             .map(str::to_owned)
     };
-    table(&mut out, &json, "", &|_, _| None, &describe);
+    let example = |key: &str| schema.at_path(key).and_then(|at| schema.example_entry(at));
+    let hooks = Hooks {
+        trailer: &|_, _| None,
+        describe: &describe,
+        example: &example,
+    };
+    table(&mut out, &json, "", &hooks);
     out
 }
 
@@ -57,14 +75,11 @@ fn comment_lines(out: &mut String, text: &str) {
     }
 }
 
-fn table(
-    out: &mut String,
-    json: &Json,
-    path: &str,
-    trailer: &dyn Fn(&str, &Json) -> Option<String>,
-    describe: &dyn Fn(&str) -> Option<String>,
-) {
+fn table(out: &mut String, json: &Json, path: &str, hooks: &Hooks<'_>) {
     let Json::Object(map) = json else { return };
+    let Hooks {
+        trailer, describe, ..
+    } = hooks;
     // Plain values first, then sub-tables: TOML requires that order.
     for (key, value) in map.iter().filter(|(_, v)| !v.is_object()) {
         let key_path = join(path, key);
@@ -89,9 +104,50 @@ fn table(
         if let Some(doc) = describe(&key_path) {
             comment_lines(out, &doc);
         }
-        let header: Vec<String> = key_path.split('.').map(bare_or_quoted).collect();
-        let _ = writeln!(out, "[{}]", header.join("."));
-        table(out, value, &key_path, trailer, describe);
+        let _ = writeln!(out, "[{}]", header(&key_path));
+        table(out, value, &key_path, hooks);
+        if value.as_object().is_some_and(|m| m.is_empty()) {
+            example_entry(out, &key_path, hooks);
+        }
+    }
+}
+
+fn header(key_path: &str) -> String {
+    let parts: Vec<String> = key_path
+        .split('.')
+        .map(|k| {
+            if k == EXAMPLE_KEY {
+                k.to_owned()
+            } else {
+                bare_or_quoted(k)
+            }
+        })
+        .collect();
+    parts.join(".")
+}
+
+/// An empty map of tables (no entry by default) shown with one entry,
+/// commented out, so that its keys and defaults are documented too.
+fn example_entry(out: &mut String, map_path: &str, hooks: &Hooks<'_>) {
+    let Some(example) = (hooks.example)(map_path) else {
+        return;
+    };
+    let entry_path = join(map_path, EXAMPLE_KEY);
+    let mut entry = String::new();
+    let _ = writeln!(entry, "[{}]", header(&entry_path));
+    table(&mut entry, &example, &entry_path, hooks);
+    let _ = writeln!(
+        out,
+        "\n# One entry per name; each key with its default (uncomment what you set):"
+    );
+    for line in entry.lines() {
+        if line.is_empty() {
+            out.push_str("#\n");
+        } else if line.starts_with('#') {
+            let _ = writeln!(out, "#{line}");
+        } else {
+            let _ = writeln!(out, "# {line}");
+        }
     }
 }
 

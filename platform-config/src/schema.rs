@@ -157,6 +157,43 @@ impl Schema {
         })
     }
 
+    /// For a map of structs (`http.clients`), one entry with every key at
+    /// its default, from the `default` values schemars records for types
+    /// with `#[serde(default)]`; `None` for other places.
+    pub(crate) fn example_entry(&self, at: At<'_>) -> Option<Json> {
+        let entry = self
+            .branches(at)
+            .into_iter()
+            .find_map(|b| b.get("additionalProperties").filter(|v| v.is_object()))?;
+        let example = self.defaults_of(entry, 0)?;
+        example
+            .as_object()
+            .is_some_and(|m| !m.is_empty())
+            .then_some(example)
+    }
+
+    fn defaults_of(&self, schema: &Json, depth: usize) -> Option<Json> {
+        if depth > 16 {
+            return None;
+        }
+        if let Some(default) = schema.get("default") {
+            return Some(default.clone());
+        }
+        let resolved = self.resolve(schema);
+        if let Some(default) = resolved.get("default") {
+            return Some(default.clone());
+        }
+        let props = resolved.get("properties")?.as_object()?;
+        let mut out = serde_json::Map::new();
+        for (key, prop) in props {
+            out.insert(
+                key.clone(),
+                self.defaults_of(prop, depth + 1).unwrap_or(Json::Null),
+            );
+        }
+        Some(Json::Object(out))
+    }
+
     /// The doc comment for this place: the field's own, else its type's.
     pub(crate) fn description<'a>(&'a self, at: At<'a>) -> Option<&'a str> {
         at.local

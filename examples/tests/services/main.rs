@@ -167,6 +167,13 @@ fn print_defaults_documents_every_setting() {
         "{text}"
     );
     assert!(text.contains("extra_latency = \"0s\""), "{text}");
+    // A map of tables with no entry by default shows one, commented out.
+    assert!(
+        text.contains("# [http.clients.<name>.retry]\n") && text.contains("\n# max_attempts = 3\n"),
+        "{text}"
+    );
+    // Still a config file a service accepts as it is.
+    toml::from_str::<toml::Table>(&text).unwrap();
     assert!(
         text.contains("drain_delay = \"5s\"") && text.contains("grace_period = \"25s\""),
         "{text}"
