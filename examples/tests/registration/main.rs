@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const INVENTORY: &str = env!("CARGO_BIN_EXE_inventory");
+const ORDERS: &str = env!("CARGO_BIN_EXE_orders");
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -62,17 +63,15 @@ async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> b
     }
 }
 
-#[tokio::test]
-#[ignore = "needs etcd; run by .ci/run"]
-async fn inventory_registers_and_deregisters_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+/// A one-member etcd on loopback ports in `dir`; its client URL.
+async fn start_etcd(dir: &std::path::Path, http: &reqwest::Client) -> (Service, String) {
     let (client_port, peer_port) = (free_port(), free_port());
     let etcd = format!("http://127.0.0.1:{client_port}");
-    let _etcd = Service::spawn(
+    let process = Service::spawn(
         Command::new("etcd")
             .args([
                 "--name=reg-test".to_owned(),
-                format!("--data-dir={}", dir.path().join("etcd").display()),
+                format!("--data-dir={}", dir.join("etcd").display()),
                 format!("--listen-client-urls={etcd}"),
                 format!("--advertise-client-urls={etcd}"),
                 format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
@@ -82,12 +81,15 @@ async fn inventory_registers_and_deregisters_on_sigterm() {
             ])
             .stdout(Stdio::null()),
     );
-    let http = reqwest::Client::new();
     wait_for("etcd", Duration::from_secs(20), async || {
-        count(&http, &etcd, "/").await.is_some()
+        count(http, &etcd, "/").await.is_some()
     })
     .await;
+    (process, etcd)
+}
 
+/// Starts inventory registered in `etcd`; its API port.
+fn registered_inventory(etcd: &str, drain: &str) -> (Service, u16, u16) {
     let (api, admin) = (free_port(), free_port());
     let service = Service::start_on(
         INVENTORY,
@@ -97,9 +99,20 @@ async fn inventory_registers_and_deregisters_on_sigterm() {
             "discovery.registration.enabled=true",
             "discovery.registration.lease_ttl=2s",
             &format!("discovery.etcd.endpoints={etcd}"),
-            "shutdown.drain_delay=3s",
+            &format!("shutdown.drain_delay={drain}"),
         ],
     );
+    (service, api, admin)
+}
+
+#[tokio::test]
+#[ignore = "needs etcd; run by .ci/run"]
+async fn inventory_registers_and_deregisters_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let (_etcd, etcd) = start_etcd(dir.path(), &http).await;
+
+    let (service, api, admin) = registered_inventory(&etcd, "3s");
     let prefix = "/services/inventory/";
     wait_for("the registration", Duration::from_secs(20), async || {
         count(&http, &etcd, prefix).await == Some(1)
@@ -139,4 +152,67 @@ async fn inventory_registers_and_deregisters_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+#[ignore = "needs etcd; run by .ci/run"]
+async fn orders_finds_inventory_through_etcd_and_follows_its_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let (_etcd, etcd) = start_etcd(dir.path(), &http).await;
+    let (first, _, _) = registered_inventory(&etcd, "1s");
+    let (_second, _, _) = registered_inventory(&etcd, "1s");
+    wait_for("two registrations", Duration::from_secs(20), async || {
+        count(&http, &etcd, "/services/inventory/").await == Some(2)
+    })
+    .await;
+
+    let (api, admin) = (free_port(), free_port());
+    let _orders = Service::start_on(
+        ORDERS,
+        api,
+        admin,
+        &[
+            "http.clients.inventory.discovery=etcd://inventory",
+            &format!("discovery.etcd.endpoints={etcd}"),
+        ],
+    );
+    let order = async || {
+        http.post(format!("http://127.0.0.1:{api}/orders"))
+            .json(&serde_json::json!({"sku": "apple", "quantity": 1}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    wait_for(
+        "orders placed through etcd discovery",
+        Duration::from_secs(20),
+        async || order().await == 201,
+    )
+    .await;
+
+    // One instance leaves (deregisters on SIGTERM, then drains): orders keeps
+    // placing orders on the other, without a failure.
+    first.signal("TERM");
+    for _ in 0..40 {
+        assert_eq!(order().await, 201);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let health: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{admin}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let discovery = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "discovery:inventory")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(discovery["status"], "pass", "{health}");
 }
