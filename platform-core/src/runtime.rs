@@ -206,13 +206,30 @@ impl<S: AppSettings> RuntimeBuilder<S> {
             None
         };
         let mut status = reloader.subscribe_status();
+        let reloads = opentelemetry::global::meter("platform")
+            .u64_counter("platform.config.reloads")
+            .with_description("Config reloads: `applied` (valid, in force) or `rejected` (invalid, the previous config kept).")
+            .with_unit("{reload}")
+            .build();
         lifecycle.spawn_task("config-reload-health", move |token| async move {
+            let (mut applied, mut rejected) = (0, 0);
             loop {
                 tokio::select! {
                     _ = token.cancelled() => return,
                     changed = status.changed() => if changed.is_err() { return },
                 }
                 let s = status.borrow_and_update().clone();
+                // Updates may coalesce: count what changed since the last one seen.
+                for (outcome, total, seen) in [
+                    ("applied", s.reloads, &mut applied),
+                    ("rejected", s.failed_reloads, &mut rejected),
+                ] {
+                    let new = total.saturating_sub(*seen);
+                    if new > 0 {
+                        reloads.add(new, &[opentelemetry::KeyValue::new("outcome", outcome)]);
+                    }
+                    *seen = total;
+                }
                 config_check.set(match &s.last_error {
                     None => CheckOutcome::pass(),
                     Some(report) => CheckOutcome::warn(format!(

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use platform_config::Loader;
 use platform_config::cli::ConfigArgs;
 use platform_core::health::{Kind, Status};
@@ -66,8 +68,38 @@ async fn startup_and_readiness_wait_for_start_up_to_finish() {
     run.abort();
 }
 
+/// Sum of the `platform.config.reloads` points with `outcome`.
+fn reloads(exporter: &InMemoryMetricExporter, outcome: &str) -> u64 {
+    let want = opentelemetry::KeyValue::new("outcome", outcome.to_owned());
+    let mut total = 0;
+    for rm in exporter.get_finished_metrics().unwrap() {
+        for sm in rm.scope_metrics() {
+            for m in sm
+                .metrics()
+                .filter(|m| m.name() == "platform.config.reloads")
+            {
+                if let AggregatedMetrics::U64(MetricData::Sum(sum)) = m.data() {
+                    total += sum
+                        .data_points()
+                        .filter(|p| p.attributes().any(|kv| *kv == want))
+                        .map(|p| p.value())
+                        .sum::<u64>();
+                }
+            }
+        }
+    }
+    total
+}
+
 #[tokio::test]
 async fn a_rejected_reload_warns_without_failing_readiness() {
+    // The only test here that reloads: the process-wide meter provider
+    // counts its reloads alone.
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    opentelemetry::global::set_meter_provider(provider.clone());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("default.toml"),
@@ -119,6 +151,10 @@ async fn a_rejected_reload_warns_without_failing_readiness() {
     }
     assert_eq!(rt.health().status_of(checks::CONFIG), Some(Status::Pass));
     assert_eq!(rt.config().app.greeting, "hello");
+
+    provider.force_flush().unwrap();
+    assert_eq!(reloads(&exporter, "rejected"), 1);
+    assert_eq!(reloads(&exporter, "applied"), 1);
 }
 
 #[tokio::test]
