@@ -10,6 +10,7 @@
 //! The binaries in `src/bin/` only call [`inventory::main`] and
 //! [`orders::main`]; the demo starts the same code in child processes.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod inventory;
 pub mod orders;
