@@ -14,3 +14,9 @@
 
 pub mod inventory;
 pub mod orders;
+
+/// The README's Rust code, compiled by `cargo test --doc` so that the guide
+/// a newcomer copies from keeps compiling.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
