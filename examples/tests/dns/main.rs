@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 #[path = "../support/mod.rs"]
 mod support;
 
-use support::{Service, free_port, wait_until_listening};
+use support::{Service, free_port, place_order, wait_for_check, wait_until_listening};
 
 const INVENTORY: &str = env!("CARGO_BIN_EXE_inventory");
 const ORDERS: &str = env!("CARGO_BIN_EXE_orders");
@@ -37,24 +37,6 @@ fn dnsmasq(port: u16, inventory_ports: &[u16]) -> Service {
         command.arg(format!("--host-record=inventory-{i}.test,127.0.0.1,1"));
     }
     Service::spawn(command.stdout(Stdio::null()))
-}
-
-async fn discovery_status(http: &reqwest::Client, admin: u16) -> String {
-    let health: serde_json::Value = http
-        .get(format!("http://127.0.0.1:{admin}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    health["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "discovery:inventory")
-        .map(|c| c["status"].as_str().unwrap_or_default().to_owned())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -86,14 +68,7 @@ async fn orders_finds_inventory_through_dns_srv_and_keeps_it_when_dns_goes_away(
         wait_until_listening(*port).await;
     }
     let http = reqwest::Client::new();
-    let order = async || {
-        http.post(format!("http://127.0.0.1:{api}/orders"))
-            .json(&serde_json::json!({"sku": "apple", "quantity": 1}))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
-    };
+    let order = async || place_order(&http, api).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while order().await != 201 {
         assert!(Instant::now() < deadline, "no order placed through DNS SRV");
@@ -118,23 +93,24 @@ async fn orders_finds_inventory_through_dns_srv_and_keeps_it_when_dns_goes_away(
         );
     }
     // The check runs every 5 s; its first run may predate the first answer.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while discovery_status(&http, admin).await != "pass" {
-        assert!(
-            Instant::now() < deadline,
-            "discovery never reported healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_check(
+        admin,
+        "discovery:inventory",
+        "pass",
+        Duration::from_secs(20),
+    )
+    .await;
 
     // DNS gone: the last answer keeps serving, marked stale (a warning).
     let _ = dns.0.kill();
     let _ = dns.0.wait();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while discovery_status(&http, admin).await != "warn" {
-        assert!(Instant::now() < deadline, "stale discovery never reported");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_check(
+        admin,
+        "discovery:inventory",
+        "warn",
+        Duration::from_secs(20),
+    )
+    .await;
     for _ in 0..20 {
         assert_eq!(
             order().await,

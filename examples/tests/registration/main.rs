@@ -11,7 +11,7 @@ const ORDERS: &str = env!("CARGO_BIN_EXE_orders");
 #[path = "../support/mod.rs"]
 mod support;
 
-use support::{Service, free_port};
+use support::{Service, check, free_port, place_order, wait_for_check};
 
 /// Base64 for the etcd JSON gateway's byte fields.
 fn b64(bytes: &[u8]) -> String {
@@ -118,21 +118,9 @@ async fn inventory_registers_and_deregisters_on_sigterm() {
         count(&http, &etcd, prefix).await == Some(1)
     })
     .await;
-    let health: serde_json::Value = http
-        .get(format!("http://127.0.0.1:{admin}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        health["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["name"] == "registration" && c["status"] == "pass"),
-        "{health}"
+    assert_eq!(
+        check(admin, "registration").await.map(|(status, _)| status),
+        Some("pass".to_owned())
     );
 
     let signalled = Instant::now();
@@ -177,14 +165,7 @@ async fn orders_finds_inventory_through_etcd_and_follows_its_instances() {
             &format!("discovery.etcd.endpoints={etcd}"),
         ],
     );
-    let order = async || {
-        http.post(format!("http://127.0.0.1:{api}/orders"))
-            .json(&serde_json::json!({"sku": "apple", "quantity": 1}))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
-    };
+    let order = async || place_order(&http, api).await;
     wait_for(
         "orders placed through etcd discovery",
         Duration::from_secs(20),
@@ -199,20 +180,11 @@ async fn orders_finds_inventory_through_etcd_and_follows_its_instances() {
         assert_eq!(order().await, 201);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let health: serde_json::Value = http
-        .get(format!("http://127.0.0.1:{admin}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let discovery = health["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "discovery:inventory")
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(discovery["status"], "pass", "{health}");
+    wait_for_check(
+        admin,
+        "discovery:inventory",
+        "pass",
+        Duration::from_secs(10),
+    )
+    .await;
 }

@@ -2,11 +2,12 @@
 //! line, and serve their API: orders reserves stock in inventory.
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 #[path = "../support/mod.rs"]
 mod support;
 
-use support::{Service, free_port, wait_until_listening};
+use support::{Service, free_port, wait_for_check, wait_until_listening};
 
 fn start(bin: &str, args: &[&str]) -> Service {
     Service::start(bin, args)
@@ -84,30 +85,12 @@ async fn inventory_takes_stock_once_per_idempotency_key_and_warns_when_sold_out(
     assert_eq!(answer["available"], 0);
 
     // Sold out is a warning on the `store` check; readiness still passes.
-    let health_url = format!("http://127.0.0.1:{admin}/health");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let health: serde_json::Value = reqwest::get(&health_url)
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let store = health["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "store")
-            .cloned()
-            .unwrap();
-        if store["status"] == "warn" {
-            assert_eq!(store["message"], "sold out: apple");
-            assert_eq!(health["ready"], true);
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{health}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let message = wait_for_check(admin, "store", "warn", Duration::from_secs(15)).await;
+    assert_eq!(message, "sold out: apple");
+    let ready = reqwest::get(format!("http://127.0.0.1:{admin}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
 }
 
 #[tokio::test]

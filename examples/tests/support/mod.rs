@@ -111,3 +111,52 @@ pub async fn wait_for_status(url: &str, status: u16, limit: Duration) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// What the health check `name` says (`pass`, `warn`, `fail`, `unknown`) on
+/// the admin port `admin`, with its message; `None` when it is not there or
+/// the port does not answer.
+pub async fn check(admin: u16, name: &str) -> Option<(String, String)> {
+    let health: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{admin}/health"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let check = health["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)?;
+    Some((
+        check["status"].as_str().unwrap_or_default().to_owned(),
+        check["message"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
+/// Waits until the health check `name` reports `status`, at most `limit`;
+/// its message.
+pub async fn wait_for_check(admin: u16, name: &str, status: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen = check(admin, name).await;
+        if let Some((s, message)) = &seen
+            && s == status
+        {
+            return message.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "check {name} never reported {status}; last: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Orders one apple from orders on `api`; the status code, 0 without an answer.
+pub async fn place_order(http: &reqwest::Client, api: u16) -> u16 {
+    http.post(format!("http://127.0.0.1:{api}/orders"))
+        .json(&serde_json::json!({"sku": "apple", "quantity": 1}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
