@@ -169,7 +169,7 @@ where
             attributes: scheme,
         };
         let duration = self.instruments.duration.clone();
-        let fut = inner.call(request);
+        let fut = request_id.clone().scope(inner.call(request));
         Box::pin(
             async move {
                 let _guard = guard;

@@ -8,9 +8,15 @@ use http::HeaderMap;
 /// The header that carries the request id, both ways.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The request id, in the request's extensions for handlers to read.
+/// The request id, in the request's extensions for handlers to read, and
+/// current while the handler runs ([`RequestId::current`]): the platform
+/// client sends it on to the services the handler calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
+
+tokio::task_local! {
+    static CURRENT: RequestId;
+}
 
 const MAX_LEN: usize = 128;
 
@@ -27,6 +33,17 @@ impl RequestId {
             Some(id) => (RequestId(id.to_owned()), true),
             None => (RequestId::generate(), false),
         }
+    }
+
+    /// The id of the request being handled, inside the server layer's scope
+    /// (not in tasks a handler spawns: pass it on with [`RequestId::scope`]).
+    pub fn current() -> Option<RequestId> {
+        CURRENT.try_with(RequestId::clone).ok()
+    }
+
+    /// Runs `future` with this id current.
+    pub async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
+        CURRENT.scope(self, future).await
     }
 
     /// A new id: unique within the process, unlikely to collide across them.

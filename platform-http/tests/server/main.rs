@@ -45,6 +45,14 @@ fn app() -> axum::Router {
         .route("/hello", get(|| async { "hello" }))
         .route("/panic", get(panics))
         .route(
+            "/request-id",
+            get(|| async {
+                platform_http::server::RequestId::current()
+                    .map(|id| id.0)
+                    .unwrap_or_default()
+            }),
+        )
+        .route(
             "/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_millis(800)).await;
@@ -210,6 +218,14 @@ async fn request_ids_are_forwarded_or_made_up() {
     let made_up = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_ne!(made_up, "bad id with spaces");
     assert_eq!(made_up.len(), 24);
+    // The handler sees the id as current (the client sends it on).
+    let r = client
+        .get(format!("{}/request-id", s.api))
+        .header("x-request-id", "abc-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "abc-2");
     s.rt.lifecycle().request_shutdown("test");
     s.task.await.unwrap().unwrap();
 }
