@@ -6,7 +6,7 @@ use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_log::AsLog as _;
@@ -227,7 +227,7 @@ fn install_propagators(chosen: &[Propagator]) {
         .iter()
         .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
             match p {
-                Propagator::TraceContext => Box::new(TraceContextPropagator::new()),
+                Propagator::TraceContext => Box::new(propagation::TraceContextPropagator::new()),
                 Propagator::Baggage => Box::new(BaggagePropagator::new()),
             }
         })
