@@ -6,12 +6,11 @@ use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_log::AsLog as _;
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::layer::Identity;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -168,13 +167,7 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
         (Identity::new().boxed(), None)
     };
     let otel_layer = tracer_provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer(SCOPE))
-            // busy_ns/idle_ns cost two clock reads per enter/exit on every
-            // span, sampled or not; thread ids rarely help across services.
-            .with_tracked_inactivity(false)
-            .with_threads(false)
-            .with_filter(span_filter.and(filter_fn(|meta| !logging::is_self_target(meta.target()))))
+        crate::sampling::trace_layer(provider.tracer(SCOPE), span_filter, plan.sampler.clone())
     });
 
     let parts = Parts {
@@ -234,7 +227,7 @@ fn install_propagators(chosen: &[Propagator]) {
         .iter()
         .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
             match p {
-                Propagator::TraceContext => Box::new(TraceContextPropagator::new()),
+                Propagator::TraceContext => Box::new(propagation::TraceContextPropagator::new()),
                 Propagator::Baggage => Box::new(BaggagePropagator::new()),
             }
         })

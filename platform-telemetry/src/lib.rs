@@ -133,6 +133,7 @@ mod metrics;
 mod prometheus;
 pub mod propagation;
 mod resolve;
+pub mod sampling;
 pub mod self_metrics;
 mod service;
 pub mod settings;

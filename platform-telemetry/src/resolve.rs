@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use opentelemetry::{KeyValue, Value};
 
+use crate::sampling::SamplerChoice;
 use crate::service::ServiceInfo;
 use crate::settings::{OtlpProtocol, OtlpSettings, Propagator, TelemetrySettings};
 
@@ -63,27 +64,6 @@ impl EnvSnapshot {
 
     fn first(&self, names: &[&str]) -> Option<&str> {
         names.iter().find_map(|n| self.get(n))
-    }
-}
-
-/// A sampler choice, kept as data so it can be compared in tests.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum SamplerChoice {
-    AlwaysOn,
-    AlwaysOff,
-    Ratio(f64),
-    ParentBased(Box<SamplerChoice>),
-}
-
-impl SamplerChoice {
-    pub(crate) fn to_sdk(&self) -> opentelemetry_sdk::trace::Sampler {
-        use opentelemetry_sdk::trace::Sampler;
-        match self {
-            SamplerChoice::AlwaysOn => Sampler::AlwaysOn,
-            SamplerChoice::AlwaysOff => Sampler::AlwaysOff,
-            SamplerChoice::Ratio(r) => Sampler::TraceIdRatioBased(*r),
-            SamplerChoice::ParentBased(root) => Sampler::ParentBased(Box::new(root.to_sdk())),
-        }
     }
 }
 

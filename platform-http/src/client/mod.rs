@@ -351,10 +351,7 @@ impl ClientBuilder {
                 .get_or_insert(&name, &settings.resilience())
                 .map_err(|e| config(e.key, format!("{} (got {})", e.reason, e.value)))?,
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            // Every attempt goes through the budget: none behind its back.
-            .retry(reqwest::retry::never())
+        let http = http_client(settings.connect_timeout)
             .build()
             .map_err(|e| config("", format!("cannot build the HTTP client: {e}")))?;
         let discovery = settings.discovery.trim();
@@ -393,6 +390,76 @@ impl ClientBuilder {
                 instruments: Instruments::new(),
             }),
         })
+    }
+}
+
+/// The reqwest client under every [`Client`].
+///
+/// reqwest 0.13 retries on its own by default: HTTP/2 refusals (GOAWAY with
+/// NO_ERROR, REFUSED_STREAM) up to twice, unbudgeted. That is turned off so
+/// every request that reaches a server is an attempt the budget counted.
+/// What stays is hyper's resend of a request that was never written
+/// because its pooled connection closed first (reqwest has no switch for
+/// it): the server never saw the first copy, so it adds no load.
+fn http_client(connect_timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .retry(reqwest::retry::never())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// An HTTP/2 server refusing every stream (REFUSED_STREAM, which reqwest
+    /// retries by default); returns its address and the streams it saw.
+    async fn refusing_h2_server() -> (std::net::SocketAddr, Arc<AtomicU32>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let streams = Arc::new(AtomicU32::new(0));
+        let seen = streams.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    }
+                });
+            }
+        });
+        (addr, streams)
+    }
+
+    #[tokio::test]
+    async fn reqwest_makes_no_attempt_of_its_own() {
+        let (addr, streams) = refusing_h2_server().await;
+        let url = format!("http://{addr}/");
+        // The control: reqwest as it comes resends the refused request.
+        let stock = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        assert!(stock.get(&url).send().await.is_err());
+        assert_eq!(
+            streams.swap(0, Ordering::SeqCst),
+            3,
+            "1 + reqwest's 2 retries"
+        );
+
+        let ours = http_client(Duration::from_secs(1))
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        assert!(ours.get(&url).send().await.is_err());
+        assert_eq!(streams.load(Ordering::SeqCst), 1, "the one attempt made");
     }
 }
 

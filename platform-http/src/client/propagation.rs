@@ -13,6 +13,11 @@ pub(crate) fn inject_trace_context(headers: &mut HeaderMap) {
     platform_core::telemetry::propagation::inject(headers);
 }
 
+/// Injects `cx` (a call's context when it has no span of its own to take it from).
+pub(crate) fn inject_context(cx: &opentelemetry::Context, headers: &mut HeaderMap) {
+    platform_core::telemetry::propagation::inject_context(cx, headers);
+}
+
 /// Sets the deadline header: whole milliseconds left, rounded down so the
 /// next hop never believes it has more time than it has.
 pub(crate) fn set_deadline(headers: &mut HeaderMap, remaining: Duration) {

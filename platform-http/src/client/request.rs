@@ -9,11 +9,12 @@ use opentelemetry::KeyValue;
 use platform_core::resilience::{
     Attempt, CallOptions, Classification, Deadline, ResilienceError, Verdict,
 };
+use platform_core::telemetry::sampling;
 use tracing::Instrument;
 
 use super::classify::{AttemptError, Failure, classify, client_error, is_retryable_status};
 use super::metrics::Instruments;
-use super::propagation::{inject_trace_context, set_deadline};
+use super::propagation::{inject_context, inject_trace_context, set_deadline};
 use super::retry_after::RetryAfter;
 use super::{Client, ClientError, IDEMPOTENCY_KEY_HEADER, Inner, Response};
 
@@ -172,27 +173,45 @@ impl RequestBuilder {
         let client = self.client.clone();
         let inner = &*client.inner;
         let method_attribute = method_attribute(&self.method);
-        let single = inner.endpoints.single();
-        // Fields kept few: each costs on every call while tracing is on.
-        let span = tracing::info_span!(
-            "http.client.request",
-            otel.name = method_attribute,
-            otel.kind = "client",
-            http.request.method = method_attribute,
-            server.address = single.map(|e| &*e.address),
-            server.port = single.map(|e| e.port),
-            http.response.status_code = tracing::field::Empty,
-            http.request.resend_count = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-        );
-        self.run(inner, method_attribute).instrument(span).await
+        // A span the sampler is sure to drop is not handed to OpenTelemetry
+        // at all (it would still build, start and end one): a plain span
+        // keeps log lines in context, and the context to propagate is made
+        // as the SDK would make it for the dropped span.
+        let unsampled = sampling::drop_decided().then(sampling::unsampled_context);
+        let span = if unsampled.is_some() {
+            tracing::info_span!(
+                target: sampling::UNSAMPLED_TARGET,
+                "http.client.request",
+                http.request.method = method_attribute,
+            )
+        } else {
+            let single = inner.endpoints.single();
+            // Fields kept few: each costs on every call while tracing is on.
+            tracing::info_span!(
+                "http.client.request",
+                otel.name = method_attribute,
+                otel.kind = "client",
+                http.request.method = method_attribute,
+                server.address = single.map(|e| &*e.address),
+                server.port = single.map(|e| e.port),
+                http.response.status_code = tracing::field::Empty,
+                http.request.resend_count = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            )
+        };
+        // Boxed: the call's state (attempts, timers, hedge) is several KiB,
+        // and every `.await` up the caller's chain would otherwise copy it.
+        Box::pin(self.run(inner, method_attribute, unsampled))
+            .instrument(span)
+            .await
     }
 
     async fn run(
         self,
         inner: &Inner,
         method_attribute: &'static str,
+        unsampled: Option<opentelemetry::Context>,
     ) -> Result<Response, ClientError> {
         if let Some(reason) = self.error {
             return Err(ClientError::InvalidRequest {
@@ -241,6 +260,7 @@ impl RequestBuilder {
             path: &self.path,
             query: &self.query,
             headers: &headers,
+            unsampled: unsampled.as_ref(),
             last_end: Mutex::new(None),
         };
         let started = Instant::now();
@@ -341,6 +361,8 @@ struct Exchange<'a> {
     path: &'a str,
     query: &'a [(String, String)],
     headers: &'a HeaderMap,
+    /// The context to propagate when the call has no exported span.
+    unsampled: Option<&'a opentelemetry::Context>,
     /// When the previous attempt ended, for the "delay" of the next one's event.
     last_end: Mutex<Option<Instant>>,
 }
@@ -385,7 +407,10 @@ impl Exchange<'_> {
                 let headers = request.headers_mut();
                 headers.clone_from(self.headers);
                 set_deadline(headers, attempt.remaining());
-                inject_trace_context(headers);
+                match self.unsampled {
+                    Some(cx) => inject_context(cx, headers),
+                    None => inject_trace_context(headers),
+                }
                 *request.body_mut() = body;
                 // The deadline itself is enforced around the attempt by the
                 // resilience layer; this is the shorter per-attempt limit.

@@ -1,6 +1,7 @@
 //! The server with telemetry on (one init per process, so its own test
-//! binary): trace context continues from the caller, a garbage traceparent
-//! starts a new trace and is counted, and /metrics shows the request metrics.
+//! binary): trace context continues from the caller and through the
+//! platform client (sampled or not), a garbage traceparent starts a new
+//! trace and is counted, and /metrics shows the request metrics.
 
 use std::sync::{Arc, OnceLock};
 
@@ -47,16 +48,39 @@ async fn traces_continue_garbage_is_counted_and_metrics_are_exposed() {
     // `/hop` calls `/trace` on this same server through the platform client.
     let self_client: Arc<OnceLock<platform_http::Client>> = Arc::default();
     let hop_client = self_client.clone();
-    let app = axum::Router::new().route("/trace", get(trace_id)).route(
-        "/hop",
-        get(move || {
-            let client = hop_client
-                .get()
-                .expect("client set before requests")
-                .clone();
-            async move { client.get("/trace").send().await.unwrap().text() }
-        }),
-    );
+    let echo_client = self_client.clone();
+    let app = axum::Router::new()
+        .route("/trace", get(trace_id))
+        .route(
+            "/traceparent",
+            get(|headers: http::HeaderMap| async move {
+                headers
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            }),
+        )
+        .route(
+            "/hop",
+            get(move || {
+                let client = hop_client
+                    .get()
+                    .expect("client set before requests")
+                    .clone();
+                async move { client.get("/trace").send().await.unwrap().text() }
+            }),
+        )
+        .route(
+            "/hop-traceparent",
+            get(move || {
+                let client = echo_client
+                    .get()
+                    .expect("client set before requests")
+                    .clone();
+                async move { client.get("/traceparent").send().await.unwrap().text() }
+            }),
+        );
     let server = BoundServer::bind(&rt, app).await.unwrap();
     let api = format!("http://{}", server.api_addr().unwrap());
     let settings = platform_core::settings::ClientSettings {
@@ -81,6 +105,31 @@ async fn traces_continue_garbage_is_counted_and_metrics_are_exposed() {
         parent,
         "the caller's trace continues"
     );
+
+    // Through the platform client: a sampled caller's trace continues with
+    // the client span as parent; an unsampled one (no client span exported,
+    // none even built) continues too, still marked unsampled.
+    for (flags, sampled) in [("01", true), ("00", false)] {
+        let incoming = format!("00-{parent}-00f067aa0ba902b7-{flags}");
+        let hop = |path: &'static str| {
+            client
+                .get(format!("{api}{path}"))
+                .header("traceparent", incoming.clone())
+                .send()
+        };
+        let r = hop("/hop").await.unwrap();
+        assert_eq!(r.text().await.unwrap(), parent, "sampled: {sampled}");
+        let forwarded = hop("/hop-traceparent").await.unwrap().text().await.unwrap();
+        let parts: Vec<&str> = forwarded.split('-').collect();
+        assert_eq!(parts.len(), 4, "{forwarded}");
+        assert_eq!(parts[1], parent, "{forwarded}");
+        assert_ne!(
+            parts[2], "00f067aa0ba902b7",
+            "a span id of this hop: {forwarded}"
+        );
+        assert_ne!(parts[2], "0000000000000000", "{forwarded}");
+        assert_eq!(parts[3], flags, "{forwarded}");
+    }
 
     for garbage in [
         "garbage",

@@ -8,20 +8,21 @@
 //! short rounds, so drifting machine load hits them alike.
 //!
 //! Every variant runs under the same tracing pipeline a service has
-//! (registry + tracing-opentelemetry at INFO, W3C propagator): with a
-//! sampler that keeps nothing ("sampling off"), and once more for the
-//! platform client with every span kept and handed to a no-op exporter
-//! ("sampling on").
+//! (registry + the platform's tracing-opentelemetry layer at INFO, W3C
+//! propagator): with a sampler that keeps nothing ("sampling off"), and
+//! once more for the platform client with every span kept and handed to a
+//! no-op exporter ("sampling on").
 
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use platform_benches::load::{Mode, TargetServer, thread_cpu_time};
 use platform_benches::report::summarize;
+use platform_core::telemetry::sampling::{self, SamplerChoice};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::{Layer, filter::LevelFilter};
 
 use crate::Budget;
 
@@ -35,14 +36,14 @@ impl SpanExporter for NoopExporter {
     }
 }
 
-fn dispatch(sampler: Sampler) -> (tracing::Dispatch, SdkTracerProvider) {
+/// The trace pipeline of a service (the layer `platform_telemetry::init`
+/// installs) over a provider with `sampler` and a no-op exporter.
+fn dispatch(sampler: SamplerChoice) -> (tracing::Dispatch, SdkTracerProvider) {
     let provider = SdkTracerProvider::builder()
-        .with_sampler(sampler)
+        .with_sampler(sampler.to_sdk())
         .with_simple_exporter(NoopExporter)
         .build();
-    let layer = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("overhead"))
-        .with_filter(LevelFilter::INFO);
+    let layer = sampling::trace_layer(provider.tracer("overhead"), EnvFilter::new("info"), sampler);
     let subscriber = tracing_subscriber::registry().with(layer);
     (tracing::Dispatch::new(subscriber), provider)
 }
@@ -121,10 +122,10 @@ struct Tally {
 pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
     let server = TargetServer::start(Mode::Healthy).map_err(|e| e.to_string())?;
     opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        platform_core::telemetry::propagation::TraceContextPropagator::new(),
     );
-    let (off, off_provider) = dispatch(Sampler::AlwaysOff);
-    let (on, on_provider) = dispatch(Sampler::AlwaysOn);
+    let (off, off_provider) = dispatch(SamplerChoice::AlwaysOff);
+    let (on, on_provider) = dispatch(SamplerChoice::AlwaysOn);
     let none = tracing::Dispatch::none();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -4,9 +4,13 @@
 //! so that only the retry budget holds it back) against a naive loop of 3
 //! attempts.
 //!
-//! With the default budget (20% of the request rate, plus a floor of 10
-//! retries per second), budget-only lands at about 1.2 + 10/rate: the floor
-//! is visible at low rates.
+//! The target (at most 1.2 attempts per request) is for the defaults. With
+//! the breaker off only the budget holds retries back, and its bound is
+//! 1.2 plus the floor: the reserve of `min_retries_per_second * ttl`
+//! retries (100 by default) is there in any window of `ttl`, so a run of up
+//! to 10 s at 1000 requests/s may reach 1.2 + 100/10000 = 1.21 (a 2 s quick
+//! run: 1.25). That is the budget working as specified, and what the
+//! budget-only row is checked against.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,7 +124,12 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
             per(hits, calls)
         );
     }
-    let expected = 1.2 + 10.0 * (duration.as_secs_f64().min(10.0)) / (budget_calls.max(1) as f64);
+    // The floor's reserve is whole in any window of one TTL, and renews as
+    // windows expire: over a run no longer than the TTL it is the reserve.
+    let defaults = platform_core::resilience::BudgetSettings::default();
+    let floor_retries = f64::from(defaults.min_retries_per_second)
+        * duration.as_secs_f64().max(defaults.ttl.as_secs_f64());
+    let expected = 1.0 + defaults.retry_ratio + floor_retries / (budget_calls.max(1) as f64);
     println!(
         "  attempts per request (defaults): {attempts_per_request:.3} (target <= 1.2) {}",
         if attempts_per_request <= 1.2 {
@@ -130,8 +139,8 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         }
     );
     println!(
-        "  attempts per request (budget only): {budget_only_attempts:.3} (target <= 1.2) {}; budget bound 1.2 + floor = {expected:.3}",
-        if budget_only_attempts <= 1.2 {
+        "  attempts per request (budget only): {budget_only_attempts:.3} (budget bound 1.2 + floor = {expected:.3}) {}",
+        if budget_only_attempts <= expected {
             "met"
         } else {
             "MISSED"

@@ -1,0 +1,325 @@
+//! Head sampling known up front, so that spans certain to be dropped cost
+//! next to nothing.
+//!
+//! tracing-opentelemetry builds an OpenTelemetry span for every `tracing`
+//! span it sees and only then asks the sampler; a span the sampler drops
+//! still pays for its builder, its attributes, a context switch on every
+//! poll and its end (several microseconds, measured in the `overhead`
+//! scenario). When the decision is already known — the parent says "not
+//! sampled" under a parent-based sampler, or the sampler drops everything —
+//! a hot path can ask [`drop_decided`] first and open its span under
+//! [`UNSAMPLED_TARGET`], which the trace layer built by [`trace_layer`] (and
+//! by [`init`](crate::init)) never hands to OpenTelemetry. The log layer
+//! still sees it, so log lines keep their span; the trace context to
+//! propagate comes from [`unsampled_context`], as the SDK would have made it
+//! for the dropped span.
+//!
+//! When the decision depends on a trace id not drawn yet (a root span under
+//! a ratio sampler), nothing is decided here: the span goes the usual way.
+
+use opentelemetry::Context;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceState};
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, Sampler, SdkTracer};
+use tracing::Subscriber;
+use tracing::metadata::LevelFilter;
+use tracing_subscriber::filter::EnvFilter;
+use tracing_subscriber::layer::{Context as LayerContext, Filter, Layer as _};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::logging;
+
+/// The target of spans opened after [`drop_decided`] said yes: never
+/// exported, still logged.
+pub const UNSAMPLED_TARGET: &str = "platform_unsampled";
+
+/// A sampler choice, kept as data: the SDK sampler is made from it, and the
+/// cases decided without a trace id are read from it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SamplerChoice {
+    /// Every trace.
+    AlwaysOn,
+    /// No trace.
+    AlwaysOff,
+    /// This share of traces (by trace id).
+    Ratio(f64),
+    /// As the parent says; the inner choice for root spans.
+    ParentBased(Box<SamplerChoice>),
+}
+
+impl SamplerChoice {
+    /// The SDK sampler making the same decisions.
+    pub fn to_sdk(&self) -> Sampler {
+        match self {
+            SamplerChoice::AlwaysOn => Sampler::AlwaysOn,
+            SamplerChoice::AlwaysOff => Sampler::AlwaysOff,
+            SamplerChoice::Ratio(r) => Sampler::TraceIdRatioBased(*r),
+            SamplerChoice::ParentBased(root) => Sampler::ParentBased(Box::new(root.to_sdk())),
+        }
+    }
+
+    /// Whether a span with `parent` is certainly dropped; `None` when only
+    /// the trace id would tell.
+    fn drops(&self, parent: &SpanContext) -> Option<bool> {
+        match self {
+            SamplerChoice::AlwaysOn => Some(false),
+            SamplerChoice::AlwaysOff => Some(true),
+            // The SDK samples nothing at or below 0 and everything at or above 1.
+            SamplerChoice::Ratio(r) if *r <= 0.0 => Some(true),
+            SamplerChoice::Ratio(r) if *r >= 1.0 => Some(false),
+            SamplerChoice::Ratio(_) => None,
+            SamplerChoice::ParentBased(_) if parent.is_valid() => Some(!parent.is_sampled()),
+            SamplerChoice::ParentBased(root) => root.drops(parent),
+        }
+    }
+}
+
+/// The filter of the trace layer: the span level filter, the SDK's own
+/// targets and [`UNSAMPLED_TARGET`] left out. It also carries the sampler
+/// choice, which [`drop_decided`] finds through the current dispatcher.
+#[derive(Debug)]
+pub struct TraceFilter {
+    level: EnvFilter,
+    sampler: SamplerChoice,
+}
+
+impl TraceFilter {
+    fn admits(meta: &tracing::Metadata<'_>) -> bool {
+        let target = meta.target();
+        target != UNSAMPLED_TARGET && !logging::is_self_target(target)
+    }
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Filter<S> for TraceFilter {
+    fn enabled(&self, meta: &tracing::Metadata<'_>, cx: &LayerContext<'_, S>) -> bool {
+        Self::admits(meta) && Filter::<S>::enabled(&self.level, meta, cx)
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if Self::admits(meta) {
+            Filter::<S>::callsite_enabled(&self.level, meta)
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Filter::<S>::max_level_hint(&self.level)
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, cx: &LayerContext<'_, S>) -> bool {
+        Filter::<S>::event_enabled(&self.level, event, cx)
+    }
+
+    // EnvFilter matches span fields: it has to follow the spans it admitted.
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        cx: LayerContext<'_, S>,
+    ) {
+        Filter::<S>::on_new_span(&self.level, attrs, id, cx);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        cx: LayerContext<'_, S>,
+    ) {
+        Filter::<S>::on_record(&self.level, id, values, cx);
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, cx: LayerContext<'_, S>) {
+        Filter::<S>::on_enter(&self.level, id, cx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, cx: LayerContext<'_, S>) {
+        Filter::<S>::on_exit(&self.level, id, cx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, cx: LayerContext<'_, S>) {
+        Filter::<S>::on_close(&self.level, id, cx);
+    }
+}
+
+/// The trace layer as [`init`](crate::init) builds it: spans at `level` and
+/// above (an `EnvFilter` directive) go to `tracer`, whose provider must
+/// sample with `sampler`; spans under [`UNSAMPLED_TARGET`] and the SDK's own
+/// never do. Benchmarks and tests that build their own provider use it to
+/// get the same pipeline as a service.
+pub fn trace_layer<S>(
+    tracer: SdkTracer,
+    level: EnvFilter,
+    sampler: SamplerChoice,
+) -> tracing_subscriber::filter::Filtered<
+    tracing_opentelemetry::OpenTelemetryLayer<S, SdkTracer>,
+    TraceFilter,
+    S,
+>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        // busy_ns/idle_ns cost two clock reads per enter/exit on every
+        // span, sampled or not; thread ids rarely help across services.
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_filter(TraceFilter { level, sampler })
+}
+
+/// Whether a span opened here now would certainly be dropped by the sampler
+/// of the current subscriber's trace layer. `false` when unsure, and when
+/// the subscriber has no trace layer built by [`trace_layer`] (a span then
+/// costs what it costs, and is sampled as usual).
+pub fn drop_decided() -> bool {
+    tracing::dispatcher::get_default(|dispatch| {
+        dispatch
+            .downcast_ref::<TraceFilter>()
+            .is_some_and(|filter| {
+                let cx = Context::current();
+                filter.sampler.drops(cx.span().span_context()) == Some(true)
+            })
+    })
+}
+
+/// The context to propagate for a span that was not created because the
+/// sampler would have dropped it: what the SDK gives a dropped span (the
+/// parent's trace id and trace state or a new trace id, a new span id, not
+/// sampled), with the current baggage.
+pub fn unsampled_context() -> Context {
+    let cx = Context::current();
+    let ids = RandomIdGenerator::default();
+    let (trace_id, trace_state) = {
+        let parent = cx.span();
+        let parent = parent.span_context();
+        if parent.is_valid() {
+            (parent.trace_id(), parent.trace_state().clone())
+        } else {
+            (ids.new_trace_id(), TraceState::default())
+        }
+    };
+    let span_context = SpanContext::new(
+        trace_id,
+        new_span_id(&ids),
+        TraceFlags::default(),
+        false,
+        trace_state,
+    );
+    cx.with_remote_span_context(span_context)
+}
+
+fn new_span_id(ids: &RandomIdGenerator) -> SpanId {
+    let id = ids.new_span_id();
+    // Zero is the invalid id; the generator draws it once in 2^64.
+    if id == SpanId::INVALID {
+        SpanId::from(1u64)
+    } else {
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{TraceId, TracerProvider as _};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    fn parent(sampled: bool) -> SpanContext {
+        SpanContext::new(
+            TraceId::from(7u128),
+            SpanId::from(9u64),
+            if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            },
+            true,
+            TraceState::default(),
+        )
+    }
+
+    #[test]
+    fn decided_only_without_a_trace_id_to_draw() {
+        let none = SpanContext::empty_context();
+        let ratio = SamplerChoice::ParentBased(Box::new(SamplerChoice::Ratio(0.5)));
+        assert_eq!(ratio.drops(&parent(false)), Some(true));
+        assert_eq!(ratio.drops(&parent(true)), Some(false));
+        assert_eq!(ratio.drops(&none), None);
+        assert_eq!(SamplerChoice::Ratio(0.5).drops(&parent(true)), None);
+        assert_eq!(SamplerChoice::Ratio(0.0).drops(&none), Some(true));
+        assert_eq!(SamplerChoice::AlwaysOff.drops(&parent(true)), Some(true));
+        assert_eq!(SamplerChoice::AlwaysOn.drops(&parent(false)), Some(false));
+        let off = SamplerChoice::ParentBased(Box::new(SamplerChoice::AlwaysOff));
+        assert_eq!(off.drops(&none), Some(true));
+    }
+
+    fn pipeline(
+        sampler: SamplerChoice,
+    ) -> (tracing::Dispatch, SdkTracerProvider, InMemorySpanExporter) {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler.to_sdk())
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let layer = trace_layer(provider.tracer("test"), EnvFilter::new("info"), sampler);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        (tracing::Dispatch::new(subscriber), provider, exporter)
+    }
+
+    #[test]
+    fn unsampled_spans_are_never_exported() {
+        let (dispatch, provider, exporter) = pipeline(SamplerChoice::AlwaysOn);
+        tracing::dispatcher::with_default(&dispatch, || {
+            assert!(!drop_decided());
+            tracing::info_span!(target: UNSAMPLED_TARGET, "skipped").in_scope(|| {});
+            tracing::info_span!("kept").in_scope(|| {});
+        });
+        provider.force_flush().unwrap();
+        let names: Vec<_> = exporter
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["kept"]);
+    }
+
+    #[test]
+    fn an_unsampled_parent_decides_and_its_trace_continues() {
+        let (dispatch, _provider, _exporter) = pipeline(SamplerChoice::ParentBased(Box::new(
+            SamplerChoice::Ratio(0.5),
+        )));
+        tracing::dispatcher::with_default(&dispatch, || {
+            // A root under a ratio: only the trace id would tell.
+            assert!(!drop_decided());
+            let request = tracing::info_span!("request");
+            let _ = request.set_parent(Context::new().with_remote_span_context(parent(false)));
+            request.in_scope(|| {
+                assert!(drop_decided());
+                let cx = unsampled_context();
+                let sc = cx.span().span_context().clone();
+                assert_eq!(sc.trace_id(), TraceId::from(7u128));
+                assert_ne!(sc.span_id(), SpanId::from(9u64));
+                assert!(sc.is_valid() && !sc.is_sampled());
+            });
+            let sampled = tracing::info_span!("request");
+            let _ = sampled.set_parent(Context::new().with_remote_span_context(parent(true)));
+            sampled.in_scope(|| assert!(!drop_decided()));
+        });
+    }
+
+    #[test]
+    fn without_the_platform_trace_layer_nothing_is_decided() {
+        let subscriber = tracing_subscriber::registry();
+        tracing::subscriber::with_default(subscriber, || assert!(!drop_decided()));
+        let root = unsampled_context();
+        let sc = root.span().span_context().clone();
+        assert!(sc.is_valid() && !sc.is_sampled());
+    }
+}
