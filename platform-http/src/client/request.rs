@@ -17,6 +17,7 @@ use super::metrics::Instruments;
 use super::propagation::{inject_context, inject_trace_context, set_deadline};
 use super::retry_after::RetryAfter;
 use super::{Client, ClientError, IDEMPOTENCY_KEY_HEADER, Inner, Response};
+use crate::server::{REQUEST_ID_HEADER, RequestId};
 
 enum Body {
     Empty,
@@ -208,7 +209,7 @@ impl RequestBuilder {
     }
 
     async fn run(
-        self,
+        mut self,
         inner: &Inner,
         method_attribute: &'static str,
         unsampled: Option<opentelemetry::Context>,
@@ -218,6 +219,14 @@ impl RequestBuilder {
                 target: inner.target.clone(),
                 reason,
             });
+        }
+        // The request being served goes on under its id, so that one id
+        // finds every hop's logs; the server layer checked it is sane.
+        if !self.headers.contains_key(REQUEST_ID_HEADER)
+            && let Some(id) = RequestId::current()
+            && let Ok(value) = HeaderValue::from_str(&id.0)
+        {
+            self.headers.insert(REQUEST_ID_HEADER, value);
         }
         let idempotent = self.idempotent.unwrap_or_else(|| {
             is_idempotent_method(&self.method) || self.headers.contains_key(IDEMPOTENCY_KEY_HEADER)

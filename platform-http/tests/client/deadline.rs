@@ -56,15 +56,20 @@ async fn platform_server(router: axum::Router, extra: &[(&str, &str)]) -> (Strin
 #[derive(Clone, Default)]
 struct Seen(Arc<Mutex<Option<Observation>>>);
 
-/// The deadline header received (ms) and `Deadline::current_remaining()` in the handler.
-type Observation = (Option<u64>, Option<Duration>);
+/// The deadline header received (ms), `Deadline::current_remaining()` in
+/// the handler, and the request id received.
+type Observation = (Option<u64>, Option<Duration>, Option<String>);
 
 async fn record(State(seen): State<Seen>, headers: HeaderMap) -> &'static str {
     let header = headers
         .get(DEADLINE_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    *seen.0.lock().unwrap() = Some((header, Deadline::current_remaining()));
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    *seen.0.lock().unwrap() = Some((header, Deadline::current_remaining(), request_id));
     "seen"
 }
 
@@ -105,12 +110,15 @@ async fn the_deadline_crosses_two_hops() {
     let caller = Client::from_settings(&target("hop1"), &settings(&middle)).unwrap();
     let answer = caller
         .get("/forward")
+        .header("x-request-id", "chain-1")
         .timeout(Duration::from_millis(1500))
         .send()
         .await
         .unwrap();
     assert_eq!(answer.text(), "seen");
-    let (header, remaining) = seen.0.lock().unwrap().take().expect("hop 2 was called");
+    let (header, remaining, request_id) = seen.0.lock().unwrap().take().expect("hop 2 was called");
+    // The caller's request id went on with the middle hop's call.
+    assert_eq!(request_id.as_deref(), Some("chain-1"));
     let header = header.expect("hop 2 got a deadline header");
     assert!(header > 0 && header <= 1500, "hop 2 was told {header}ms");
     let remaining = remaining.expect("hop 2 runs within a deadline");
@@ -118,7 +126,7 @@ async fn the_deadline_crosses_two_hops() {
 
     // Without a caller deadline, the server's request_timeout (30s by default) applies.
     raw_get(&format!("{backend}/seen"), None).await;
-    let (_, remaining) = seen.0.lock().unwrap().take().unwrap();
+    let (_, remaining, _) = seen.0.lock().unwrap().take().unwrap();
     let remaining = remaining.unwrap();
     assert!(remaining > Duration::from_secs(10) && remaining <= Duration::from_secs(30));
 
@@ -170,7 +178,7 @@ async fn expired_garbage_and_huge_deadline_headers() {
     for garbage in ["-5", "soon", "1.5", "", "0x10", "１０"] {
         let (status, _) = raw_get(&format!("{url}/seen"), Some(garbage)).await;
         assert_eq!(status, 200, "{garbage:?}");
-        let (_, remaining) = seen.0.lock().unwrap().take().unwrap();
+        let (_, remaining, _) = seen.0.lock().unwrap().take().unwrap();
         let remaining = remaining.unwrap();
         assert!(
             remaining > Duration::from_secs(1) && remaining <= Duration::from_secs(5),
@@ -181,7 +189,7 @@ async fn expired_garbage_and_huge_deadline_headers() {
     for huge in ["99999999999", "999999999999999999999999999999"] {
         let (status, _) = raw_get(&format!("{url}/seen"), Some(huge)).await;
         assert_eq!(status, 200);
-        let (_, remaining) = seen.0.lock().unwrap().take().unwrap();
+        let (_, remaining, _) = seen.0.lock().unwrap().take().unwrap();
         assert!(remaining.unwrap() <= Duration::from_secs(5));
     }
     // The deadline passing while the handler runs: 504.
