@@ -201,10 +201,17 @@ pub(crate) fn print(
         show(p99),
         show(max)
     );
+    // The budget's defaults: retries may add 20% of the calls, plus 10 a second.
+    let first_attempts = orders
+        .attempts
+        .saturating_sub(orders.retries + orders.hedges);
+    let allowed = 0.2 * first_attempts as f64 + 10.0 * stats.elapsed.as_secs_f64();
     println!(
-        "  retries         {} ({:.1} per 100 orders), {} refused by the retry budget (retries may add 20% + 10/s)",
+        "  retries         {} ({:.1} per 100 orders): {:.0}% of what the retry budget allowed (20% of {} calls + 10/s), {} refused",
         orders.retries,
         orders.retries as f64 * 100.0 / calls as f64,
+        orders.retries as f64 * 100.0 / allowed.max(1.0),
+        first_attempts,
         orders.budget_exhausted
     );
     println!(
