@@ -200,7 +200,7 @@ async fn a_post_with_an_idempotency_key_or_opt_in_is_retried() {
 async fn a_refused_connection_is_retried_whatever_the_method() {
     let (router, hits) = failing_first(0, StatusCode::OK, &[]);
     let url = serve(router).await;
-    let dead = closed_port().await;
+    let (dead, _bound) = closed_port().await;
     let client = Client::builder(&target("refused"), &settings(&url))
         .endpoints([dead.clone(), url.clone()])
         .build()

@@ -47,11 +47,13 @@ pub(crate) async fn serve(router: axum::Router) -> String {
     format!("http://{addr}")
 }
 
-/// A port nothing listens on (bound, then closed).
-pub(crate) async fn closed_port() -> String {
-    let (listener, addr) = listener().await;
-    drop(listener);
-    format!("http://{addr}")
+/// A URL whose port refuses connections: bound, never listening, for as
+/// long as the returned socket lives (so no other test's server gets it).
+pub(crate) async fn closed_port() -> (String, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (format!("http://{addr}"), socket)
 }
 
 /// A request counter shared with a handler.

@@ -176,20 +176,14 @@ async fn collector_down(endpoint: String, protocol: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_collector_down_exits_on_time_with_bounded_memory() {
-    collector_down(
-        format!("http://127.0.0.1:{}", receiver::closed_port()),
-        "grpc",
-    )
-    .await;
+    let (port, _bound) = receiver::closed_port();
+    collector_down(format!("http://127.0.0.1:{port}"), "grpc").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_collector_down_exits_on_time_with_bounded_memory() {
-    collector_down(
-        format!("http://127.0.0.1:{}", receiver::closed_port()),
-        "http/protobuf",
-    )
-    .await;
+    let (port, _bound) = receiver::closed_port();
+    collector_down(format!("http://127.0.0.1:{port}"), "http/protobuf").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -231,10 +231,14 @@ pub(crate) async fn http() -> Receiver {
     }
 }
 
-/// A port on which nothing listens (bound, then released).
-pub(crate) fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+/// A port on which nothing listens: a connection is refused. The socket
+/// stays bound (never listening) while the returned guard lives, so that
+/// no other test's receiver can be given the port meanwhile.
+pub(crate) fn closed_port() -> (u16, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (port, socket)
 }
 
 /// A listener that accepts connections and never answers: a hung collector.
