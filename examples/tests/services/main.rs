@@ -9,10 +9,6 @@ mod support;
 
 use support::{Service, free_port, wait_for_check, wait_until_listening};
 
-fn start(bin: &str, args: &[&str]) -> Service {
-    Service::start(bin, args)
-}
-
 fn run(bin: &str, args: &[&str]) -> Output {
     Command::new(bin)
         .args(args)
@@ -27,17 +23,23 @@ const ORDERS: &str = env!("CARGO_BIN_EXE_orders");
 #[tokio::test]
 async fn orders_reserve_stock_in_inventory() {
     let (inv_port, ord_port) = (free_port(), free_port());
-    let inv_bind = format!("server.bind=127.0.0.1:{inv_port}");
-    let _inventory = start(
+    let _inventory = Service::start_on(
         INVENTORY,
-        &["--set", &inv_bind, "--set", "app.initial_stock.apple=7"],
+        inv_port,
+        free_port(),
+        &["app.initial_stock.apple=7"],
     );
-    let ord_bind = format!("server.bind=127.0.0.1:{ord_port}");
     let inv_url = format!("http.clients.inventory.discovery=static://127.0.0.1:{inv_port}");
-    let _orders = start(
-        ORDERS,
-        &["--profile", "dev", "--set", &ord_bind, "--set", &inv_url],
-    );
+    let mut orders = Command::new(ORDERS);
+    orders.args(["--profile", "dev"]);
+    for set in [
+        format!("server.bind=127.0.0.1:{ord_port}"),
+        format!("admin.bind=127.0.0.1:{}", free_port()),
+        inv_url,
+    ] {
+        orders.args(["--set", &set]);
+    }
+    let _orders = Service::spawn(&mut orders);
     wait_until_listening(inv_port).await;
     wait_until_listening(ord_port).await;
 

@@ -154,7 +154,8 @@ async fn the_config_endpoint_is_opt_in_and_redacts_secrets() {
 
 #[tokio::test]
 async fn readiness_fails_at_once_on_shutdown_while_in_flight_requests_finish() {
-    let s = start(&[]).await;
+    // A drain delay long enough for three requests on a loaded machine.
+    let s = start(&[("shutdown.drain_delay", "3s")]).await;
     let slow = tokio::spawn(reqwest::get(format!("{}/slow", s.api)));
     tokio::time::sleep(Duration::from_millis(100)).await;
     s.rt.lifecycle().request_shutdown("SIGTERM");

@@ -34,6 +34,8 @@ pub(crate) struct LoadStats {
     pub(crate) latencies: Vec<Duration>,
     /// How long the load ran.
     pub(crate) elapsed: Duration,
+    /// Ctrl-C ended it before its duration.
+    pub(crate) interrupted: bool,
 }
 
 impl LoadStats {
@@ -89,6 +91,7 @@ pub(crate) async fn drive(fleet: &Fleet, rate: u32, duration: Duration) -> LoadS
     let mut shown = ShownSoFar::default();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let mut interrupted = false;
     loop {
         tokio::select! {
             _ = ticks.tick() => {
@@ -122,6 +125,7 @@ pub(crate) async fn drive(fleet: &Fleet, rate: u32, duration: Duration) -> LoadS
             }
             _ = &mut ctrl_c => {
                 println!("Interrupted: stopping the load and the processes.");
+                interrupted = true;
                 break;
             }
         }
@@ -134,6 +138,7 @@ pub(crate) async fn drive(fleet: &Fleet, rate: u32, duration: Duration) -> LoadS
     .await;
     let mut done = lock(&stats).clone();
     done.elapsed = started.elapsed();
+    done.interrupted = interrupted;
     done
 }
 

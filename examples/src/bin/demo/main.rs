@@ -29,13 +29,13 @@ use processes::{Fleet, Role};
 
 /// The platform SDK demo: three inventory instances, one orders, load.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct DemoArgs {
     /// How long to drive load (`30s`, `2m`).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     duration: Duration,
-    /// Orders per second offered to `orders`.
-    #[arg(long, default_value_t = 200)]
+    /// Orders per second offered to `orders` (at least 1).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     rate: u32,
     /// Extra latency of the slow inventory instance.
     #[arg(long, default_value = "20ms", value_parser = parse_duration)]
@@ -54,6 +54,13 @@ struct DemoArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     platform_config::duration::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0s".into()),
+        d => Ok(d),
+    }
 }
 
 /// The first argument that makes a child process a service, not the demo.
@@ -79,8 +86,16 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(args)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        // Stopped by Ctrl-C: the report was printed, the processes stopped.
+        Ok(Ended {
+            interrupted: true, ..
+        }) => ExitCode::from(130),
+        Ok(Ended {
+            went_well: true, ..
+        }) => ExitCode::SUCCESS,
+        Ok(Ended {
+            went_well: false, ..
+        }) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("demo: {e}");
             ExitCode::FAILURE
@@ -128,8 +143,16 @@ fn serve(program: &str, rest: &[String]) -> ExitCode {
     }
 }
 
-/// The whole demo; `Ok(false)` when it ran but something was wrong.
-async fn run(args: DemoArgs) -> Result<bool, processes::FleetError> {
+/// How the demo ended.
+struct Ended {
+    /// Orders were served and every process stopped cleanly.
+    went_well: bool,
+    /// Ctrl-C cut the load short.
+    interrupted: bool,
+}
+
+/// The whole demo.
+async fn run(args: DemoArgs) -> Result<Ended, processes::FleetError> {
     let log_dir = match &args.log_dir {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("platform-demo-{}", std::process::id())),
@@ -160,7 +183,7 @@ async fn run(args: DemoArgs) -> Result<bool, processes::FleetError> {
     let fleet = Fleet::start(&log_dir, &roles).await?;
     for process in fleet.processes() {
         println!(
-            "  {:<18} {:<28} api http://{}  admin http://{}/health",
+            "  {:<18} {:<29} api http://{}  admin http://{}/health",
             process.name, process.description, process.api, process.admin
         );
     }
@@ -172,11 +195,15 @@ async fn run(args: DemoArgs) -> Result<bool, processes::FleetError> {
     let stats = load::drive(&fleet, args.rate, args.duration).await;
     let snapshot = report::Snapshot::take(&fleet).await;
     let stopped = fleet.stop().await;
-    Ok(report::print(
+    let went_well = report::print(
         &stats,
         &snapshot,
         &stopped,
         &log_dir,
         args.report_json.as_deref(),
-    ))
+    );
+    Ok(Ended {
+        went_well,
+        interrupted: stats.interrupted,
+    })
 }

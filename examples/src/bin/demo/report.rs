@@ -220,7 +220,7 @@ pub(crate) fn print(
     );
     println!("  traffic         requests each inventory instance answered (retries included):");
     for instance in &snapshot.instances {
-        println!(
+        let line = format!(
             "    {:<18} {:>6} ({:>5.1}%)  {:>5} answered 503   {}",
             instance.name,
             instance.requests,
@@ -228,6 +228,7 @@ pub(crate) fn print(
             instance.answered_503,
             instance.description
         );
+        println!("{}", line.trim_end());
     }
     if let Some(check) = &orders.dependency_check {
         println!("  orders' health  dependency:inventory {check}");
