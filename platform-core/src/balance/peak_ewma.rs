@@ -24,6 +24,8 @@ pub(crate) struct Load {
 struct RttEstimate {
     nanos: f64,
     updated_at: Instant,
+    /// False while `nanos` is still the configured default, not a measurement.
+    measured: bool,
 }
 
 impl RttEstimate {
@@ -34,6 +36,9 @@ impl RttEstimate {
         self.nanos * (-elapsed / decay_nanos).exp()
     }
 }
+
+/// The smallest latency recorded (1 µs), so that a cost always grows with requests in flight.
+const MIN_RTT_NANOS: f64 = 1e3;
 
 fn nanos(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e9
@@ -46,6 +51,7 @@ impl Load {
             rtt: Mutex::new(RttEstimate {
                 nanos: nanos(default_rtt),
                 updated_at: now,
+                measured: false,
             }),
         }
     }
@@ -68,9 +74,15 @@ impl Load {
     /// Ends a request that took `latency`, folding it into the estimate.
     pub(crate) fn finish(&self, latency: Duration, now: Instant, decay_nanos: f64) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let observed = nanos(latency);
+        // An estimate of zero would make requests in flight count for nothing.
+        let observed = nanos(latency).max(MIN_RTT_NANOS);
         let mut estimate = self.rtt.lock().unwrap_or_else(|p| p.into_inner());
-        if observed > estimate.nanos {
+        // The default is a placeholder, not history: averaging the first answers into it would
+        // take several decay windows (tens of seconds) to learn that a new endpoint is fast,
+        // and meanwhile a slow peer would look little worse. Finagle starts from the first
+        // observation too.
+        if !estimate.measured || observed > estimate.nanos {
+            estimate.measured = true;
             estimate.nanos = observed;
         } else {
             let elapsed = nanos(now.saturating_duration_since(estimate.updated_at));
@@ -116,6 +128,16 @@ mod tests {
         let expected = 300.0 / std::f64::consts::E + 10.0 * (1.0 - 1.0 / std::f64::consts::E);
         let got = load.estimate(later, DECAY).as_secs_f64() * 1e3;
         assert!((got - expected).abs() < 0.01, "{got} vs {expected}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_answer_replaces_the_default() {
+        let start = Instant::now();
+        let load = Load::new(Duration::from_millis(30), start);
+        let later = start + Duration::from_millis(5);
+        load.start();
+        load.finish(Duration::from_millis(3), later, DECAY);
+        assert_eq!(load.estimate(later, DECAY), Duration::from_millis(3));
     }
 
     #[tokio::test(start_paused = true)]
