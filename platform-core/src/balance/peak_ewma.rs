@@ -6,6 +6,16 @@
 //! that turns slow is avoided at once and earns trust back gradually. The cost of an endpoint is
 //! that estimate times (in-flight requests + 1), so a fast endpoint that is already busy loses
 //! against an idle one that is a little slower.
+//!
+//! One departure from Finagle: an answer always moves the estimate at least
+//! [`MIN_ANSWER_WEIGHT`] of the way towards itself. With a purely time-based weight, a busy
+//! endpoint answering hundreds of times per decay window needs the whole window to forget one
+//! slow answer, and client-side stalls (a preempted client thread, a GC pause, CPU throttling)
+//! produce exactly such answers on every endpoint in flight at once. Until they were forgotten,
+//! fast endpoints looked as slow as a truly slow peer that happened to be idle, which then took a
+//! few percent of the traffic. With the floor a lone peak is forgotten after a few dozen faster
+//! answers, while an endpoint that keeps answering slowly keeps its estimate up, and an endpoint
+//! that gets few requests still forgets over the decay window.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -36,6 +46,10 @@ impl RttEstimate {
         self.nanos * (-elapsed / decay_nanos).exp()
     }
 }
+
+/// The least weight an answer gets against the previous estimate: the excess of a lone peak
+/// shrinks by e after about 20 faster answers (see the module docs).
+const MIN_ANSWER_WEIGHT: f64 = 0.05;
 
 /// The smallest latency recorded (1 µs), so that a cost always grows with requests in flight.
 const MIN_RTT_NANOS: f64 = 1e3;
@@ -86,7 +100,7 @@ impl Load {
             estimate.nanos = observed;
         } else {
             let elapsed = nanos(now.saturating_duration_since(estimate.updated_at));
-            let weight = (-elapsed / decay_nanos).exp();
+            let weight = (-elapsed / decay_nanos).exp().min(1.0 - MIN_ANSWER_WEIGHT);
             estimate.nanos = estimate.nanos * weight + observed * (1.0 - weight);
         }
         estimate.updated_at = now;
@@ -128,6 +142,26 @@ mod tests {
         let expected = 300.0 / std::f64::consts::E + 10.0 * (1.0 - 1.0 / std::f64::consts::E);
         let got = load.estimate(later, DECAY).as_secs_f64() * 1e3;
         assert!((got - expected).abs() < 0.01, "{got} vs {expected}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_endpoint_forgets_a_lone_peak_within_dozens_of_answers() {
+        let mut now = Instant::now();
+        let load = Load::new(Duration::from_millis(3), now);
+        load.start();
+        load.finish(Duration::from_millis(3), now, DECAY);
+        load.start();
+        load.finish(Duration::from_millis(30), now, DECAY);
+        // 100 answers of 3 ms, 1 ms apart: a hundredth of the decay window.
+        for _ in 0..100 {
+            now += Duration::from_millis(1);
+            load.start();
+            load.finish(Duration::from_millis(3), now, DECAY);
+        }
+        let got = load.estimate(now, DECAY).as_secs_f64() * 1e3;
+        let expected = 3.0 + 27.0 * (1.0 - MIN_ANSWER_WEIGHT).powi(100);
+        assert!((got - expected).abs() < 0.01, "{got} vs {expected}");
+        assert!(got < 3.2, "{got}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -267,12 +267,21 @@ async fn dropping_the_guard_records_the_elapsed_time() {
     );
 }
 
+/// A client-side stall: every `every`, the calling thread is preempted for `length`, so every
+/// answer arriving meanwhile is seen (and timed) only when it ends.
+#[derive(Clone, Copy)]
+struct Stall {
+    every: Duration,
+    length: Duration,
+}
+
 /// Closed-loop callers under the paused clock: each picks, waits `latency(port)`, finishes and
 /// picks again until `duration` has passed. Returns the share of requests to `port`.
 async fn closed_loop_share(
     balancer: &Balancer,
     callers: usize,
     duration: Duration,
+    stall: Option<Stall>,
     latency: fn(u16) -> Duration,
     port: u16,
 ) -> f64 {
@@ -287,6 +296,13 @@ async fn closed_loop_share(
                     let port = picked.endpoint().port();
                     *counts.entry(port).or_default() += 1;
                     tokio::time::sleep(latency(port)).await;
+                    if let Some(Stall { every, length }) = stall {
+                        let into = begin.elapsed().as_nanos() % every.as_nanos();
+                        let into = Duration::from_nanos(into as u64);
+                        if into < length {
+                            tokio::time::sleep(length - into).await;
+                        }
+                    }
                     drop(picked);
                 }
                 counts
@@ -322,8 +338,43 @@ async fn p2c_learns_fast_endpoints_at_once_and_starves_a_10x_slow_one() {
         let resolver = ManualResolver::new("manual://closed-loop");
         resolver.set(endpoints(&[1, 2, 3]));
         let balancer = balancer(&resolver, Strategy::P2cPeakEwma);
-        let share =
-            closed_loop_share(&balancer, callers, Duration::from_secs(10), one_slow, 3).await;
+        let share = closed_loop_share(
+            &balancer,
+            callers,
+            Duration::from_secs(10),
+            None,
+            one_slow,
+            3,
+        )
+        .await;
         assert!(share < 0.002, "{callers} callers: slow share {share}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn p2c_starves_a_10x_slow_endpoint_despite_client_stalls() {
+    // A stalled client times every answer in flight as slow at once; the fast endpoints must
+    // not then look as slow as the idle slow one for a whole decay window.
+    for (every, length) in [(1000, 16), (500, 16), (1000, 30)] {
+        let resolver = ManualResolver::new("manual://stalls");
+        resolver.set(endpoints(&[1, 2, 3]));
+        let balancer = balancer(&resolver, Strategy::P2cPeakEwma);
+        let stall = Stall {
+            every: Duration::from_millis(every),
+            length: Duration::from_millis(length),
+        };
+        let share = closed_loop_share(
+            &balancer,
+            4,
+            Duration::from_secs(20),
+            Some(stall),
+            one_slow,
+            3,
+        )
+        .await;
+        assert!(
+            share < 0.01,
+            "{length} ms stall every {every} ms: slow share {share}"
+        );
     }
 }
