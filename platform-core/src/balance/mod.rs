@@ -11,8 +11,9 @@
 //! Balancing"); Peak-EWMA reacts to a slow endpoint at once and forgives it gradually over the
 //! decay window ([`BalanceSettings::decay`], default 10 s), or over a few dozen faster answers
 //! when it is busy (so that a client-side stall, which slows every answer in flight at once,
-//! does not make fast endpoints look slow for seconds). An endpoint's first answer replaces
-//! [`BalanceSettings::default_rtt`] outright. [`Strategy::RoundRobin`] is the
+//! does not make fast endpoints look slow for seconds). An endpoint that has never answered is
+//! tried at once when idle and costs [`BalanceSettings::default_rtt`] while its first request is
+//! in flight; its first answer then replaces the default outright. [`Strategy::RoundRobin`] is the
 //! simple, predictable alternative. Both honour endpoint weights; SRV-style priorities are
 //! honoured by using the lowest priority tier that has endpoints in rotation.
 //!

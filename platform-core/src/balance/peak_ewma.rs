@@ -72,13 +72,16 @@ impl Load {
 
     /// Peak-EWMA latency × (in-flight + 1).
     pub(crate) fn cost(&self, now: Instant, decay_nanos: f64) -> f64 {
-        let estimate = self
-            .rtt
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .decayed(now, decay_nanos);
+        let rtt = *self.rtt.lock().unwrap_or_else(|p| p.into_inner());
         let pending = self.in_flight.load(Ordering::Relaxed);
-        estimate * f64::from(pending.saturating_add(1))
+        // An endpoint that has never answered is tried at once when idle (as in Finagle): its
+        // peers' measured latencies are usually below the default, so a new endpoint (a scale-up,
+        // a replacement) would otherwise wait until the default decays, tens of seconds. While
+        // that first request is in flight the default stands in, so it is not flooded.
+        if !rtt.measured && pending == 0 {
+            return 0.0;
+        }
+        rtt.decayed(now, decay_nanos) * f64::from(pending.saturating_add(1))
     }
 
     pub(crate) fn start(&self) {
@@ -177,11 +180,22 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn cost_grows_with_requests_in_flight() {
         let now = Instant::now();
-        let load = Load::new(Duration::from_millis(10), now);
+        let load = Load::new(Duration::from_millis(30), now);
+        load.start();
+        load.finish(Duration::from_millis(10), now, DECAY);
         let idle = load.cost(now, DECAY);
         load.start();
         load.start();
         assert!((load.cost(now, DECAY) - 3.0 * idle).abs() < 1.0);
         assert_eq!(load.in_flight(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_endpoint_is_free_until_its_first_request_then_costs_the_default() {
+        let now = Instant::now();
+        let load = Load::new(Duration::from_millis(30), now);
+        assert_eq!(load.cost(now, DECAY), 0.0);
+        load.start();
+        assert!((load.cost(now, DECAY) - 2.0 * 30e6).abs() < 1.0);
     }
 }

@@ -30,7 +30,8 @@ pub struct BalanceSettings {
     #[serde(with = "platform_config::duration")]
     #[schemars(with = "String")]
     pub decay: Duration,
-    /// Latency assumed for an endpoint that has not answered yet; its first answer replaces it.
+    /// Latency assumed for an endpoint while its first request is in flight (an idle endpoint
+    /// that has never answered is tried at once); its first answer replaces it.
     #[serde(with = "platform_config::duration")]
     #[schemars(with = "String")]
     pub default_rtt: Duration,
