@@ -9,7 +9,11 @@
 //! least loaded" (every client piling onto the same endpoint between updates) while getting
 //! almost all of its benefit (Mitzenmacher, "The Power of Two Choices in Randomized Load
 //! Balancing"); Peak-EWMA reacts to a slow endpoint at once and forgives it gradually over the
-//! decay window ([`BalanceSettings::decay`], default 10 s). [`Strategy::RoundRobin`] is the
+//! decay window ([`BalanceSettings::decay`], default 10 s), or over a few dozen faster answers
+//! when it is busy (so that a client-side stall, which slows every answer in flight at once,
+//! does not make fast endpoints look slow for seconds). An endpoint that has never answered is
+//! tried at once when idle and costs [`BalanceSettings::default_rtt`] while its first request is
+//! in flight; its first answer then replaces the default outright. [`Strategy::RoundRobin`] is the
 //! simple, predictable alternative. Both honour endpoint weights; SRV-style priorities are
 //! honoured by using the lowest priority tier that has endpoints in rotation.
 //!

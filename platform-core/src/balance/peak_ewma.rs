@@ -6,6 +6,16 @@
 //! that turns slow is avoided at once and earns trust back gradually. The cost of an endpoint is
 //! that estimate times (in-flight requests + 1), so a fast endpoint that is already busy loses
 //! against an idle one that is a little slower.
+//!
+//! One departure from Finagle: an answer always moves the estimate at least
+//! [`MIN_ANSWER_WEIGHT`] of the way towards itself. With a purely time-based weight, a busy
+//! endpoint answering hundreds of times per decay window needs the whole window to forget one
+//! slow answer, and client-side stalls (a preempted client thread, a GC pause, CPU throttling)
+//! produce exactly such answers on every endpoint in flight at once. Until they were forgotten,
+//! fast endpoints looked as slow as a truly slow peer that happened to be idle, which then took a
+//! few percent of the traffic. With the floor a lone peak is forgotten after a few dozen faster
+//! answers, while an endpoint that keeps answering slowly keeps its estimate up, and an endpoint
+//! that gets few requests still forgets over the decay window.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,6 +34,8 @@ pub(crate) struct Load {
 struct RttEstimate {
     nanos: f64,
     updated_at: Instant,
+    /// False while `nanos` is still the configured default, not a measurement.
+    measured: bool,
 }
 
 impl RttEstimate {
@@ -34,6 +46,13 @@ impl RttEstimate {
         self.nanos * (-elapsed / decay_nanos).exp()
     }
 }
+
+/// The least weight an answer gets against the previous estimate: the excess of a lone peak
+/// shrinks by e after about 20 faster answers (see the module docs).
+const MIN_ANSWER_WEIGHT: f64 = 0.05;
+
+/// The smallest latency recorded (1 µs), so that a cost always grows with requests in flight.
+const MIN_RTT_NANOS: f64 = 1e3;
 
 fn nanos(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e9
@@ -46,19 +65,23 @@ impl Load {
             rtt: Mutex::new(RttEstimate {
                 nanos: nanos(default_rtt),
                 updated_at: now,
+                measured: false,
             }),
         }
     }
 
     /// Peak-EWMA latency × (in-flight + 1).
     pub(crate) fn cost(&self, now: Instant, decay_nanos: f64) -> f64 {
-        let estimate = self
-            .rtt
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .decayed(now, decay_nanos);
+        let rtt = *self.rtt.lock().unwrap_or_else(|p| p.into_inner());
         let pending = self.in_flight.load(Ordering::Relaxed);
-        estimate * f64::from(pending.saturating_add(1))
+        // An endpoint that has never answered is tried at once when idle (as in Finagle): its
+        // peers' measured latencies are usually below the default, so a new endpoint (a scale-up,
+        // a replacement) would otherwise wait until the default decays, tens of seconds. While
+        // that first request is in flight the default stands in, so it is not flooded.
+        if !rtt.measured && pending == 0 {
+            return 0.0;
+        }
+        rtt.decayed(now, decay_nanos) * f64::from(pending.saturating_add(1))
     }
 
     pub(crate) fn start(&self) {
@@ -68,13 +91,19 @@ impl Load {
     /// Ends a request that took `latency`, folding it into the estimate.
     pub(crate) fn finish(&self, latency: Duration, now: Instant, decay_nanos: f64) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let observed = nanos(latency);
+        // An estimate of zero would make requests in flight count for nothing.
+        let observed = nanos(latency).max(MIN_RTT_NANOS);
         let mut estimate = self.rtt.lock().unwrap_or_else(|p| p.into_inner());
-        if observed > estimate.nanos {
+        // The default is a placeholder, not history: averaging the first answers into it would
+        // take several decay windows (tens of seconds) to learn that a new endpoint is fast,
+        // and meanwhile a slow peer would look little worse. Finagle starts from the first
+        // observation too.
+        if !estimate.measured || observed > estimate.nanos {
+            estimate.measured = true;
             estimate.nanos = observed;
         } else {
             let elapsed = nanos(now.saturating_duration_since(estimate.updated_at));
-            let weight = (-elapsed / decay_nanos).exp();
+            let weight = (-elapsed / decay_nanos).exp().min(1.0 - MIN_ANSWER_WEIGHT);
             estimate.nanos = estimate.nanos * weight + observed * (1.0 - weight);
         }
         estimate.updated_at = now;
@@ -119,13 +148,54 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_busy_endpoint_forgets_a_lone_peak_within_dozens_of_answers() {
+        let mut now = Instant::now();
+        let load = Load::new(Duration::from_millis(3), now);
+        load.start();
+        load.finish(Duration::from_millis(3), now, DECAY);
+        load.start();
+        load.finish(Duration::from_millis(30), now, DECAY);
+        // 100 answers of 3 ms, 1 ms apart: a hundredth of the decay window.
+        for _ in 0..100 {
+            now += Duration::from_millis(1);
+            load.start();
+            load.finish(Duration::from_millis(3), now, DECAY);
+        }
+        let got = load.estimate(now, DECAY).as_secs_f64() * 1e3;
+        let expected = 3.0 + 27.0 * (1.0 - MIN_ANSWER_WEIGHT).powi(100);
+        assert!((got - expected).abs() < 0.01, "{got} vs {expected}");
+        assert!(got < 3.2, "{got}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_answer_replaces_the_default() {
+        let start = Instant::now();
+        let load = Load::new(Duration::from_millis(30), start);
+        let later = start + Duration::from_millis(5);
+        load.start();
+        load.finish(Duration::from_millis(3), later, DECAY);
+        assert_eq!(load.estimate(later, DECAY), Duration::from_millis(3));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn cost_grows_with_requests_in_flight() {
         let now = Instant::now();
-        let load = Load::new(Duration::from_millis(10), now);
+        let load = Load::new(Duration::from_millis(30), now);
+        load.start();
+        load.finish(Duration::from_millis(10), now, DECAY);
         let idle = load.cost(now, DECAY);
         load.start();
         load.start();
         assert!((load.cost(now, DECAY) - 3.0 * idle).abs() < 1.0);
         assert_eq!(load.in_flight(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_endpoint_is_free_until_its_first_request_then_costs_the_default() {
+        let now = Instant::now();
+        let load = Load::new(Duration::from_millis(30), now);
+        assert_eq!(load.cost(now, DECAY), 0.0);
+        load.start();
+        assert!((load.cost(now, DECAY) - 2.0 * 30e6).abs() < 1.0);
     }
 }

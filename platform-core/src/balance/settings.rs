@@ -25,11 +25,13 @@ pub enum Strategy {
 pub struct BalanceSettings {
     /// `p2c_peak_ewma` (the default: sends load towards fast, idle endpoints) or `round_robin`.
     pub strategy: Strategy,
-    /// Peak-EWMA decay window: how long a latency observation keeps weight (Linkerd uses 10s).
+    /// Peak-EWMA decay window: how long a latency observation keeps weight (Linkerd uses 10s);
+    /// on a busy endpoint a few dozen later answers outweigh it sooner.
     #[serde(with = "platform_config::duration")]
     #[schemars(with = "String")]
     pub decay: Duration,
-    /// Latency assumed for an endpoint that has not answered yet.
+    /// Latency assumed for an endpoint while its first request is in flight (an idle endpoint
+    /// that has never answered is tried at once); its first answer replaces it.
     #[serde(with = "platform_config::duration")]
     #[schemars(with = "String")]
     pub default_rtt: Duration,

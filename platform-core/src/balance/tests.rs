@@ -142,7 +142,14 @@ async fn ejected_endpoints_are_skipped_until_panic_mode() {
         *ejected.lock().unwrap() = vec![1, 2, 3];
         // Panic mode is re-evaluated every few milliseconds, not on every pick.
         tokio::time::advance(Duration::from_millis(20)).await;
-        let counts = shares(&balancer, 400, |_| Duration::from_millis(10));
+        // Held requests: P2C prefers the endpoints it measured at 10 ms over the two it has no
+        // answer from, and spreads to those as the others fill up.
+        let held: Vec<Picked> = (0..400).map(|_| balancer.pick().unwrap()).collect();
+        let mut counts: HashMap<u16, usize> = HashMap::new();
+        for picked in &held {
+            *counts.entry(picked.endpoint().port()).or_default() += 1;
+        }
+        drop(held);
         assert_eq!(
             counts.len(),
             4,
@@ -242,16 +249,132 @@ async fn dropping_the_guard_records_the_elapsed_time() {
     let resolver = ManualResolver::new("manual://elapsed");
     resolver.set(endpoints(&[1, 2]));
     let balancer = balancer(&resolver, Strategy::P2cPeakEwma);
-    let slow = loop {
-        let picked = balancer.pick().unwrap();
-        if picked.endpoint().port() == 2 {
-            break picked;
-        }
+    // The second pick avoids the endpoint busy with the first.
+    let (a, b) = (balancer.pick().unwrap(), balancer.pick().unwrap());
+    let (fast, slow) = if a.endpoint().port() == 1 {
+        (a, b)
+    } else {
+        (b, a)
     };
+    assert_eq!(slow.endpoint().port(), 2);
+    tokio::time::advance(Duration::from_millis(10)).await;
+    drop(fast);
     tokio::time::advance(Duration::from_secs(2)).await;
     drop(slow);
     assert!(
         (0..50).all(|_| balancer.pick().unwrap().endpoint().port() == 1),
-        "2 s observed on port 2"
+        "2 s observed on port 2, 10 ms on port 1"
     );
+}
+
+/// A client-side stall: every `every`, the calling thread is preempted for `length`, so every
+/// answer arriving meanwhile is seen (and timed) only when it ends.
+#[derive(Clone, Copy)]
+struct Stall {
+    every: Duration,
+    length: Duration,
+}
+
+/// Closed-loop callers under the paused clock: each picks, waits `latency(port)`, finishes and
+/// picks again until `duration` has passed. Returns the share of requests to `port`.
+async fn closed_loop_share(
+    balancer: &Balancer,
+    callers: usize,
+    duration: Duration,
+    stall: Option<Stall>,
+    latency: fn(u16) -> Duration,
+    port: u16,
+) -> f64 {
+    let begin = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let balancer = balancer.clone();
+            tokio::spawn(async move {
+                let mut counts: HashMap<u16, usize> = HashMap::new();
+                while begin.elapsed() < duration {
+                    let picked = balancer.pick().unwrap();
+                    let port = picked.endpoint().port();
+                    *counts.entry(port).or_default() += 1;
+                    tokio::time::sleep(latency(port)).await;
+                    if let Some(Stall { every, length }) = stall {
+                        let into = begin.elapsed().as_nanos() % every.as_nanos();
+                        let into = Duration::from_nanos(into as u64);
+                        if into < length {
+                            tokio::time::sleep(length - into).await;
+                        }
+                    }
+                    drop(picked);
+                }
+                counts
+            })
+        })
+        .collect();
+    let (mut total, mut on_port) = (0, 0);
+    for task in tasks {
+        for (p, n) in task.await.unwrap() {
+            total += n;
+            if p == port {
+                on_port += n;
+            }
+        }
+    }
+    on_port as f64 / total as f64
+}
+
+/// Port 3 answers in 33 ms, ports 1 and 2 in 3.3 ms.
+fn one_slow(port: u16) -> Duration {
+    if port == 3 {
+        Duration::from_millis(33)
+    } else {
+        Duration::from_micros(3300)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn p2c_learns_fast_endpoints_at_once_and_starves_a_10x_slow_one() {
+    // Moderate closed-loop load from a fresh balancer: the fast endpoints must not keep looking
+    // like the 30 ms default for several decay windows, or the slow one stays competitive.
+    for callers in [1, 4, 8] {
+        let resolver = ManualResolver::new("manual://closed-loop");
+        resolver.set(endpoints(&[1, 2, 3]));
+        let balancer = balancer(&resolver, Strategy::P2cPeakEwma);
+        let share = closed_loop_share(
+            &balancer,
+            callers,
+            Duration::from_secs(10),
+            None,
+            one_slow,
+            3,
+        )
+        .await;
+        assert!(share < 0.002, "{callers} callers: slow share {share}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn p2c_starves_a_10x_slow_endpoint_despite_client_stalls() {
+    // A stalled client times every answer in flight as slow at once; the fast endpoints must
+    // not then look as slow as the idle slow one for a whole decay window.
+    for (every, length) in [(1000, 16), (500, 16), (1000, 30)] {
+        let resolver = ManualResolver::new("manual://stalls");
+        resolver.set(endpoints(&[1, 2, 3]));
+        let balancer = balancer(&resolver, Strategy::P2cPeakEwma);
+        let stall = Stall {
+            every: Duration::from_millis(every),
+            length: Duration::from_millis(length),
+        };
+        let share = closed_loop_share(
+            &balancer,
+            4,
+            Duration::from_secs(20),
+            Some(stall),
+            one_slow,
+            3,
+        )
+        .await;
+        assert!(
+            share < 0.01,
+            "{length} ms stall every {every} ms: slow share {share}"
+        );
+    }
 }
