@@ -287,6 +287,7 @@ impl Balancer {
             started: Instant::now(),
             decay_nanos: self.inner.decay_nanos,
             latency: None,
+            failed: false,
         })
     }
 
@@ -503,6 +504,7 @@ pub struct Picked {
     started: Instant,
     decay_nanos: f64,
     latency: Option<Duration>,
+    failed: bool,
 }
 
 impl Picked {
@@ -525,6 +527,13 @@ impl Picked {
     pub fn record(mut self, latency: Duration) {
         self.latency = Some(latency);
     }
+
+    /// Ends the request as failed (an error, a 5xx): it counts as at least twice the
+    /// endpoint's current latency estimate, so an endpoint that fails fast does not look fast,
+    /// and one that keeps failing looks slower with each failure.
+    pub fn failed(mut self) {
+        self.failed = true;
+    }
 }
 
 impl Drop for Picked {
@@ -533,7 +542,11 @@ impl Drop for Picked {
         let latency = self
             .latency
             .unwrap_or_else(|| now.saturating_duration_since(self.started));
-        self.load.finish(latency, now, self.decay_nanos);
+        if self.failed {
+            self.load.finish_failed(latency, now, self.decay_nanos);
+        } else {
+            self.load.finish(latency, now, self.decay_nanos);
+        }
     }
 }
 

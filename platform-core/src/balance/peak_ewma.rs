@@ -16,6 +16,11 @@
 //! few percent of the traffic. With the floor a lone peak is forgotten after a few dozen faster
 //! answers, while an endpoint that keeps answering slowly keeps its estimate up, and an endpoint
 //! that gets few requests still forgets over the decay window.
+//!
+//! A second departure: a failed request counts as slow, not as however fast it failed (see
+//! [`Load::finish_failed`]). An endpoint that answers 503 in a microsecond would otherwise look
+//! like the fastest of all and draw more traffic the more it fails; gRPC's weighted round robin
+//! penalises errors for the same reason (`error_utilization_penalty`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -50,6 +55,9 @@ impl RttEstimate {
 /// The least weight an answer gets against the previous estimate: the excess of a lone peak
 /// shrinks by e after about 20 faster answers (see the module docs).
 const MIN_ANSWER_WEIGHT: f64 = 0.05;
+
+/// How much slower than the current estimate a failed request counts.
+pub(crate) const FAILURE_PENALTY: f64 = 2.0;
 
 /// The smallest latency recorded (1 µs), so that a cost always grows with requests in flight.
 const MIN_RTT_NANOS: f64 = 1e3;
@@ -106,6 +114,28 @@ impl Load {
             let weight = (-elapsed / decay_nanos).exp().min(1.0 - MIN_ANSWER_WEIGHT);
             estimate.nanos = estimate.nanos * weight + observed * (1.0 - weight);
         }
+        estimate.updated_at = now;
+    }
+
+    /// Ends a request that failed after `latency`: it is folded in as an answer [`FAILURE_PENALTY`]
+    /// times slower than the current estimate (or as slow as it really was, if slower). Unlike a
+    /// slow answer it is averaged in, not taken as a peak: failures push the estimate up by a
+    /// few percent each, successes pull it back towards the real latency, so an endpoint that
+    /// fails a share of its requests settles a little above its peers and draws less traffic,
+    /// and one that keeps failing is left to outlier ejection.
+    ///
+    /// Before its first success an endpoint has no estimate of its own, only the configured
+    /// default: a failure then teaches nothing about its speed and leaves it as it is.
+    pub(crate) fn finish_failed(&self, latency: Duration, now: Instant, decay_nanos: f64) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let mut estimate = self.rtt.lock().unwrap_or_else(|p| p.into_inner());
+        if !estimate.measured {
+            return;
+        }
+        let observed = nanos(latency).max(estimate.nanos * FAILURE_PENALTY);
+        let elapsed = nanos(now.saturating_duration_since(estimate.updated_at));
+        let weight = (-elapsed / decay_nanos).exp().min(1.0 - MIN_ANSWER_WEIGHT);
+        estimate.nanos = estimate.nanos * weight + observed * (1.0 - weight);
         estimate.updated_at = now;
     }
 

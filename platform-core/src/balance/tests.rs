@@ -378,3 +378,72 @@ async fn p2c_starves_a_10x_slow_endpoint_despite_client_stalls() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_that_fails_fast_does_not_draw_traffic() {
+    // Eight closed-loop callers; both endpoints answer in 1 ms, but every fourth request to
+    // port 2 fails at once (a 503 in a microsecond). Counted as latencies, the failures would
+    // make port 2 look fastest and give it most of the traffic.
+    let resolver = ManualResolver::new("manual://fails-fast");
+    resolver.set(endpoints(&[1, 2]));
+    let balancer = balancer(&resolver, Strategy::P2cPeakEwma);
+    let to_flaky = Arc::new(AtomicUsize::new(0));
+    let begin = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (balancer, to_flaky) = (balancer.clone(), to_flaky.clone());
+            tokio::spawn(async move {
+                let mut total = 0usize;
+                while begin.elapsed() < Duration::from_secs(10) {
+                    let picked = balancer.pick().unwrap();
+                    total += 1;
+                    if picked.endpoint().port() == 2
+                        && to_flaky.fetch_add(1, Ordering::Relaxed) % 4 == 3
+                    {
+                        tokio::time::sleep(Duration::from_micros(1)).await;
+                        picked.failed();
+                        continue;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    drop(picked);
+                }
+                total
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    let share = to_flaky.load(Ordering::Relaxed) as f64 / total as f64;
+    assert!(
+        share < 0.5,
+        "the failing endpoint drew {share:.3} of the traffic"
+    );
+    // Still used: its successes bring it back between failures.
+    assert!(
+        share > 0.05,
+        "the failing endpoint drew {share:.3} of the traffic"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_make_an_endpoint_look_slower_never_faster() {
+    let load = Load::new(Duration::from_millis(30), Instant::now());
+    let decay = 10e9;
+    // Before any success a failure says nothing about speed: still untried, still idle.
+    load.start();
+    load.finish_failed(Duration::from_micros(1), Instant::now(), decay);
+    assert_eq!(load.in_flight(), 0);
+    assert_eq!(load.cost(Instant::now(), decay), 0.0);
+    load.start();
+    load.finish(Duration::from_millis(1), Instant::now(), decay);
+    let mut last = load.estimate(Instant::now(), decay);
+    for _ in 0..3 {
+        load.start();
+        load.finish_failed(Duration::from_micros(1), Instant::now(), decay);
+        let now = load.estimate(Instant::now(), decay);
+        assert!(now > last, "{last:?} -> {now:?}");
+        last = now;
+    }
+}

@@ -94,8 +94,8 @@ pub(crate) enum PickKey {
     Index(usize),
     Discovered {
         id: EndpointId,
-        // Dropped when the attempt is recorded: that records its latency.
-        _load: platform_core::balance::Picked,
+        /// Ended when the attempt is recorded: that records its latency.
+        load: platform_core::balance::Picked,
     },
 }
 
@@ -184,7 +184,7 @@ impl Endpoints {
                 Ok((
                     PickKey::Discovered {
                         id: chosen.id().clone(),
-                        _load: picked,
+                        load: picked,
                     },
                     Cow::Owned(endpoint),
                 ))
@@ -209,8 +209,12 @@ impl Endpoints {
             (Endpoints::Fixed { list, detector, .. }, PickKey::Index(index)) if list.len() > 1 => {
                 detector.record(&index, healthy);
             }
-            (Endpoints::Discovered { detector, .. }, PickKey::Discovered { id, .. }) => {
+            (Endpoints::Discovered { detector, .. }, PickKey::Discovered { id, load }) => {
                 detector.record(&id, healthy);
+                // A failure must not make the endpoint look fast to the balancer.
+                if !healthy {
+                    load.failed();
+                }
             }
             _ => {}
         }
