@@ -377,9 +377,11 @@ impl ClientBuilder {
             )
             .map_err(|reason| config("discovery", reason))?
         };
+        let target = Arc::from(name.as_str());
         Ok(Client {
             inner: Arc::new(Inner {
-                target: Arc::from(name.as_str()),
+                instruments: Instruments::new(&target),
+                target,
                 http,
                 endpoints,
                 resilience,
@@ -387,7 +389,6 @@ impl ClientBuilder {
                 max_replay_body: settings.max_replay_body,
                 max_response_body: settings.max_response_body,
                 default_headers,
-                instruments: Instruments::new(),
             }),
         })
     }
