@@ -71,6 +71,12 @@ pub struct CallOptions {
     pub max_attempts: Option<u32>,
     /// Never hedge this call, even if hedging is on.
     pub no_hedge: bool,
+    /// The attempts stop themselves at [`Attempt::deadline`] and fail when
+    /// they do, so the call arms no timer of its own around them: a client
+    /// with its own per-attempt timeout then needs one timer per attempt,
+    /// not two. An attempt that fails once the deadline has passed counts
+    /// as cut short by it (the call ends in `DeadlineExceeded`).
+    pub attempts_enforce_deadline: bool,
 }
 
 impl CallOptions {
@@ -98,6 +104,13 @@ impl CallOptions {
         self.max_attempts = Some(max_attempts);
         self
     }
+
+    /// The same options for attempts that enforce the deadline themselves
+    /// (see [`attempts_enforce_deadline`](Self::attempts_enforce_deadline)).
+    pub fn with_attempts_enforcing_deadline(mut self) -> Self {
+        self.attempts_enforce_deadline = true;
+        self
+    }
 }
 
 /// What the closure of [`Resilience::call`] learns about the attempt it makes.
@@ -122,6 +135,14 @@ impl Attempt {
 /// The result of an attempt: the value and its classification, or `None`
 /// when the deadline cut it short.
 type Finished<T, E> = Option<(Result<T, E>, Classification)>;
+
+/// How an attempt is held to the call's deadline.
+#[derive(Clone, Copy)]
+struct Limit {
+    deadline: Deadline,
+    /// Whether the call arms the timer, or the attempt stops itself.
+    timer: bool,
+}
 
 enum Stop {
     AttemptsExhausted,
@@ -255,7 +276,8 @@ impl Resilience {
     /// Runs `attempt` until it succeeds or the policies say stop.
     ///
     /// Each attempt runs with the call's deadline installed as
-    /// [`Deadline::current`] and is cancelled when it passes. Between
+    /// [`Deadline::current`] and is cancelled when it passes (or stops
+    /// itself, with [`CallOptions::attempts_enforce_deadline`]). Between
     /// attempts the call sleeps the backoff, or the server's pushback when it
     /// fits in the deadline. When the policies stop after an attempt that
     /// returned `Ok` (say an HTTP 503 kept as a response) that value is the
@@ -300,12 +322,16 @@ impl Resilience {
                     });
                 }
             };
+            let limit = Limit {
+                deadline,
+                timer: !options.attempts_enforce_deadline,
+            };
             let finished = if hedging && attempts + 1 < max_attempts {
-                self.hedged_attempt(classifier, &mut attempt, &mut attempts, deadline, permit)
+                self.hedged_attempt(classifier, &mut attempt, &mut attempts, limit, permit)
                     .await
             } else {
                 attempts += 1;
-                self.attempt(classifier, &mut attempt, attempts, deadline, permit)
+                self.attempt(classifier, &mut attempt, attempts, limit, permit)
                     .await
             };
             let Some((result, classification)) = finished else {
@@ -456,7 +482,7 @@ impl Resilience {
         &self,
         classifier: &C,
         future: Fut,
-        deadline: Deadline,
+        limit: Limit,
         permit: super::BreakerPermit,
     ) -> Finished<T, E>
     where
@@ -464,24 +490,30 @@ impl Resilience {
         Fut: Future<Output = Result<T, E>>,
     {
         let inner = &*self.inner;
+        let deadline = limit.deadline;
         // The clock is read only when the estimate needs it.
         let started = inner.hedge.is_enabled().then(Instant::now);
-        match tokio::time::timeout_at(deadline.instant(), deadline.scope(future)).await {
-            Ok(result) => {
-                let classification = classifier.classify(&result);
-                permit.record(classification.is_healthy());
-                if let Some(started) = started
-                    && classification.verdict == Verdict::Success
-                {
-                    inner.hedge.estimate().record(started.elapsed());
-                }
-                Some((result, classification))
-            }
-            Err(_elapsed) => {
-                permit.record(false);
-                None
-            }
+        let result = if limit.timer {
+            // `None` when the timer cut the attempt short.
+            tokio::time::timeout_at(deadline.instant(), deadline.scope(future))
+                .await
+                .ok()
+        } else {
+            Some(deadline.scope(future).await)
+                .filter(|result| result.is_ok() || !deadline.is_expired())
+        };
+        let Some(result) = result else {
+            permit.record(false);
+            return None;
+        };
+        let classification = classifier.classify(&result);
+        permit.record(classification.is_healthy());
+        if let Some(started) = started
+            && classification.verdict == Verdict::Success
+        {
+            inner.hedge.estimate().record(started.elapsed());
         }
+        Some((result, classification))
     }
 
     /// One attempt, within the deadline, reported to the breaker.
@@ -490,7 +522,7 @@ impl Resilience {
         classifier: &C,
         make: &mut F,
         number: u32,
-        deadline: Deadline,
+        limit: Limit,
         permit: super::BreakerPermit,
     ) -> Finished<T, E>
     where
@@ -498,8 +530,8 @@ impl Resilience {
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let future = self.start(make, number, false, deadline);
-        self.finish(classifier, future, deadline, permit).await
+        let future = self.start(make, number, false, limit.deadline);
+        self.finish(classifier, future, limit, permit).await
     }
 
     /// An attempt that gets a second, racing one if it is slower than the
@@ -511,7 +543,7 @@ impl Resilience {
         classifier: &C,
         make: &mut F,
         attempts: &mut u32,
-        deadline: Deadline,
+        limit: Limit,
         permit: super::BreakerPermit,
     ) -> Finished<T, E>
     where
@@ -520,14 +552,15 @@ impl Resilience {
         Fut: Future<Output = Result<T, E>>,
     {
         let inner = &*self.inner;
+        let deadline = limit.deadline;
         *attempts += 1;
         let Some(hedge_delay) = inner.hedge.delay() else {
             return self
-                .attempt(classifier, make, *attempts, deadline, permit)
+                .attempt(classifier, make, *attempts, limit, permit)
                 .await;
         };
         let first_future = self.start(make, *attempts, false, deadline);
-        let mut first = pin!(self.finish(classifier, first_future, deadline, permit));
+        let mut first = pin!(self.finish(classifier, first_future, limit, permit));
         tokio::select! {
             biased;
             finished = &mut first => return finished,
@@ -549,7 +582,7 @@ impl Resilience {
         inner.instruments.hedge();
         tracing::debug!(resilience.target = %inner.instruments.target, attempt = *attempts, after = ?hedge_delay, "hedging: second attempt sent");
         let second_future = self.start(make, *attempts, true, deadline);
-        let mut second = pin!(self.finish(classifier, second_future, deadline, second_permit));
+        let mut second = pin!(self.finish(classifier, second_future, limit, second_permit));
 
         let wins = |finished: &Finished<T, E>| matches!(finished, Some((_, c)) if !matches!(c.verdict, Verdict::Retryable { .. }));
         let (mut first_pending, mut second_pending) = (true, true);

@@ -135,3 +135,53 @@ async fn total_timeout_applies_without_a_deadline() {
     ));
     assert_eq!(start.elapsed(), Duration::from_secs(3));
 }
+
+#[tokio::test(start_paused = true)]
+async fn attempts_that_enforce_the_deadline_get_no_timer_of_their_own() {
+    let r = policies("orders", &quiet_settings());
+    let options = CallOptions::idempotent()
+        .with_deadline(Deadline::after(Duration::from_secs(1)))
+        .with_attempts_enforcing_deadline();
+    // An attempt that stops itself at the deadline and fails: cut short by
+    // the deadline, not retried, and the failure is not the "last" error.
+    let calls = Counter::default();
+    let err = r
+        .call(&classify, &options, |attempt| {
+            calls.hit();
+            async move {
+                tokio::time::sleep_until(attempt.deadline.instant()).await;
+                Err::<(), _>(TestError::Unavailable)
+            }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(calls.get(), 1);
+    assert!(
+        matches!(
+            err,
+            ResilienceError::DeadlineExceeded {
+                attempts: 1,
+                last: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // An answer that arrives after the deadline is still the answer: the
+    // call set no timer to cancel it.
+    let late = r
+        .call(
+            &classify,
+            &CallOptions::idempotent()
+                .with_deadline(Deadline::after(Duration::from_millis(10)))
+                .with_attempts_enforcing_deadline(),
+            |_| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, TestError>("late")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(late, "late");
+}

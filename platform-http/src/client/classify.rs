@@ -82,19 +82,35 @@ impl Failure {
     }
 }
 
-/// `StatusCode::as_str` for a `'static` metric attribute.
-trait StaticStatus {
+/// `StatusCode::as_str` for a `'static` metric attribute (no `String` per
+/// attempt): the retryable statuses and every 5xx.
+pub(crate) trait StaticStatus {
     fn as_str_static(&self) -> &'static str;
 }
+
+/// "500501502...599", for `as_str_static`.
+static SERVER_ERROR_CODES: [u8; 300] = {
+    let mut digits = [0u8; 300];
+    let mut i = 0;
+    while i < 100 {
+        let code = 500 + i;
+        digits[i * 3] = b'0' + (code / 100) as u8;
+        digits[i * 3 + 1] = b'0' + (code / 10 % 10) as u8;
+        digits[i * 3 + 2] = b'0' + (code % 10) as u8;
+        i += 1;
+    }
+    digits
+};
 
 impl StaticStatus for StatusCode {
     fn as_str_static(&self) -> &'static str {
         match self.as_u16() {
             408 => "408",
             429 => "429",
-            502 => "502",
-            503 => "503",
-            504 => "504",
+            code @ 500..=599 => {
+                let at = usize::from(code - 500) * 3;
+                std::str::from_utf8(&SERVER_ERROR_CODES[at..at + 3]).unwrap_or("_OTHER")
+            }
             _ => "_OTHER",
         }
     }
@@ -192,5 +208,19 @@ pub(crate) fn client_error(error: ResilienceError<AttemptError>) -> ClientError 
         | ResilienceError::NotIdempotent { source: last, .. } => {
             last.into_client_error(target, attempts)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_status_strings_match_the_codes() {
+        for code in [408, 429, 500, 502, 503, 504, 511, 599] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(status.as_str_static(), status.as_str());
+        }
+        assert_eq!(StatusCode::NOT_FOUND.as_str_static(), "_OTHER");
     }
 }

@@ -2,6 +2,8 @@
 //! budget exhaustion, breaker changes, ejections and hedges are counted by
 //! the resilience layer under the `platform` meter.
 
+use std::sync::Arc;
+
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 
@@ -14,12 +16,15 @@ pub(crate) struct Instruments {
     pub(crate) retry_after_malformed: Counter<u64>,
     /// Requests sent once only because their body could not be replayed.
     pub(crate) not_replayable: Counter<u64>,
+    /// `target`, made once rather than on every count.
+    target: [KeyValue; 1],
 }
 
 impl Instruments {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(target: &Arc<str>) -> Self {
         let meter = opentelemetry::global::meter("platform-http");
         Instruments {
+            target: [KeyValue::new("target", Arc::clone(target))],
             duration: meter
                 .f64_histogram("http.client.request.duration")
                 .with_unit("s")
@@ -41,7 +46,8 @@ impl Instruments {
         }
     }
 
-    pub(crate) fn target(target: &str) -> [KeyValue; 1] {
-        [KeyValue::new("target", target.to_owned())]
+    /// The attributes of the per-target counters.
+    pub(crate) fn target(&self) -> &[KeyValue] {
+        &self.target
     }
 }

@@ -30,9 +30,11 @@
 //! - **Fail fast.** The target's circuit breaker opens while it is down;
 //!   with several endpoints ([`ClientBuilder::endpoints`]) failing ones are
 //!   ejected (Envoy's outlier detection).
-//! - **Observable.** One `http.client.request` span per call, a debug event
-//!   per attempt (number, endpoint, delay since the previous one, outcome)
-//!   and one saying why the call stopped; trace context and baggage injected
+//! - **Observable.** One `http.client.request` span per call, an event per
+//!   attempt (`http.client.attempt`: number, endpoint, delay since the
+//!   previous one, outcome) and one saying why a failed call stopped
+//!   (`http.client.stopped`), as OpenTelemetry events on the span when it is
+//!   sampled and as debug log events; trace context and baggage injected
 //!   into every attempt; `http.client.request.duration` per attempt.
 //!
 //! reqwest's own retries (of HTTP/2 refusals, unbudgeted) are turned off:
@@ -377,9 +379,11 @@ impl ClientBuilder {
             )
             .map_err(|reason| config("discovery", reason))?
         };
+        let target = Arc::from(name.as_str());
         Ok(Client {
             inner: Arc::new(Inner {
-                target: Arc::from(name.as_str()),
+                instruments: Instruments::new(&target),
+                target,
                 http,
                 endpoints,
                 resilience,
@@ -387,7 +391,6 @@ impl ClientBuilder {
                 max_replay_body: settings.max_replay_body,
                 max_response_body: settings.max_response_body,
                 default_headers,
-                instruments: Instruments::new(),
             }),
         })
     }

@@ -1,7 +1,7 @@
 //! Building a request and sending it through the target's policies.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -9,11 +9,15 @@ use opentelemetry::KeyValue;
 use platform_core::resilience::{
     Attempt, CallOptions, Classification, Deadline, ResilienceError, Verdict,
 };
+use platform_core::telemetry::opentelemetry::trace::TraceContextExt as _;
 use platform_core::telemetry::sampling;
+use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::classify::{AttemptError, Failure, classify, client_error, is_retryable_status};
-use super::metrics::Instruments;
+use super::classify::{
+    AttemptError, Failure, StaticStatus as _, classify, client_error, is_retryable_status,
+};
 use super::propagation::{inject_context, inject_trace_context, set_deadline};
 use super::retry_after::RetryAfter;
 use super::{Client, ClientError, IDEMPOTENCY_KEY_HEADER, Inner, Response};
@@ -231,11 +235,13 @@ impl RequestBuilder {
         let idempotent = self.idempotent.unwrap_or_else(|| {
             is_idempotent_method(&self.method) || self.headers.contains_key(IDEMPOTENCY_KEY_HEADER)
         });
-        let mut options = if idempotent {
+        let options = if idempotent {
             CallOptions::idempotent()
         } else {
             CallOptions::not_idempotent()
         };
+        // Each attempt's one timer covers the deadline too (see `attempt`).
+        let mut options = options.with_attempts_enforcing_deadline();
         if let Some(timeout) = self.timeout {
             options = options.with_deadline(Deadline::after(timeout));
         }
@@ -252,7 +258,7 @@ impl RequestBuilder {
             inner
                 .instruments
                 .not_replayable
-                .add(1, &Instruments::target(&inner.target));
+                .add(1, inner.instruments.target());
             options = options.with_max_attempts(1);
             options.no_hedge = true;
         }
@@ -262,6 +268,11 @@ impl RequestBuilder {
         }
         headers.extend(self.headers);
 
+        let span = tracing::Span::current();
+        // Checked once per call: attempt events are built only for a span
+        // that keeps them (not for one the sampler dropped).
+        let recorded =
+            unsampled.is_none() && !span.is_disabled() && span.context().span().is_recording();
         let exchange = Exchange {
             inner,
             method: &self.method,
@@ -271,6 +282,7 @@ impl RequestBuilder {
             headers: &headers,
             unsampled: unsampled.as_ref(),
             last_end: Mutex::new(None),
+            span: recorded.then_some(&span),
         };
         let started = Instant::now();
         let classifier = |result: &Result<Response, AttemptError>| classify(result);
@@ -286,7 +298,6 @@ impl RequestBuilder {
             })
             .await;
 
-        let span = tracing::Span::current();
         let elapsed = started.elapsed();
         match result {
             Ok(response) => {
@@ -317,6 +328,15 @@ impl RequestBuilder {
                 }
                 span.record("error.type", error.error_type());
                 span.record("otel.status_code", "ERROR");
+                if recorded {
+                    let mut attributes = Vec::with_capacity(3);
+                    attributes.push(KeyValue::new("reason", reason));
+                    if let Some(attempts) = error.attempts() {
+                        attributes.push(KeyValue::new("attempts", i64::from(attempts)));
+                    }
+                    attributes.push(KeyValue::new("error.type", error.error_type()));
+                    span.add_event("http.client.stopped", attributes);
+                }
                 // Debug like the resilience layer's own events: during an
                 // outage every call fails, and the span carries error.type.
                 tracing::debug!(
@@ -374,6 +394,8 @@ struct Exchange<'a> {
     unsampled: Option<&'a opentelemetry::Context>,
     /// When the previous attempt ended, for the "delay" of the next one's event.
     last_end: Mutex<Option<Instant>>,
+    /// The call's span when OpenTelemetry records it, for attempt events.
+    span: Option<&'a tracing::Span>,
 }
 
 impl Exchange<'_> {
@@ -395,17 +417,27 @@ impl Exchange<'_> {
             }
         };
         let endpoint = &*endpoint;
+        // One clock read for the start, the deadline header and the timer.
         let started = Instant::now();
         let delay = self
             .last_end
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .map(|end| started.saturating_duration_since(end));
+        let deadline = attempt.deadline.instant();
+        // One timer per attempt, at the earlier of its own timeout and the
+        // call's deadline (the resilience layer arms none: see
+        // `CallOptions::attempts_enforce_deadline`).
+        let (limit, cut_by_deadline) = match started.checked_add(inner.attempt_timeout) {
+            Some(own) if own < deadline => (own, false),
+            _ => (deadline, true),
+        };
         let url = if self.query.is_empty() {
             reqwest::Url::parse(&endpoint.url(self.path))
         } else {
             reqwest::Url::parse_with_params(&endpoint.url(self.path), self.query)
         };
+        let mut deadline_passed = false;
         let result = match url {
             Err(e) => Err(Failure::Invalid(format!(
                 "invalid URL for path {:?}: {e}",
@@ -414,26 +446,31 @@ impl Exchange<'_> {
             Ok(url) => {
                 let mut request = reqwest::Request::new(self.method.clone(), url);
                 let headers = request.headers_mut();
-                headers.clone_from(self.headers);
-                set_deadline(headers, attempt.remaining());
+                // Sized once for the call's headers and the ones added here
+                // (deadline, traceparent, tracestate or baggage), rather than
+                // a clone that grows on the first insert.
+                headers.reserve(self.headers.len() + 3);
+                for (name, value) in self.headers {
+                    headers.append(name.clone(), value.clone());
+                }
+                set_deadline(headers, deadline.saturating_duration_since(started));
                 match self.unsampled {
                     Some(cx) => inject_context(cx, headers),
                     None => inject_trace_context(headers),
                 }
                 *request.body_mut() = body;
-                // The deadline itself is enforced around the attempt by the
-                // resilience layer; this is the shorter per-attempt limit.
-                let limit = inner.attempt_timeout;
-                if limit < attempt.remaining() {
-                    match tokio::time::timeout(limit, self.exchange(request)).await {
-                        Ok(result) => result,
-                        Err(_elapsed) => Err(Failure::Timeout),
+                match tokio::time::timeout_at(limit, self.exchange(request)).await {
+                    Ok(result) => result,
+                    Err(_elapsed) => {
+                        deadline_passed = cut_by_deadline;
+                        Err(Failure::Timeout)
                     }
-                } else {
-                    self.exchange(request).await
                 }
             }
         };
+        let end = Instant::now();
+        let elapsed = end.saturating_duration_since(started);
+        *self.last_end.lock().unwrap_or_else(|p| p.into_inner()) = Some(end);
         let result = result
             .map(|(status, version, headers, body)| Response {
                 status,
@@ -448,9 +485,20 @@ impl Exchange<'_> {
                 endpoint: endpoint.label.clone(),
                 failure,
             });
-
-        let elapsed = started.elapsed();
-        *self.last_end.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        if deadline_passed {
+            // The deadline, not this attempt, ran out: the call ends in
+            // DeadlineExceeded, and the attempt is neither counted against
+            // the endpoint nor measured, as when the layer cancelled it.
+            self.event(
+                &attempt,
+                endpoint,
+                &result,
+                "deadline exceeded",
+                elapsed,
+                delay,
+            );
+            return result;
+        }
         let classification = classify(&result);
         inner.endpoints.record(key, classification.is_healthy());
         self.record(&attempt, endpoint, &result, classification, elapsed, delay);
@@ -480,7 +528,7 @@ impl Exchange<'_> {
                     self.inner
                         .instruments
                         .retry_after_malformed
-                        .add(1, &Instruments::target(&self.inner.target));
+                        .add(1, self.inner.instruments.target());
                     tracing::debug!(
                         value = ?headers.get(http::header::RETRY_AFTER),
                         "ignoring a malformed Retry-After header"
@@ -497,7 +545,7 @@ impl Exchange<'_> {
         Ok((status, version, headers, body))
     }
 
-    /// The attempt's event and duration metric.
+    /// The attempt's duration metric and event.
     fn record(
         &self,
         attempt: &Attempt,
@@ -507,42 +555,64 @@ impl Exchange<'_> {
         elapsed: Duration,
         delay: Option<Duration>,
     ) {
-        let mut attributes = Vec::with_capacity(5);
-        attributes.push(KeyValue::new("http.request.method", self.method_attribute));
-        attributes.push(KeyValue::new("server.address", endpoint.address.clone()));
-        attributes.push(KeyValue::new("server.port", i64::from(endpoint.port)));
-        let outcome = match result {
-            Ok(response) => {
-                attributes.push(KeyValue::new(
-                    "http.response.status_code",
-                    i64::from(response.status.as_u16()),
-                ));
-                if response.status.is_server_error() {
-                    attributes.push(KeyValue::new(
-                        "error.type",
-                        response.status.as_str().to_owned(),
-                    ));
-                }
-                "answered"
-            }
-            Err(e) => {
-                if let Failure::Status { status, .. } = &e.failure {
-                    attributes.push(KeyValue::new(
-                        "http.response.status_code",
-                        i64::from(status.as_u16()),
-                    ));
-                }
-                attributes.push(KeyValue::new("error.type", e.failure.error_type()));
-                match classification.verdict {
-                    Verdict::Retryable { .. } => "retryable failure",
-                    _ => "failed",
-                }
-            }
+        let (status, error_type) = match result {
+            Ok(response) => (
+                Some(response.status),
+                response
+                    .status
+                    .is_server_error()
+                    .then(|| response.status.as_str_static()),
+            ),
+            Err(e) => match &e.failure {
+                Failure::Status { status, .. } => (Some(*status), Some(e.failure.error_type())),
+                failure => (None, Some(failure.error_type())),
+            },
         };
-        self.inner
-            .instruments
-            .duration
-            .record(elapsed.as_secs_f64(), &attributes);
+        // On the stack, in the order the attributes always had: no
+        // allocation per attempt.
+        let method = KeyValue::new("http.request.method", self.method_attribute);
+        let address = KeyValue::new("server.address", endpoint.address.clone());
+        let port = KeyValue::new("server.port", i64::from(endpoint.port));
+        let status =
+            status.map(|s| KeyValue::new("http.response.status_code", i64::from(s.as_u16())));
+        let error_type = error_type.map(|e| KeyValue::new("error.type", e));
+        let duration = &self.inner.instruments.duration;
+        let seconds = elapsed.as_secs_f64();
+        match (status, error_type) {
+            (Some(s), Some(e)) => duration.record(seconds, &[method, address, port, s, e]),
+            (Some(s), None) => duration.record(seconds, &[method, address, port, s]),
+            (None, Some(e)) => duration.record(seconds, &[method, address, port, e]),
+            (None, None) => duration.record(seconds, &[method, address, port]),
+        }
+        let outcome = match (result, classification.verdict) {
+            (Ok(_), _) => "answered",
+            (Err(_), Verdict::Retryable { .. }) => "retryable failure",
+            (Err(_), _) => "failed",
+        };
+        self.event(attempt, endpoint, result, outcome, elapsed, delay);
+    }
+
+    /// The attempt's debug event, and the same as an OpenTelemetry event on
+    /// the call's span when that span is recorded: traces show every
+    /// attempt without an info log line per attempt.
+    fn event(
+        &self,
+        attempt: &Attempt,
+        endpoint: &super::endpoints::Endpoint,
+        result: &Result<Response, AttemptError>,
+        outcome: &'static str,
+        elapsed: Duration,
+        delay: Option<Duration>,
+    ) {
+        let status = match result {
+            Ok(response) => Some(response.status),
+            Err(AttemptError {
+                failure: Failure::Status { status, .. },
+                ..
+            }) => Some(*status),
+            Err(_) => None,
+        };
+        let error_type = result.as_ref().err().map(|e| e.failure.error_type());
         tracing::debug!(
             attempt = attempt.number,
             hedge = attempt.hedge,
@@ -550,11 +620,40 @@ impl Exchange<'_> {
             delay = ?delay,
             elapsed = ?elapsed,
             outcome,
-            status = result.as_ref().ok().map(|r| r.status.as_u16()),
-            error = result.as_ref().err().map(|e| e.failure.error_type()),
+            status = status.map(|s| s.as_u16()),
+            error = error_type,
             "http.client.attempt"
         );
+        let Some(span) = self.span else {
+            return;
+        };
+        let mut attributes = Vec::with_capacity(9);
+        attributes.push(KeyValue::new("attempt", i64::from(attempt.number)));
+        if attempt.hedge {
+            attributes.push(KeyValue::new("hedge", true));
+        }
+        attributes.push(KeyValue::new("endpoint", endpoint.label.clone()));
+        if let Some(delay) = delay {
+            attributes.push(KeyValue::new("delay_ms", millis(delay)));
+        }
+        attributes.push(KeyValue::new("elapsed_ms", millis(elapsed)));
+        attributes.push(KeyValue::new("outcome", outcome));
+        if let Some(status) = status {
+            attributes.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status.as_u16()),
+            ));
+        }
+        if let Some(error_type) = error_type {
+            attributes.push(KeyValue::new("error.type", error_type));
+        }
+        span.add_event("http.client.attempt", attributes);
     }
+}
+
+/// A duration in (fractional) milliseconds, for event attributes.
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
 }
 
 /// Reads a whole body, refusing it once it passes `limit` bytes (checked

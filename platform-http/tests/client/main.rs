@@ -8,6 +8,7 @@
 
 mod deadline;
 mod discovery;
+mod events;
 mod failures;
 mod policies;
 

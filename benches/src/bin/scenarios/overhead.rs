@@ -12,11 +12,16 @@
 //! propagator): with a sampler that keeps nothing ("sampling off"), and
 //! once more for the platform client with every span kept and handed to a
 //! no-op exporter ("sampling on").
+//!
+//! A meter provider with a reader that never exports (as a service scraped
+//! by Prometheus has between scrapes) is installed before the clients are
+//! built, so the client's metrics cost what they cost in a service.
 
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use platform_benches::load::{Mode, TargetServer, thread_cpu_time};
 use platform_benches::report::summarize;
@@ -121,6 +126,11 @@ struct Tally {
 
 pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
     let server = TargetServer::start(Mode::Healthy).map_err(|e| e.to_string())?;
+    // Instruments are taken when a client is built: install first.
+    let meters = SdkMeterProvider::builder()
+        .with_reader(ManualReader::builder().build())
+        .build();
+    opentelemetry::global::set_meter_provider(meters.clone());
     opentelemetry::global::set_text_map_propagator(
         platform_core::telemetry::propagation::TraceContextPropagator::new(),
     );
@@ -210,6 +220,7 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
     }
     let _ = off_provider.shutdown();
     let _ = on_provider.shutdown();
+    let _ = meters.shutdown();
 
     let mut rows = Vec::new();
     for (variant, tally) in VARIANTS.iter().zip(tallies.iter_mut()) {

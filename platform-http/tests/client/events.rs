@@ -1,0 +1,134 @@
+//! Every attempt and the reason the call stopped reach the client span as
+//! OpenTelemetry events (not only debug log lines, which the default
+//! `info` level drops).
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use opentelemetry::Value;
+use opentelemetry::trace::Event;
+use platform_http::Client;
+use platform_telemetry::opentelemetry_sdk::trace::SpanData;
+use platform_telemetry::testing::TelemetryCapture;
+
+use crate::{Hits, serve, settings, target};
+
+/// Answers 503 to the first `failures` requests, then 200.
+fn failing_first(failures: usize) -> axum::Router {
+    let hits = Hits::default();
+    axum::Router::new().route(
+        "/",
+        get(move || {
+            let failed = hits.bump() <= failures;
+            async move {
+                if failed {
+                    (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
+                } else {
+                    "ok".into_response()
+                }
+            }
+        }),
+    )
+}
+
+/// The events the client adds to its span itself. The capture keeps every
+/// level, so the debug events (which tracing-opentelemetry turns into span
+/// events with a `level`) are there too; a service at `info` drops those.
+fn own_events(span: &SpanData) -> Vec<&Event> {
+    span.events
+        .iter()
+        .filter(|e| attribute(e, "level").is_none())
+        .collect()
+}
+
+fn attribute<'a>(event: &'a Event, key: &str) -> Option<&'a Value> {
+    event
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
+}
+
+#[tokio::test]
+async fn a_call_retried_once_has_an_event_per_attempt() {
+    let capture = TelemetryCapture::new();
+    let url = serve(failing_first(1)).await;
+    let client = Client::from_settings(&target("events"), &settings(&url)).unwrap();
+    {
+        let _on = capture.set_default();
+        let response = client.get("/").send().await.unwrap();
+        assert_eq!(response.attempts(), 2);
+    }
+    let span = capture.span("GET").expect("the client span was exported");
+    let events = own_events(&span);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let endpoint = Value::from(url.trim_start_matches("http://").to_owned());
+
+    let first = events[0];
+    assert_eq!(first.name, "http.client.attempt");
+    assert_eq!(attribute(first, "attempt"), Some(&Value::I64(1)));
+    assert_eq!(attribute(first, "endpoint"), Some(&endpoint));
+    assert_eq!(
+        attribute(first, "delay_ms"),
+        None,
+        "a first attempt has no delay"
+    );
+    assert_eq!(
+        attribute(first, "outcome"),
+        Some(&Value::from("retryable failure"))
+    );
+    assert_eq!(
+        attribute(first, "http.response.status_code"),
+        Some(&Value::I64(503))
+    );
+    assert_eq!(attribute(first, "error.type"), Some(&Value::from("503")));
+    assert!(matches!(attribute(first, "elapsed_ms"), Some(Value::F64(ms)) if *ms > 0.0));
+
+    let second = events[1];
+    assert_eq!(second.name, "http.client.attempt");
+    assert_eq!(attribute(second, "attempt"), Some(&Value::I64(2)));
+    assert!(
+        matches!(attribute(second, "delay_ms"), Some(Value::F64(ms)) if *ms >= 0.0),
+        "{second:?}"
+    );
+    assert_eq!(attribute(second, "outcome"), Some(&Value::from("answered")));
+    assert_eq!(
+        attribute(second, "http.response.status_code"),
+        Some(&Value::I64(200))
+    );
+    assert_eq!(attribute(second, "error.type"), None);
+    assert!(second.timestamp >= first.timestamp);
+}
+
+#[tokio::test]
+async fn a_call_that_gives_up_says_why() {
+    let capture = TelemetryCapture::new();
+    let url = serve(failing_first(usize::MAX)).await;
+    let client = Client::from_settings(&target("events-exhausted"), &settings(&url)).unwrap();
+    {
+        let _on = capture.set_default();
+        client.get("/").send().await.unwrap_err();
+    }
+    let span = capture.span("GET").expect("the client span was exported");
+    let events = own_events(&span);
+    let names: Vec<&str> = events.iter().map(|e| &*e.name).collect();
+    assert_eq!(
+        names,
+        [
+            "http.client.attempt",
+            "http.client.attempt",
+            "http.client.attempt",
+            "http.client.stopped"
+        ]
+    );
+    let stopped = events[3];
+    assert_eq!(
+        attribute(stopped, "reason"),
+        Some(&Value::from("attempts exhausted"))
+    );
+    assert_eq!(attribute(stopped, "attempts"), Some(&Value::I64(3)));
+    assert_eq!(
+        attribute(stopped, "error.type"),
+        Some(&Value::from("status"))
+    );
+}
