@@ -33,13 +33,10 @@ pub async fn main(args: Option<ConfigArgs>) -> Result<(), platform_core::Error> 
     // Readiness-neutral: an empty shelf is worth a look, and the service can
     // still answer every other SKU.
     let checked = store.clone();
-    rt.health().register(
+    rt.health().register_sync(
         "store",
         CheckOptions::new(Kind::Readiness).interval(Duration::from_secs(5)),
-        move || {
-            let outcome = checked.check();
-            async move { outcome }
-        },
+        move || checked.check(),
     )?;
 
     platform_http::serve(&rt, routes::router(store)).await

@@ -59,13 +59,10 @@ pub async fn main(args: Option<ConfigArgs>) -> Result<(), OrdersError> {
     // report it (warn), never fail readiness over it.
     let watched = inventory.clone();
     rt.health()
-        .register(
+        .register_sync(
             "dependency:inventory",
             CheckOptions::new(Kind::Readiness).interval(Duration::from_secs(5)),
-            move || {
-                let outcome = dependency_check(&watched);
-                async move { outcome }
-            },
+            move || dependency_check(&watched),
         )
         .map_err(platform_core::Error::from)?;
 

@@ -50,6 +50,15 @@ impl RttEstimate {
         let elapsed = nanos(now.saturating_duration_since(self.updated_at));
         self.nanos * (-elapsed / decay_nanos).exp()
     }
+
+    /// Averages `observed` in, weighted by the time since the last observation (at least
+    /// [`MIN_ANSWER_WEIGHT`]).
+    fn average_in(&mut self, observed: f64, now: Instant, decay_nanos: f64) {
+        let elapsed = nanos(now.saturating_duration_since(self.updated_at));
+        let weight = (-elapsed / decay_nanos).exp().min(1.0 - MIN_ANSWER_WEIGHT);
+        self.nanos = self.nanos * weight + observed * (1.0 - weight);
+        self.updated_at = now;
+    }
 }
 
 /// The least weight an answer gets against the previous estimate: the excess of a lone peak
@@ -109,12 +118,10 @@ impl Load {
         if !estimate.measured || observed > estimate.nanos {
             estimate.measured = true;
             estimate.nanos = observed;
+            estimate.updated_at = now;
         } else {
-            let elapsed = nanos(now.saturating_duration_since(estimate.updated_at));
-            let weight = (-elapsed / decay_nanos).exp().min(1.0 - MIN_ANSWER_WEIGHT);
-            estimate.nanos = estimate.nanos * weight + observed * (1.0 - weight);
+            estimate.average_in(observed, now, decay_nanos);
         }
-        estimate.updated_at = now;
     }
 
     /// Ends a request that failed after `latency`: it is folded in as an answer [`FAILURE_PENALTY`]
@@ -133,10 +140,7 @@ impl Load {
             return;
         }
         let observed = nanos(latency).max(estimate.nanos * FAILURE_PENALTY);
-        let elapsed = nanos(now.saturating_duration_since(estimate.updated_at));
-        let weight = (-elapsed / decay_nanos).exp().min(1.0 - MIN_ANSWER_WEIGHT);
-        estimate.nanos = estimate.nanos * weight + observed * (1.0 - weight);
-        estimate.updated_at = now;
+        estimate.average_in(observed, now, decay_nanos);
     }
 
     pub(crate) fn in_flight(&self) -> u32 {

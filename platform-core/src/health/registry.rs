@@ -211,6 +211,20 @@ impl HealthRegistry {
         })
     }
 
+    /// Like [`HealthRegistry::register`], for a check that reads state the
+    /// service already has (a breaker, a cache) and does no I/O.
+    pub fn register_sync<F>(
+        &self,
+        name: &str,
+        options: CheckOptions,
+        check: F,
+    ) -> Result<(), HealthError>
+    where
+        F: Fn() -> CheckOutcome + Send + Sync + 'static,
+    {
+        self.register(name, options, move || std::future::ready(check()))
+    }
+
     /// Adds a check run in the background every `options.interval`; needs a
     /// tokio runtime. Probes only ever read its last result.
     pub fn register<F, Fut>(

@@ -149,13 +149,10 @@ impl Client {
             // Stale or missing discovery data is worth a look, not an outage:
             // the last known endpoints keep serving.
             let watched = client.clone();
-            let check = rt.health().register(
+            let check = rt.health().register_sync(
                 &format!("discovery:{name}"),
                 CheckOptions::new(Kind::Readiness).interval(Duration::from_secs(5)),
-                move || {
-                    let outcome = watched.discovery_health();
-                    async move { outcome }
-                },
+                move || watched.discovery_health(),
             );
             if let Err(e) = check {
                 tracing::debug!(target = name, error = %e, "discovery check not added");

@@ -75,8 +75,12 @@ pub(crate) fn quantile(latencies: &mut [Duration], q: f64) -> Option<Duration> {
 
 /// Sends `rate` orders a second to the fleet's orders for `duration`,
 /// printing a status line every second; stops early on Ctrl-C.
-pub(crate) async fn drive(fleet: &Fleet, rate: u32, duration: Duration) -> LoadStats {
-    let client = reqwest::Client::new();
+pub(crate) async fn drive(
+    fleet: &Fleet,
+    client: &reqwest::Client,
+    rate: u32,
+    duration: Duration,
+) -> LoadStats {
     let url = format!("http://{}/orders", fleet.orders().api);
     let stats = Arc::new(Mutex::new(LoadStats::default()));
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -119,7 +123,7 @@ pub(crate) async fn drive(fleet: &Fleet, rate: u32, duration: Duration) -> LoadS
                 });
             }
             _ = status.tick() => {
-                let snapshot = Snapshot::take(fleet).await;
+                let snapshot = Snapshot::take(fleet, client).await;
                 let line = shown.line(&stats, &snapshot, started.elapsed());
                 println!("{line}");
             }

@@ -192,8 +192,10 @@ async fn run(args: DemoArgs) -> Result<Ended, processes::FleetError> {
         args.rate,
         platform_config::duration::format(args.duration)
     );
-    let stats = load::drive(&fleet, args.rate, args.duration).await;
-    let snapshot = report::Snapshot::take(&fleet).await;
+    // One connection pool for the orders and the processes' /metrics.
+    let client = reqwest::Client::new();
+    let stats = load::drive(&fleet, &client, args.rate, args.duration).await;
+    let snapshot = report::Snapshot::take(&fleet, &client).await;
     let stopped = fleet.stop().await;
     let went_well = report::print(
         &stats,

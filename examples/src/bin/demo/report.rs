@@ -43,10 +43,9 @@ pub(crate) struct Snapshot {
 const TARGET: (&str, &str) = ("target", "inventory");
 
 impl Snapshot {
-    /// Reads every process's `/metrics` (and orders' `/health`); a process
-    /// that does not answer within a second counts as zeros.
-    pub(crate) async fn take(fleet: &Fleet) -> Snapshot {
-        let client = reqwest::Client::new();
+    /// Reads every process's `/metrics` (and orders' `/health`) with
+    /// `client`; a process that does not answer within a second counts as zeros.
+    pub(crate) async fn take(fleet: &Fleet, client: &reqwest::Client) -> Snapshot {
         let get = |url: String| {
             let client = client.clone();
             async move {
