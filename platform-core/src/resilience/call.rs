@@ -1,7 +1,7 @@
 //! [`Resilience`]: every policy of one target, and the loop that applies them.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -462,18 +462,29 @@ impl Resilience {
     }
 
     /// Starts attempt `number`: counts it and asks the closure for its future.
-    fn start<T, E, F, Fut>(&self, make: &mut F, number: u32, hedge: bool, deadline: Deadline) -> Fut
+    ///
+    /// The future goes on the heap: the call's own state then stays small
+    /// whatever an attempt holds (a hedged call holds two, and every layer
+    /// an attempt passes through would otherwise hold another copy of its
+    /// size), and moving the call, as boxing it does, stays cheap.
+    fn start<T, E, F, Fut>(
+        &self,
+        make: &mut F,
+        number: u32,
+        hedge: bool,
+        deadline: Deadline,
+    ) -> Pin<Box<Fut>>
     where
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         self.inner.instruments.attempt();
         tracing::debug!(resilience.target = %self.inner.instruments.target, attempt = number, hedge, "attempt");
-        make(Attempt {
+        Box::pin(make(Attempt {
             number,
             deadline,
             hedge,
-        })
+        }))
     }
 
     /// Runs an attempt's future within the deadline, classifies the result

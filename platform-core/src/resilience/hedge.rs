@@ -42,6 +42,19 @@ struct Windows {
     started: Instant,
     current: [u32; BUCKETS],
     previous: [u32; BUCKETS],
+    /// Samples in `current` and `previous` together.
+    total: u64,
+    /// The last quantile asked for: hedging asks on every call, and the
+    /// answer (within 25% anyway) moves only as samples accumulate.
+    cached: Option<Cached>,
+}
+
+#[derive(Clone, Copy)]
+struct Cached {
+    q: f64,
+    /// `total` when it was worked out.
+    total: u64,
+    value: Duration,
 }
 
 impl Default for LatencyEstimate {
@@ -58,6 +71,8 @@ impl LatencyEstimate {
                 started: Instant::now(),
                 current: [0; BUCKETS],
                 previous: [0; BUCKETS],
+                total: 0,
+                cached: None,
             })),
         }
     }
@@ -76,6 +91,8 @@ impl LatencyEstimate {
                 w.current
             };
             w.current = [0; BUCKETS];
+            w.total = w.previous.iter().map(|&c| u64::from(c)).sum();
+            w.cached = None;
             w.started = now;
         }
         w
@@ -85,42 +102,50 @@ impl LatencyEstimate {
     pub fn record(&self, latency: Duration) {
         let bucket = bucket_of(latency);
         let mut w = self.lock();
-        w.current[bucket] = w.current[bucket].saturating_add(1);
+        if w.current[bucket] < u32::MAX {
+            w.current[bucket] += 1;
+            w.total += 1;
+        }
     }
 
     /// Samples in the estimate now.
     pub fn samples(&self) -> u64 {
-        let w = self.lock();
-        w.current
-            .iter()
-            .chain(w.previous.iter())
-            .map(|&c| u64::from(c))
-            .sum()
+        self.lock().total
     }
 
     /// The `q` quantile (0 < q <= 1) of the recorded latencies, rounded up
     /// to its bucket's upper bound, or `None` without samples.
     pub fn quantile(&self, q: f64) -> Option<Duration> {
-        let w = self.lock();
-        let counts = || {
-            w.current
-                .iter()
-                .zip(w.previous.iter())
-                .map(|(a, b)| u64::from(*a) + u64::from(*b))
-        };
-        let total: u64 = counts().sum();
-        if total == 0 {
+        self.quantile_of_at_least(q, 1)
+    }
+
+    /// [`quantile`](Self::quantile), or `None` with fewer than `min_samples`.
+    fn quantile_of_at_least(&self, q: f64, min_samples: u64) -> Option<Duration> {
+        let mut w = self.lock();
+        let total = w.total;
+        if total == 0 || total < min_samples {
             return None;
+        }
+        // Worked out again once the samples have grown or shrunk by 1/64
+        // since: a far smaller change than the buckets' 25% resolution.
+        if let Some(cached) = w.cached
+            && cached.q == q
+            && total.abs_diff(cached.total) <= cached.total / 64
+        {
+            return Some(cached.value);
         }
         let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
         let mut seen = 0;
-        for (bucket, count) in counts().enumerate() {
-            seen += count;
+        let mut value = upper_bound(BUCKETS - 1);
+        for (bucket, (a, b)) in w.current.iter().zip(w.previous.iter()).enumerate() {
+            seen += u64::from(*a) + u64::from(*b);
             if seen >= rank {
-                return Some(upper_bound(bucket));
+                value = upper_bound(bucket);
+                break;
             }
         }
-        Some(upper_bound(BUCKETS - 1))
+        w.cached = Some(Cached { q, total, value });
+        Some(value)
     }
 }
 
@@ -188,11 +213,11 @@ impl HedgePolicy {
     /// How long to wait before hedging, or `None` when hedging is off or the
     /// estimate has too few samples yet.
     pub fn delay(&self) -> Option<Duration> {
-        if !self.enabled || self.estimate.samples() < self.min_samples {
+        if !self.enabled {
             return None;
         }
         self.estimate
-            .quantile(self.quantile)
+            .quantile_of_at_least(self.quantile, self.min_samples)
             .map(|d| d.max(self.min_delay))
     }
 }
@@ -250,6 +275,32 @@ mod tests {
             p99 >= Duration::from_millis(200) && p99 <= Duration::from_millis(250),
             "{p99:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_quantile_follows_new_samples() {
+        let e = LatencyEstimate::new();
+        for _ in 0..100 {
+            e.record(Duration::from_millis(1));
+        }
+        let fast = e.quantile(0.95).unwrap();
+        assert!(fast <= Duration::from_micros(1250), "{fast:?}");
+        // Asked again with a handful more samples: the same answer.
+        e.record(Duration::from_millis(100));
+        assert_eq!(e.quantile(0.95), Some(fast));
+        // Once slow answers are a tenth of the samples, p95 is among them.
+        for _ in 0..10 {
+            e.record(Duration::from_millis(100));
+        }
+        let slow = e.quantile(0.95).unwrap();
+        assert!(slow >= Duration::from_millis(100), "{slow:?}");
+        // Another quantile is worked out on its own.
+        assert_eq!(e.quantile(0.5), Some(fast));
+        // A new window forgets the cached answer with the samples.
+        tokio::time::advance(2 * WINDOW).await;
+        assert_eq!(e.quantile(0.95), None);
+        e.record(Duration::from_millis(1));
+        assert_eq!(e.quantile(0.95), Some(fast));
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,8 +10,9 @@
 //! one base URL skips the detector entirely.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use platform_core::balance::{BalanceSettings, Balancer};
 use platform_core::discovery::{EndpointId, Resolver};
@@ -20,8 +21,10 @@ use platform_core::resilience::OutlierDetector;
 /// One place the target can be reached.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
-    /// The base URL without a trailing slash (`http://inventory:8081/api`).
-    pub(crate) base: String,
+    /// The base URL as a directory (`http://inventory:8081/api/`): paths
+    /// are parsed relative to it, so the scheme and host are parsed once
+    /// here rather than on every attempt.
+    base: reqwest::Url,
     /// `host:port`, for errors, events and the outlier detector.
     pub(crate) label: Arc<str>,
     /// `server.address` of the semantic conventions.
@@ -33,7 +36,7 @@ pub(crate) struct Endpoint {
 impl Endpoint {
     /// Parses a base URL; errors say what is wrong with it.
     pub(crate) fn parse(base_url: &str) -> Result<Self, String> {
-        let url =
+        let mut url =
             reqwest::Url::parse(base_url).map_err(|e| format!("{base_url:?} is not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("{base_url:?}: expected an http:// or https:// URL"));
@@ -43,26 +46,71 @@ impl Endpoint {
         }
         let host = url
             .host_str()
-            .ok_or_else(|| format!("{base_url:?} has no host"))?;
+            .ok_or_else(|| format!("{base_url:?} has no host"))?
+            .to_owned();
         let port = url
             .port_or_known_default()
             .ok_or_else(|| format!("{base_url:?} has no port"))?;
+        if !url.path().ends_with('/') {
+            let dir = format!("{}/", url.path());
+            url.set_path(&dir);
+        }
         Ok(Endpoint {
-            base: url.as_str().trim_end_matches('/').to_owned(),
+            base: url,
             label: Arc::from(format!("{host}:{port}")),
             address: Arc::from(host),
             port,
         })
     }
 
-    /// The URL of `path` (with or without a leading slash) on this endpoint.
-    pub(crate) fn url(&self, path: &str) -> String {
+    /// The URL of `path` (with or without a leading slash, perhaps with a
+    /// query) on this endpoint, with `query` appended.
+    pub(crate) fn url(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<reqwest::Url, String> {
         let path = path.trim_start_matches('/');
-        let mut url = String::with_capacity(self.base.len() + 1 + path.len());
-        url.push_str(&self.base);
-        url.push('/');
-        url.push_str(path);
-        url
+        // Read as relative to the base, a first segment with a colon
+        // (`a:b`) would be a scheme and a leading backslash the start of
+        // another host: "./" keeps both a path on this endpoint.
+        let ambiguous = path.starts_with('\\')
+            || path
+                .split(['/', '\\', '?', '#'])
+                .next()
+                .is_some_and(|first| first.contains(':'));
+        let relative = if ambiguous {
+            Cow::Owned(format!("./{path}"))
+        } else {
+            Cow::Borrowed(path)
+        };
+        let mut url = reqwest::Url::options()
+            .base_url(Some(&self.base))
+            .parse(&relative)
+            .map_err(|e| format!("invalid URL for path {path:?}: {e}"))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url)
+    }
+
+    /// This base URL's scheme and path prefix on a discovered instance.
+    fn at(&self, found: &platform_core::discovery::Endpoint) -> Result<Self, String> {
+        let mut base = self.base.clone();
+        let host = match found.ip() {
+            Some(std::net::IpAddr::V6(ip)) => Cow::Owned(format!("[{ip}]")),
+            _ => Cow::Borrowed(found.host()),
+        };
+        base.set_host(Some(&host))
+            .map_err(|e| format!("discovered host {host:?} does not fit a URL: {e}"))?;
+        base.set_port(Some(found.port()))
+            .map_err(|()| format!("discovered endpoint {found} does not fit {}", self.base))?;
+        Ok(Endpoint {
+            base,
+            label: Arc::from(found.authority()),
+            address: Arc::from(found.host()),
+            port: found.port(),
+        })
     }
 }
 
@@ -72,7 +120,7 @@ impl Endpoint {
 pub(crate) enum Endpoints {
     /// Fixed base URLs, round robin.
     Fixed {
-        list: Vec<Endpoint>,
+        list: Vec<Arc<Endpoint>>,
         next: AtomicUsize,
         detector: OutlierDetector<usize>,
     },
@@ -80,11 +128,13 @@ pub(crate) enum Endpoints {
     Discovered {
         balancer: Balancer,
         detector: Arc<OutlierDetector<EndpointId>>,
-        /// `http` or `https`, and the path prefix, from `base_url`.
-        scheme: String,
-        prefix: String,
-        /// The endpoint-set generation the detector last saw.
+        /// `base_url`: its scheme and path prefix go on every discovered host.
+        template: Endpoint,
+        /// The endpoint-set generation the detector and `made` last saw.
         generation: AtomicU64,
+        /// Discovered endpoints as attempts use them, made once per
+        /// endpoint set rather than once per attempt.
+        made: RwLock<HashMap<EndpointId, Arc<Endpoint>>>,
     },
 }
 
@@ -103,7 +153,7 @@ impl Endpoints {
     pub(crate) fn new(list: Vec<Endpoint>, detector: OutlierDetector<usize>) -> Self {
         detector.set_endpoints(0..list.len());
         Endpoints::Fixed {
-            list,
+            list: list.into_iter().map(Arc::new).collect(),
             next: AtomicUsize::new(0),
             detector,
         }
@@ -117,14 +167,6 @@ impl Endpoints {
         detector: OutlierDetector<EndpointId>,
     ) -> Result<Self, String> {
         let template = Endpoint::parse(base_url)?;
-        let scheme = template
-            .base
-            .split_once("://")
-            .map(|(scheme, _)| scheme.to_owned())
-            .unwrap_or_else(|| "http".to_owned());
-        let prefix = reqwest::Url::parse(&template.base)
-            .map(|u| u.path().trim_end_matches('/').to_owned())
-            .unwrap_or_default();
         let detector = Arc::new(detector);
         let ejected = Arc::clone(&detector);
         let balancer = Balancer::new(resolver, settings)
@@ -133,14 +175,14 @@ impl Endpoints {
         Ok(Endpoints::Discovered {
             balancer,
             detector,
-            scheme,
-            prefix,
+            template,
             generation: AtomicU64::new(u64::MAX),
+            made: RwLock::new(HashMap::new()),
         })
     }
 
     /// The endpoint for the next attempt, or why there is none.
-    pub(crate) fn pick(&self) -> Result<(PickKey, Cow<'_, Endpoint>), String> {
+    pub(crate) fn pick(&self) -> Result<(PickKey, Arc<Endpoint>), String> {
         match self {
             Endpoints::Fixed {
                 list,
@@ -148,7 +190,7 @@ impl Endpoints {
                 detector,
             } => match list.len() {
                 0 => Err("no endpoint configured".to_owned()),
-                1 => Ok((PickKey::Index(0), Cow::Borrowed(&list[0]))),
+                1 => Ok((PickKey::Index(0), Arc::clone(&list[0]))),
                 n => {
                     let start = next.fetch_add(1, Ordering::Relaxed);
                     let index = (0..n)
@@ -157,36 +199,45 @@ impl Endpoints {
                         // The detector never ejects the whole pool; if it somehow
                         // did, round robin over everything beats failing.
                         .unwrap_or(start % n);
-                    Ok((PickKey::Index(index), Cow::Borrowed(&list[index])))
+                    Ok((PickKey::Index(index), Arc::clone(&list[index])))
                 }
             },
             Endpoints::Discovered {
                 balancer,
                 detector,
-                scheme,
-                prefix,
+                template,
                 generation,
+                made,
             } => {
                 let set = balancer.endpoints();
                 // The detector follows the pool (its share cap counts live endpoints).
                 if generation.swap(set.generation(), Ordering::Relaxed) != set.generation() {
                     detector.set_endpoints(set.endpoints().iter().map(|e| e.id().clone()));
+                    made.write().unwrap_or_else(|p| p.into_inner()).clear();
                 }
                 let picked = balancer.pick().map_err(|e| e.to_string())?;
                 let chosen = picked.endpoint();
-                let authority = chosen.authority();
-                let endpoint = Endpoint {
-                    base: format!("{scheme}://{authority}{prefix}"),
-                    label: Arc::from(authority),
-                    address: Arc::from(chosen.host()),
-                    port: chosen.port(),
+                let known = made
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(chosen.id())
+                    .cloned();
+                let endpoint = match known {
+                    Some(endpoint) => endpoint,
+                    None => {
+                        let endpoint = Arc::new(template.at(chosen)?);
+                        made.write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(chosen.id().clone(), Arc::clone(&endpoint));
+                        endpoint
+                    }
                 };
                 Ok((
                     PickKey::Discovered {
                         id: chosen.id().clone(),
                         load: picked,
                     },
-                    Cow::Owned(endpoint),
+                    endpoint,
                 ))
             }
         }
@@ -258,15 +309,73 @@ mod tests {
 
     #[test]
     fn base_urls_parse_or_say_why() {
-        let e = Endpoint::parse("http://inventory:8081/api/").unwrap();
-        assert_eq!(e.url("/stock/1"), "http://inventory:8081/api/stock/1");
-        assert_eq!(e.url("stock"), "http://inventory:8081/api/stock");
-        assert_eq!(&*e.label, "inventory:8081");
+        let url = |e: &Endpoint, path: &str| e.url(path, &[]).unwrap().to_string();
+        for base in ["http://inventory:8081/api/", "http://inventory:8081/api"] {
+            let e = Endpoint::parse(base).unwrap();
+            assert_eq!(url(&e, "/stock/1"), "http://inventory:8081/api/stock/1");
+            assert_eq!(url(&e, "stock"), "http://inventory:8081/api/stock");
+            assert_eq!(url(&e, ""), "http://inventory:8081/api/");
+            assert_eq!(&*e.label, "inventory:8081");
+        }
         let e = Endpoint::parse("https://example.test").unwrap();
         assert_eq!(e.port, 443);
-        assert_eq!(e.url("/x"), "https://example.test/x");
+        assert_eq!(url(&e, "/x"), "https://example.test/x");
         for bad in ["", "inventory:8081", "ftp://x", "http://x/?a=1", "http://"] {
             assert!(Endpoint::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn paths_read_as_they_would_appended_to_the_base() {
+        let e = Endpoint::parse("http://inventory:8081/api").unwrap();
+        let url = |path: &str, query: &[(&str, &str)]| {
+            let query: Vec<(String, String)> = query
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            e.url(path, &query).unwrap().to_string()
+        };
+        // A colon in the first segment is a path, not a scheme.
+        assert_eq!(url("/a:b", &[]), "http://inventory:8081/api/a:b");
+        assert_eq!(url("a:b/c", &[]), "http://inventory:8081/api/a:b/c");
+        // Nor does a backslash lead to another host.
+        assert_eq!(
+            url("\\\\evil.test/x", &[]),
+            "http://inventory:8081/api///evil.test/x"
+        );
+        assert_eq!(url("/x\\y", &[]), "http://inventory:8081/api/x/y");
+        assert_eq!(url("?sku=1", &[]), "http://inventory:8081/api/?sku=1");
+        assert_eq!(url("/x?sku=1", &[]), "http://inventory:8081/api/x?sku=1");
+        assert_eq!(url("/x#top", &[]), "http://inventory:8081/api/x#top");
+        assert_eq!(
+            url("/x?a=1", &[("b", "two words")]),
+            "http://inventory:8081/api/x?a=1&b=two+words"
+        );
+        assert_eq!(url("/a b", &[]), "http://inventory:8081/api/a%20b");
+        assert_eq!(url("/a/../b", &[]), "http://inventory:8081/api/b");
+    }
+
+    #[test]
+    fn discovered_hosts_keep_the_base_urls_scheme_and_prefix() {
+        let template = Endpoint::parse("https://inventory/v1").unwrap();
+        for ((host, port), expected, label) in [
+            (
+                ("10.0.0.7", 9000),
+                "https://10.0.0.7:9000/v1/stock",
+                "10.0.0.7:9000",
+            ),
+            (("::1", 9000), "https://[::1]:9000/v1/stock", "[::1]:9000"),
+            (
+                ("inventory-2.internal", 443),
+                "https://inventory-2.internal/v1/stock",
+                "inventory-2.internal:443",
+            ),
+        ] {
+            let found = platform_core::discovery::Endpoint::new(host, port);
+            let e = template.at(&found).unwrap();
+            assert_eq!(e.url("/stock", &[]).unwrap().to_string(), expected);
+            assert_eq!(&*e.label, label);
+            assert_eq!(&*e.address, found.host());
         }
     }
 }

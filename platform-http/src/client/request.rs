@@ -432,17 +432,9 @@ impl Exchange<'_> {
             Some(own) if own < deadline => (own, false),
             _ => (deadline, true),
         };
-        let url = if self.query.is_empty() {
-            reqwest::Url::parse(&endpoint.url(self.path))
-        } else {
-            reqwest::Url::parse_with_params(&endpoint.url(self.path), self.query)
-        };
         let mut deadline_passed = false;
-        let result = match url {
-            Err(e) => Err(Failure::Invalid(format!(
-                "invalid URL for path {:?}: {e}",
-                self.path
-            ))),
+        let result = match endpoint.url(self.path, self.query) {
+            Err(reason) => Err(Failure::Invalid(reason)),
             Ok(url) => {
                 let mut request = reqwest::Request::new(self.method.clone(), url);
                 let headers = request.headers_mut();
@@ -662,12 +654,25 @@ async fn read_limited(response: &mut reqwest::Response, limit: u64) -> Result<By
     if response.content_length().is_some_and(|n| n > limit) {
         return Err(Failure::TooLarge(limit));
     }
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(Failure::from_reqwest)? {
-        if body.len() as u64 + chunk.len() as u64 > limit {
+    let too_large = |len: usize| len as u64 > limit;
+    // Most answers arrive in one chunk: kept as it came, not copied.
+    let Some(first) = response.chunk().await.map_err(Failure::from_reqwest)? else {
+        return Ok(Bytes::new());
+    };
+    if too_large(first.len()) {
+        return Err(Failure::TooLarge(limit));
+    }
+    let Some(second) = response.chunk().await.map_err(Failure::from_reqwest)? else {
+        return Ok(first);
+    };
+    let mut body = bytes::BytesMut::from(first);
+    let mut next = Some(second);
+    while let Some(chunk) = next {
+        if too_large(body.len() + chunk.len()) {
             return Err(Failure::TooLarge(limit));
         }
         body.extend_from_slice(&chunk);
+        next = response.chunk().await.map_err(Failure::from_reqwest)?;
     }
     Ok(body.freeze())
 }

@@ -37,6 +37,13 @@ const SCENARIOS: &[(&str, Scenario)] = &[
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "profile-overhead") {
+        if let Err(e) = overhead::profile(&args[1..]) {
+            eprintln!("profile-overhead: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let wanted: Vec<&str> = args
         .iter()

@@ -75,6 +75,18 @@ const VARIANTS: [Variant; 6] = [
 ];
 
 impl Variant {
+    /// The variant's name on the command line.
+    fn key(self) -> &'static str {
+        match self {
+            Variant::Raw => "raw",
+            Variant::Platform => "platform",
+            Variant::Middleware => "middleware",
+            Variant::PlatformSampled => "sampled",
+            Variant::PlatformNoHedge => "no-hedge",
+            Variant::PlatformUntraced => "untraced",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Variant::Raw => "raw reqwest",
@@ -124,57 +136,149 @@ struct Tally {
     failures: u64,
 }
 
-pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
-    let server = TargetServer::start(Mode::Healthy).map_err(|e| e.to_string())?;
-    // Instruments are taken when a client is built: install first.
-    let meters = SdkMeterProvider::builder()
-        .with_reader(ManualReader::builder().build())
-        .build();
-    opentelemetry::global::set_meter_provider(meters.clone());
-    opentelemetry::global::set_text_map_propagator(
-        platform_core::telemetry::propagation::TraceContextPropagator::new(),
-    );
-    let (off, off_provider) = dispatch(SamplerChoice::AlwaysOff);
-    let (on, on_provider) = dispatch(SamplerChoice::AlwaysOn);
-    let none = tracing::Dispatch::none();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+/// Everything the variants share: the server, the clients, the tracing
+/// pipelines and the runtime they run on.
+struct Bench {
+    // Held for as long as the clients call it.
+    _server: TargetServer,
+    meters: SdkMeterProvider,
+    off: tracing::Dispatch,
+    off_provider: SdkTracerProvider,
+    on: tracing::Dispatch,
+    on_provider: SdkTracerProvider,
+    none: tracing::Dispatch,
+    rt: tokio::runtime::Runtime,
+    clients: Clients,
+}
 
-    let mut settings = platform_core::settings::ClientSettings {
-        base_url: server.url(),
-        ..Default::default()
-    };
-    // Every feature on: retries, budget, breaker, ejection (on by default)
-    // and hedging (off by default).
-    let no_hedge = settings.clone();
-    settings.hedge.enabled = true;
-    let clients = rt.block_on(async {
-        let retry =
-            reqwest_retry::policies::ExponentialBackoff::builder().build_with_max_retries(2);
-        Ok::<_, String>(Clients {
-            url: format!("{}/", server.url()),
-            raw: reqwest::Client::builder()
-                .build()
-                .map_err(|e| e.to_string())?,
-            platform: platform_http::Client::from_settings("overhead", &settings)
-                .map_err(|e| e.to_string())?,
-            platform_no_hedge: platform_http::Client::from_settings("overhead-no-hedge", &no_hedge)
-                .map_err(|e| e.to_string())?,
-            middleware: reqwest_middleware::ClientBuilder::new(
-                reqwest::Client::builder()
+impl Bench {
+    fn start() -> Result<Self, String> {
+        let server = TargetServer::start(Mode::Healthy).map_err(|e| e.to_string())?;
+        // Instruments are taken when a client is built: install first.
+        let meters = SdkMeterProvider::builder()
+            .with_reader(ManualReader::builder().build())
+            .build();
+        opentelemetry::global::set_meter_provider(meters.clone());
+        opentelemetry::global::set_text_map_propagator(
+            platform_core::telemetry::propagation::TraceContextPropagator::new(),
+        );
+        let (off, off_provider) = dispatch(SamplerChoice::AlwaysOff);
+        let (on, on_provider) = dispatch(SamplerChoice::AlwaysOn);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+
+        let mut settings = platform_core::settings::ClientSettings {
+            base_url: server.url(),
+            ..Default::default()
+        };
+        // Every feature on: retries, budget, breaker, ejection (on by default)
+        // and hedging (off by default).
+        let no_hedge = settings.clone();
+        settings.hedge.enabled = true;
+        let clients = rt.block_on(async {
+            let retry =
+                reqwest_retry::policies::ExponentialBackoff::builder().build_with_max_retries(2);
+            Ok::<_, String>(Clients {
+                url: format!("{}/", server.url()),
+                raw: reqwest::Client::builder()
                     .build()
                     .map_err(|e| e.to_string())?,
-            )
-            .with(reqwest_tracing::TracingMiddleware::default())
-            .with(reqwest_retry::RetryTransientMiddleware::new_with_policy(
-                retry,
-            ))
-            .build(),
+                platform: platform_http::Client::from_settings("overhead", &settings)
+                    .map_err(|e| e.to_string())?,
+                platform_no_hedge: platform_http::Client::from_settings(
+                    "overhead-no-hedge",
+                    &no_hedge,
+                )
+                .map_err(|e| e.to_string())?,
+                middleware: reqwest_middleware::ClientBuilder::new(
+                    reqwest::Client::builder()
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                )
+                .with(reqwest_tracing::TracingMiddleware::default())
+                .with(reqwest_retry::RetryTransientMiddleware::new_with_policy(
+                    retry,
+                ))
+                .build(),
+            })
+        })?;
+        Ok(Bench {
+            _server: server,
+            meters,
+            off,
+            off_provider,
+            on,
+            on_provider,
+            none: tracing::Dispatch::none(),
+            rt,
+            clients,
         })
-    })?;
+    }
 
+    fn dispatch(&self, variant: Variant) -> &tracing::Dispatch {
+        match variant {
+            Variant::PlatformSampled => &self.on,
+            Variant::PlatformUntraced => &self.none,
+            _ => &self.off,
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = self.off_provider.shutdown();
+        let _ = self.on_provider.shutdown();
+        let _ = self.meters.shutdown();
+    }
+}
+
+/// `scenarios profile-overhead <variant> [requests]`: only `requests`
+/// calls of one variant (after as many to warm up), inside
+/// `profiled_calls`, for `valgrind --tool=callgrind
+/// --collect-atstart=no --toggle-collect='*profiled_calls*'`: instruction
+/// counts per request, repeatable on a noisy machine.
+pub(crate) fn profile(args: &[String]) -> Result<(), String> {
+    let names = VARIANTS.map(Variant::key).join(", ");
+    let variant = args
+        .first()
+        .and_then(|name| VARIANTS.into_iter().find(|v| v.key() == name))
+        .ok_or_else(|| format!("name a variant: {names}"))?;
+    let requests: u64 = match args.get(1) {
+        Some(n) => n
+            .parse()
+            .map_err(|_| format!("requests must be a whole number, got {n:?}"))?,
+        None => 10_000,
+    };
+    let bench = Bench::start()?;
+    let failures = tracing::dispatcher::with_default(bench.dispatch(variant), || {
+        bench.rt.block_on(async {
+            profiled_calls(&bench.clients, variant, requests).await;
+            profiled_calls(&bench.clients, variant, requests).await
+        })
+    });
+    bench.shutdown();
+    println!("{}: {requests} requests, {failures} failed", variant.name());
+    Ok(())
+}
+
+#[inline(never)]
+async fn profiled_calls(clients: &Clients, variant: Variant, requests: u64) -> u64 {
+    let mut failures = 0;
+    for _ in 0..requests {
+        if !clients.call(variant).await {
+            failures += 1;
+        }
+    }
+    failures
+}
+
+pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
+    let bench = Bench::start()?;
+    let Bench {
+        ref rt,
+        ref clients,
+        ..
+    } = bench;
     let slice = (budget.load / 5).max(Duration::from_millis(200));
     let mut tallies: Vec<Tally> = VARIANTS.iter().map(|_| Tally::default()).collect();
     // Round 0 warms connections, the latency estimate and the allocator; not counted.
@@ -183,31 +287,27 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
             // Rotate the order so no variant always runs right after another.
             let i = (k + round) % VARIANTS.len();
             let variant = VARIANTS[i];
-            let dispatch = match variant {
-                Variant::PlatformSampled => &on,
-                Variant::PlatformUntraced => &none,
-                _ => &off,
-            };
-            let (latencies, cpu, failures) = tracing::dispatcher::with_default(dispatch, || {
-                rt.block_on(async {
-                    let mut latencies = Vec::new();
-                    let mut failures = 0u64;
-                    let cpu_before = thread_cpu_time();
-                    let stop = Instant::now() + slice;
-                    while Instant::now() < stop {
-                        let t = Instant::now();
-                        if !clients.call(variant).await {
-                            failures += 1;
+            let (latencies, cpu, failures) =
+                tracing::dispatcher::with_default(bench.dispatch(variant), || {
+                    rt.block_on(async {
+                        let mut latencies = Vec::new();
+                        let mut failures = 0u64;
+                        let cpu_before = thread_cpu_time();
+                        let stop = Instant::now() + slice;
+                        while Instant::now() < stop {
+                            let t = Instant::now();
+                            if !clients.call(variant).await {
+                                failures += 1;
+                            }
+                            latencies.push(t.elapsed());
                         }
-                        latencies.push(t.elapsed());
-                    }
-                    let cpu = match (cpu_before, thread_cpu_time()) {
-                        (Some(a), Some(b)) => b.saturating_sub(a),
-                        _ => Duration::ZERO,
-                    };
-                    (latencies, cpu, failures)
-                })
-            });
+                        let cpu = match (cpu_before, thread_cpu_time()) {
+                            (Some(a), Some(b)) => b.saturating_sub(a),
+                            _ => Duration::ZERO,
+                        };
+                        (latencies, cpu, failures)
+                    })
+                });
             if round == 0 {
                 continue;
             }
@@ -218,9 +318,7 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
             tally.failures += failures;
         }
     }
-    let _ = off_provider.shutdown();
-    let _ = on_provider.shutdown();
-    let _ = meters.shutdown();
+    bench.shutdown();
 
     let mut rows = Vec::new();
     for (variant, tally) in VARIANTS.iter().zip(tallies.iter_mut()) {
