@@ -16,12 +16,21 @@
 //!
 //! When the decision depends on a trace id not drawn yet (a root span under
 //! a ratio sampler), nothing is decided here: the span goes the usual way.
+//!
+//! A client making a call on every request can go further with
+//! [`call_span`]: the span a sampler keeps is built with the trace layer's
+//! own tracer, straight through the SDK, and `tracing` only carries a plain
+//! span for log lines. That skips what tracing-opentelemetry adds to every
+//! span it exports (span data in the registry, each field converted and
+//! copied, the context switched on every poll).
 
 use opentelemetry::Context;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceState};
+use opentelemetry::trace::{
+    SpanBuilder, SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceState, Tracer as _,
+};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, Sampler, SdkTracer};
-use tracing::Subscriber;
 use tracing::metadata::LevelFilter;
+use tracing::{Level, Subscriber};
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::{Context as LayerContext, Filter, Layer as _};
 use tracing_subscriber::registry::LookupSpan;
@@ -75,11 +84,13 @@ impl SamplerChoice {
 
 /// The filter of the trace layer: the span level filter, the SDK's own
 /// targets and [`UNSAMPLED_TARGET`] left out. It also carries the sampler
-/// choice, which [`drop_decided`] finds through the current dispatcher.
+/// choice and the layer's tracer, which [`drop_decided`] and [`call_span`]
+/// find through the current dispatcher.
 #[derive(Debug)]
 pub struct TraceFilter {
     level: EnvFilter,
     sampler: SamplerChoice,
+    tracer: SdkTracer,
 }
 
 impl TraceFilter {
@@ -163,12 +174,61 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     tracing_opentelemetry::layer()
-        .with_tracer(tracer)
+        .with_tracer(tracer.clone())
         // busy_ns/idle_ns cost two clock reads per enter/exit on every
         // span, sampled or not; thread ids rarely help across services.
         .with_tracked_inactivity(false)
         .with_threads(false)
-        .with_filter(TraceFilter { level, sampler })
+        .with_filter(TraceFilter {
+            level,
+            sampler,
+            tracer,
+        })
+}
+
+/// How to trace a call that is starting, as [`call_span`] decided.
+#[derive(Debug)]
+pub enum CallTrace {
+    /// Not traced: the sampler drops it, or its level is filtered out. The
+    /// context to propagate is the one the SDK would give a dropped span.
+    Dropped(Context),
+    /// Built with the trace layer's tracer: `context.span()` is the span
+    /// (add its events and attributes there). Propagate this context and
+    /// end the span when the call ends; dropped unended, it ends then.
+    Direct(Context),
+    /// The subscriber has no trace layer from [`trace_layer`]: trace the
+    /// call with a `tracing` span, the usual way.
+    Layer,
+}
+
+/// The span of a call starting now, at INFO, built by `builder`, with the
+/// current span as its parent; see [`CallTrace`]. Open the `tracing` span
+/// that keeps log lines in context under [`UNSAMPLED_TARGET`] unless the
+/// answer is [`CallTrace::Layer`].
+///
+/// The level is checked against the most verbose level the trace layer's
+/// filter admits anywhere (per-target directives are not consulted).
+pub fn call_span(builder: impl FnOnce() -> SpanBuilder) -> CallTrace {
+    // `get_default` takes an `FnMut`; it calls it once.
+    let mut builder = Some(builder);
+    tracing::dispatcher::get_default(|dispatch| {
+        let Some(filter) = dispatch.downcast_ref::<TraceFilter>() else {
+            return CallTrace::Layer;
+        };
+        let parent = Context::current();
+        let level_off = Filter::<tracing_subscriber::Registry>::max_level_hint(&filter.level)
+            .is_some_and(|most| most < Level::INFO);
+        if level_off || filter.sampler.drops(parent.span().span_context()) == Some(true) {
+            return CallTrace::Dropped(unsampled_context_of(parent));
+        }
+        match builder.take() {
+            Some(builder) => {
+                let span = filter.tracer.build_with_context(builder(), &parent);
+                CallTrace::Direct(parent.with_span(span))
+            }
+            None => CallTrace::Layer,
+        }
+    })
 }
 
 /// Whether a span opened here now would certainly be dropped by the sampler
@@ -191,7 +251,10 @@ pub fn drop_decided() -> bool {
 /// parent's trace id and trace state or a new trace id, a new span id, not
 /// sampled), with the current baggage.
 pub fn unsampled_context() -> Context {
-    let cx = Context::current();
+    unsampled_context_of(Context::current())
+}
+
+fn unsampled_context_of(cx: Context) -> Context {
     let ids = RandomIdGenerator::default();
     let (trace_id, trace_state) = {
         let parent = cx.span();

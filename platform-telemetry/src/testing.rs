@@ -43,6 +43,7 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::filter_fn;
 
 use crate::logging::{LineFormat, LogLayer, is_self_target};
+use crate::sampling::SamplerChoice;
 
 /// Collects spans, log lines (as JSON) and metrics in memory.
 pub struct TelemetryCapture {
@@ -91,11 +92,14 @@ impl TelemetryCapture {
         let own_code = || filter_fn(|meta| !is_self_target(meta.target()));
         let subscriber = tracing_subscriber::registry()
             .with(LogLayer::new(LineFormat::Json, self.logs.clone()).with_filter(own_code()))
-            .with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(self.tracer_provider.tracer("test"))
-                    .with_filter(own_code()),
-            );
+            // The trace layer of a service, keeping every level: the spans
+            // the code under test builds go the way they go in production.
+            .with(crate::sampling::trace_layer(
+                self.tracer_provider.tracer("test"),
+                tracing_subscriber::EnvFilter::new("trace"),
+                // The provider's default sampler.
+                SamplerChoice::ParentBased(Box::new(SamplerChoice::AlwaysOn)),
+            ));
         tracing::subscriber::set_default(subscriber)
     }
 

@@ -76,6 +76,7 @@ mod propagation;
 mod request;
 mod response;
 mod retry_after;
+mod trace;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

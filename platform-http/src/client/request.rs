@@ -9,17 +9,15 @@ use opentelemetry::KeyValue;
 use platform_core::resilience::{
     Attempt, CallOptions, Classification, Deadline, ResilienceError, Verdict,
 };
-use platform_core::telemetry::opentelemetry::trace::TraceContextExt as _;
-use platform_core::telemetry::sampling;
-use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::classify::{
     AttemptError, Failure, StaticStatus as _, classify, client_error, is_retryable_status,
 };
-use super::propagation::{inject_context, inject_trace_context, set_deadline};
+use super::propagation::set_deadline;
 use super::retry_after::RetryAfter;
+use super::trace::CallSpan;
 use super::{Client, ClientError, IDEMPOTENCY_KEY_HEADER, Inner, Response};
 use crate::server::{REQUEST_ID_HEADER, RequestId};
 
@@ -178,36 +176,10 @@ impl RequestBuilder {
         let client = self.client.clone();
         let inner = &*client.inner;
         let method_attribute = method_attribute(&self.method);
-        // A span the sampler is sure to drop is not handed to OpenTelemetry
-        // at all (it would still build, start and end one): a plain span
-        // keeps log lines in context, and the context to propagate is made
-        // as the SDK would make it for the dropped span.
-        let unsampled = sampling::drop_decided().then(sampling::unsampled_context);
-        let span = if unsampled.is_some() {
-            tracing::info_span!(
-                target: sampling::UNSAMPLED_TARGET,
-                "http.client.request",
-                http.request.method = method_attribute,
-            )
-        } else {
-            let single = inner.endpoints.single();
-            // Fields kept few: each costs on every call while tracing is on.
-            tracing::info_span!(
-                "http.client.request",
-                otel.name = method_attribute,
-                otel.kind = "client",
-                http.request.method = method_attribute,
-                server.address = single.map(|e| &*e.address),
-                server.port = single.map(|e| e.port),
-                http.response.status_code = tracing::field::Empty,
-                http.request.resend_count = tracing::field::Empty,
-                error.type = tracing::field::Empty,
-                otel.status_code = tracing::field::Empty,
-            )
-        };
+        let (trace, span) = CallSpan::start(method_attribute, inner.endpoints.single());
         // Boxed: the call's state (attempts, timers, hedge) is several KiB,
         // and every `.await` up the caller's chain would otherwise copy it.
-        Box::pin(self.run(inner, method_attribute, unsampled))
+        Box::pin(self.run(inner, method_attribute, trace))
             .instrument(span)
             .await
     }
@@ -216,7 +188,7 @@ impl RequestBuilder {
         mut self,
         inner: &Inner,
         method_attribute: &'static str,
-        unsampled: Option<opentelemetry::Context>,
+        trace: CallSpan,
     ) -> Result<Response, ClientError> {
         if let Some(reason) = self.error {
             return Err(ClientError::InvalidRequest {
@@ -268,11 +240,6 @@ impl RequestBuilder {
         }
         headers.extend(self.headers);
 
-        let span = tracing::Span::current();
-        // Checked once per call: attempt events are built only for a span
-        // that keeps them (not for one the sampler dropped).
-        let recorded =
-            unsampled.is_none() && !span.is_disabled() && span.context().span().is_recording();
         let exchange = Exchange {
             inner,
             method: &self.method,
@@ -280,9 +247,8 @@ impl RequestBuilder {
             path: &self.path,
             query: &self.query,
             headers: &headers,
-            unsampled: unsampled.as_ref(),
             last_end: Mutex::new(None),
-            span: recorded.then_some(&span),
+            trace: &trace,
         };
         let started = Instant::now();
         let classifier = |result: &Result<Response, AttemptError>| classify(result);
@@ -299,15 +265,12 @@ impl RequestBuilder {
             .await;
 
         let elapsed = started.elapsed();
-        match result {
+        let result = match result {
             Ok(response) => {
-                span.record("http.response.status_code", response.status.as_u16());
-                if response.attempts > 1 {
-                    span.record("http.request.resend_count", response.attempts - 1);
-                }
+                trace.status_code(response.status);
+                trace.attempts(response.attempts);
                 if response.status.is_server_error() {
-                    span.record("error.type", response.status.as_str());
-                    span.record("otel.status_code", "ERROR");
+                    trace.error(response.status.as_str_static());
                 }
                 tracing::debug!(
                     attempts = response.attempts,
@@ -321,21 +284,20 @@ impl RequestBuilder {
                 let reason = stop_reason(&error);
                 let error = client_error(error);
                 if let Some(status) = error.status() {
-                    span.record("http.response.status_code", status.as_u16());
+                    trace.status_code(status);
                 }
-                if let Some(attempts) = error.attempts().filter(|a| *a > 1) {
-                    span.record("http.request.resend_count", attempts - 1);
+                if let Some(attempts) = error.attempts() {
+                    trace.attempts(attempts);
                 }
-                span.record("error.type", error.error_type());
-                span.record("otel.status_code", "ERROR");
-                if recorded {
+                trace.error(error.error_type());
+                if trace.recording() {
                     let mut attributes = Vec::with_capacity(3);
                     attributes.push(KeyValue::new("reason", reason));
                     if let Some(attempts) = error.attempts() {
                         attributes.push(KeyValue::new("attempts", i64::from(attempts)));
                     }
                     attributes.push(KeyValue::new("error.type", error.error_type()));
-                    span.add_event("http.client.stopped", attributes);
+                    trace.event("http.client.stopped", attributes);
                 }
                 // Debug like the resilience layer's own events: during an
                 // outage every call fails, and the span carries error.type.
@@ -349,7 +311,9 @@ impl RequestBuilder {
                 );
                 Err(error)
             }
-        }
+        };
+        trace.end();
+        result
     }
 }
 
@@ -390,12 +354,10 @@ struct Exchange<'a> {
     path: &'a str,
     query: &'a [(String, String)],
     headers: &'a HeaderMap,
-    /// The context to propagate when the call has no exported span.
-    unsampled: Option<&'a opentelemetry::Context>,
     /// When the previous attempt ended, for the "delay" of the next one's event.
     last_end: Mutex<Option<Instant>>,
-    /// The call's span when OpenTelemetry records it, for attempt events.
-    span: Option<&'a tracing::Span>,
+    /// The call's span, for attempt events and the context attempts carry.
+    trace: &'a CallSpan,
 }
 
 impl Exchange<'_> {
@@ -446,10 +408,7 @@ impl Exchange<'_> {
                     headers.append(name.clone(), value.clone());
                 }
                 set_deadline(headers, deadline.saturating_duration_since(started));
-                match self.unsampled {
-                    Some(cx) => inject_context(cx, headers),
-                    None => inject_trace_context(headers),
-                }
+                self.trace.inject(headers);
                 *request.body_mut() = body;
                 match tokio::time::timeout_at(limit, self.exchange(request)).await {
                     Ok(result) => result,
@@ -616,9 +575,9 @@ impl Exchange<'_> {
             error = error_type,
             "http.client.attempt"
         );
-        let Some(span) = self.span else {
+        if !self.trace.recording() {
             return;
-        };
+        }
         let mut attributes = Vec::with_capacity(9);
         attributes.push(KeyValue::new("attempt", i64::from(attempt.number)));
         if attempt.hedge {
@@ -639,7 +598,7 @@ impl Exchange<'_> {
         if let Some(error_type) = error_type {
             attributes.push(KeyValue::new("error.type", error_type));
         }
-        span.add_event("http.client.attempt", attributes);
+        self.trace.event("http.client.attempt", attributes);
     }
 }
 

@@ -132,3 +132,95 @@ async fn a_call_that_gives_up_says_why() {
         Some(&Value::from("status"))
     );
 }
+
+#[tokio::test]
+async fn the_client_span_is_a_child_of_the_callers_and_travels_with_the_request() {
+    use opentelemetry::trace::SpanKind;
+    use tracing::Instrument as _;
+
+    // What `platform_telemetry::init` installs (no other test here minds).
+    opentelemetry::global::set_text_map_propagator(
+        platform_telemetry::propagation::TraceContextPropagator::new(),
+    );
+    let capture = TelemetryCapture::new();
+    let echo = axum::Router::new().route(
+        "/",
+        get(|headers: axum::http::HeaderMap| async move {
+            headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        }),
+    );
+    let url = serve(echo).await;
+    let client = Client::from_settings(&target("events-parent"), &settings(&url)).unwrap();
+    let sent = {
+        let _on = capture.set_default();
+        let handler = tracing::info_span!("handler");
+        async { client.get("/").send().await.unwrap().text() }
+            .instrument(handler)
+            .await
+    };
+    let handler = capture.span("handler").expect("the caller's span");
+    let span = capture.span("GET").expect("the client span was exported");
+    assert_eq!(span.span_kind, SpanKind::Client);
+    assert_eq!(span.parent_span_id, handler.span_context.span_id());
+    assert_eq!(
+        span.span_context.trace_id(),
+        handler.span_context.trace_id()
+    );
+    let attribute = |key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.clone())
+    };
+    assert_eq!(attribute("http.request.method"), Some(Value::from("GET")));
+    assert_eq!(attribute("server.address"), Some(Value::from("127.0.0.1")));
+    assert_eq!(
+        attribute("http.response.status_code"),
+        Some(Value::I64(200))
+    );
+    assert_eq!(attribute("error.type"), None);
+    // The server saw the client span's own context, sampled.
+    assert_eq!(
+        sent,
+        format!(
+            "00-{}-{}-01",
+            span.span_context.trace_id(),
+            span.span_context.span_id()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_failed_call_marks_its_span_as_an_error() {
+    use opentelemetry::trace::Status;
+
+    let capture = TelemetryCapture::new();
+    let url = serve(failing_first(usize::MAX)).await;
+    let client = Client::from_settings(&target("events-error"), &settings(&url)).unwrap();
+    {
+        let _on = capture.set_default();
+        client.get("/").send().await.unwrap_err();
+    }
+    let span = capture.span("GET").expect("the client span was exported");
+    assert!(
+        matches!(span.status, Status::Error { .. }),
+        "{:?}",
+        span.status
+    );
+    let attribute = |key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.clone())
+    };
+    assert_eq!(attribute("error.type"), Some(Value::from("status")));
+    assert_eq!(
+        attribute("http.response.status_code"),
+        Some(Value::I64(503))
+    );
+    assert_eq!(attribute("http.request.resend_count"), Some(Value::I64(2)));
+}
