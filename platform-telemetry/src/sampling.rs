@@ -377,8 +377,83 @@ mod tests {
         });
     }
 
+    fn client_span() -> SpanBuilder {
+        SpanBuilder::from_name("GET").with_kind(opentelemetry::trace::SpanKind::Client)
+    }
+
+    #[test]
+    fn a_kept_call_span_is_built_by_the_layers_tracer_under_the_current_span() {
+        let (dispatch, provider, exporter) = pipeline(SamplerChoice::AlwaysOn);
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info_span!("handler").in_scope(|| {
+                let CallTrace::Direct(cx) = call_span(client_span) else {
+                    panic!("expected a span built directly");
+                };
+                assert!(cx.span().is_recording());
+                cx.span().end();
+            });
+        });
+        provider.force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let handler = spans.iter().find(|s| s.name == "handler").unwrap();
+        let call = spans.iter().find(|s| s.name == "GET").unwrap();
+        assert_eq!(call.parent_span_id, handler.span_context.span_id());
+        assert_eq!(
+            call.span_context.trace_id(),
+            handler.span_context.trace_id()
+        );
+        assert_eq!(call.instrumentation_scope.name(), "test");
+    }
+
+    #[test]
+    fn a_dropped_call_span_is_not_built_and_its_trace_continues() {
+        let (dispatch, provider, exporter) = pipeline(SamplerChoice::ParentBased(Box::new(
+            SamplerChoice::AlwaysOn,
+        )));
+        tracing::dispatcher::with_default(&dispatch, || {
+            let request = tracing::info_span!("request");
+            let _ = request.set_parent(Context::new().with_remote_span_context(parent(false)));
+            request.in_scope(|| {
+                let built = std::cell::Cell::new(false);
+                let trace = call_span(|| {
+                    built.set(true);
+                    client_span()
+                });
+                let CallTrace::Dropped(cx) = trace else {
+                    panic!("expected a dropped span");
+                };
+                assert!(!built.get(), "no builder for a dropped span");
+                let sc = cx.span().span_context().clone();
+                assert_eq!(sc.trace_id(), TraceId::from(7u128));
+                assert!(sc.is_valid() && !sc.is_sampled());
+            });
+        });
+        provider.force_flush().unwrap();
+        assert!(exporter.get_finished_spans().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_call_span_below_the_trace_level_is_dropped() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let layer = trace_layer(
+            provider.tracer("test"),
+            EnvFilter::new("warn"),
+            SamplerChoice::AlwaysOn,
+        );
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            assert!(matches!(call_span(client_span), CallTrace::Dropped(_)));
+        });
+    }
+
     #[test]
     fn without_the_platform_trace_layer_nothing_is_decided() {
+        tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+            assert!(matches!(call_span(client_span), CallTrace::Layer));
+        });
         let subscriber = tracing_subscriber::registry();
         tracing::subscriber::with_default(subscriber, || assert!(!drop_decided()));
         let root = unsampled_context();

@@ -30,7 +30,9 @@
 //! - **Fail fast.** The target's circuit breaker opens while it is down;
 //!   with several endpoints ([`ClientBuilder::endpoints`]) failing ones are
 //!   ejected (Envoy's outlier detection).
-//! - **Observable.** One `http.client.request` span per call, an event per
+//! - **Observable.** One client span per call (named after the method,
+//!   built straight through the OpenTelemetry SDK under the service's trace
+//!   layer, not built at all when the sampler is sure to drop it), an event per
 //!   attempt (`http.client.attempt`: number, endpoint, delay since the
 //!   previous one, outcome) and one saying why a failed call stopped
 //!   (`http.client.stopped`), as OpenTelemetry events on the span when it is

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::server::DEADLINE_HEADER;
 
@@ -26,7 +26,9 @@ pub(crate) fn set_deadline(headers: &mut HeaderMap, remaining: Duration) {
     let mut digits = itoa::Buffer::new();
     let value = HeaderValue::from_bytes(digits.format(ms).as_bytes())
         .unwrap_or_else(|_| HeaderValue::from(ms));
-    headers.insert(DEADLINE_HEADER, value);
+    // A `HeaderName` made once: a `&str` name is parsed again on every insert.
+    const NAME: HeaderName = HeaderName::from_static(DEADLINE_HEADER);
+    headers.insert(NAME, value);
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ impl CallSpan {
                     otel.kind = "client",
                     http.request.method = method,
                     server.address = single.map(|e| &*e.address),
-                    server.port = single.map(|e| e.port),
+                    server.port = single.map(|e| i64::from(e.port)),
                     http.response.status_code = tracing::field::Empty,
                     http.request.resend_count = tracing::field::Empty,
                     error.type = tracing::field::Empty,
@@ -103,8 +103,9 @@ impl CallSpan {
     pub(crate) fn status_code(&self, status: http::StatusCode) {
         let code = status.as_u16();
         match self {
+            // As an i64: tracing-opentelemetry turns unsigned fields into strings.
             CallSpan::Layer { span, .. } => {
-                span.record("http.response.status_code", code);
+                span.record("http.response.status_code", i64::from(code));
             }
             CallSpan::Own { cx, recording } => {
                 if *recording {
@@ -123,7 +124,7 @@ impl CallSpan {
         let resends = attempts - 1;
         match self {
             CallSpan::Layer { span, .. } => {
-                span.record("http.request.resend_count", resends);
+                span.record("http.request.resend_count", i64::from(resends));
             }
             CallSpan::Own { cx, recording } => {
                 if *recording {

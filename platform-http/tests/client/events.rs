@@ -178,6 +178,8 @@ async fn the_client_span_is_a_child_of_the_callers_and_travels_with_the_request(
     };
     assert_eq!(attribute("http.request.method"), Some(Value::from("GET")));
     assert_eq!(attribute("server.address"), Some(Value::from("127.0.0.1")));
+    let port = url.rsplit(':').next().unwrap().parse::<i64>().unwrap();
+    assert_eq!(attribute("server.port"), Some(Value::I64(port)));
     assert_eq!(
         attribute("http.response.status_code"),
         Some(Value::I64(200))
@@ -223,4 +225,49 @@ async fn a_failed_call_marks_its_span_as_an_error() {
         Some(Value::I64(503))
     );
     assert_eq!(attribute("http.request.resend_count"), Some(Value::I64(2)));
+}
+
+#[tokio::test]
+async fn under_a_subscriber_of_its_own_the_client_span_goes_through_tracing() {
+    use opentelemetry::trace::{SpanKind, TracerProvider as _};
+    use platform_telemetry::opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    // A service that set up tracing-opentelemetry by hand, not through
+    // `platform_telemetry::init`.
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry().with(
+        platform_telemetry::tracing_opentelemetry::layer().with_tracer(provider.tracer("own")),
+    );
+    let url = serve(failing_first(1)).await;
+    let client = Client::from_settings(&target("events-own"), &settings(&url)).unwrap();
+    {
+        let _on = tracing::subscriber::set_default(subscriber);
+        client.get("/").send().await.unwrap();
+    }
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+    let span = spans
+        .iter()
+        .find(|s| s.name == "GET")
+        .expect("the client span was exported");
+    assert_eq!(span.span_kind, SpanKind::Client);
+    let names: Vec<&str> = own_events(span).iter().map(|e| &*e.name).collect();
+    assert_eq!(names, ["http.client.attempt", "http.client.attempt"]);
+    let attribute = |key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.clone())
+    };
+    assert_eq!(
+        attribute("http.response.status_code"),
+        Some(Value::I64(200))
+    );
+    assert_eq!(attribute("http.request.resend_count"), Some(Value::I64(1)));
+    let port = url.rsplit(':').next().unwrap().parse::<i64>().unwrap();
+    assert_eq!(attribute("server.port"), Some(Value::I64(port)));
 }
