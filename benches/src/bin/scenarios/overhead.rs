@@ -11,7 +11,8 @@
 //! (registry + the platform's tracing-opentelemetry layer at INFO, W3C
 //! propagator): with a sampler that keeps nothing ("sampling off"), and
 //! once more for the platform client with every span kept and handed to a
-//! no-op exporter ("sampling on").
+//! no-op exporter through a batch processor, as a service exports
+//! ("sampling on").
 //!
 //! A meter provider with a reader that never exports (as a service scraped
 //! by Prometheus has between scrapes) is installed before the clients are
@@ -42,11 +43,13 @@ impl SpanExporter for NoopExporter {
 }
 
 /// The trace pipeline of a service (the layer `platform_telemetry::init`
-/// installs) over a provider with `sampler` and a no-op exporter.
+/// installs) over a provider with `sampler` and a no-op exporter behind a
+/// batch processor, as a service exports (a span's end queues it; the
+/// exporter runs on the processor's own thread).
 fn dispatch(sampler: SamplerChoice) -> (tracing::Dispatch, SdkTracerProvider) {
     let provider = SdkTracerProvider::builder()
         .with_sampler(sampler.to_sdk())
-        .with_simple_exporter(NoopExporter)
+        .with_batch_exporter(NoopExporter)
         .build();
     let layer = sampling::trace_layer(provider.tracer("overhead"), EnvFilter::new("info"), sampler);
     let subscriber = tracing_subscriber::registry().with(layer);
