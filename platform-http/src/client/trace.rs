@@ -101,37 +101,26 @@ impl CallSpan {
 
     /// `http.response.status_code`.
     pub(crate) fn status_code(&self, status: http::StatusCode) {
-        let code = status.as_u16();
-        match self {
-            // As an i64: tracing-opentelemetry turns unsigned fields into strings.
-            CallSpan::Layer { span, .. } => {
-                span.record("http.response.status_code", i64::from(code));
-            }
-            CallSpan::Own { cx, recording } => {
-                if *recording {
-                    cx.span()
-                        .set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
-                }
-            }
-        }
+        self.integer("http.response.status_code", status.as_u16().into());
     }
 
     /// `http.request.resend_count`, for a call made in more than one attempt.
     pub(crate) fn attempts(&self, attempts: u32) {
-        if attempts <= 1 {
-            return;
+        if attempts > 1 {
+            self.integer("http.request.resend_count", (attempts - 1).into());
         }
-        let resends = attempts - 1;
+    }
+
+    /// An integer attribute (declared as a field of the `tracing` span).
+    fn integer(&self, key: &'static str, value: i64) {
         match self {
+            // As an i64: tracing-opentelemetry turns unsigned fields into strings.
             CallSpan::Layer { span, .. } => {
-                span.record("http.request.resend_count", i64::from(resends));
+                span.record(key, value);
             }
             CallSpan::Own { cx, recording } => {
                 if *recording {
-                    cx.span().set_attribute(KeyValue::new(
-                        "http.request.resend_count",
-                        i64::from(resends),
-                    ));
+                    cx.span().set_attribute(KeyValue::new(key, value));
                 }
             }
         }

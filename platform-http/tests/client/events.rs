@@ -41,6 +41,19 @@ fn own_events(span: &SpanData) -> Vec<&Event> {
         .collect()
 }
 
+/// An attribute of the span itself.
+fn span_attribute(span: &SpanData, key: &str) -> Option<Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.clone())
+}
+
+/// The port of a server's `http://127.0.0.1:<port>` URL.
+fn port_of(url: &str) -> i64 {
+    url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
 fn attribute<'a>(event: &'a Event, key: &str) -> Option<&'a Value> {
     event
         .attributes
@@ -170,16 +183,10 @@ async fn the_client_span_is_a_child_of_the_callers_and_travels_with_the_request(
         span.span_context.trace_id(),
         handler.span_context.trace_id()
     );
-    let attribute = |key: &str| {
-        span.attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| kv.value.clone())
-    };
+    let attribute = |key: &str| span_attribute(&span, key);
     assert_eq!(attribute("http.request.method"), Some(Value::from("GET")));
     assert_eq!(attribute("server.address"), Some(Value::from("127.0.0.1")));
-    let port = url.rsplit(':').next().unwrap().parse::<i64>().unwrap();
-    assert_eq!(attribute("server.port"), Some(Value::I64(port)));
+    assert_eq!(attribute("server.port"), Some(Value::I64(port_of(&url))));
     assert_eq!(
         attribute("http.response.status_code"),
         Some(Value::I64(200))
@@ -213,12 +220,7 @@ async fn a_failed_call_marks_its_span_as_an_error() {
         "{:?}",
         span.status
     );
-    let attribute = |key: &str| {
-        span.attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| kv.value.clone())
-    };
+    let attribute = |key: &str| span_attribute(&span, key);
     assert_eq!(attribute("error.type"), Some(Value::from("status")));
     assert_eq!(
         attribute("http.response.status_code"),
@@ -257,17 +259,11 @@ async fn under_a_subscriber_of_its_own_the_client_span_goes_through_tracing() {
     assert_eq!(span.span_kind, SpanKind::Client);
     let names: Vec<&str> = own_events(span).iter().map(|e| &*e.name).collect();
     assert_eq!(names, ["http.client.attempt", "http.client.attempt"]);
-    let attribute = |key: &str| {
-        span.attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| kv.value.clone())
-    };
+    let attribute = |key: &str| span_attribute(span, key);
     assert_eq!(
         attribute("http.response.status_code"),
         Some(Value::I64(200))
     );
     assert_eq!(attribute("http.request.resend_count"), Some(Value::I64(1)));
-    let port = url.rsplit(':').next().unwrap().parse::<i64>().unwrap();
-    assert_eq!(attribute("server.port"), Some(Value::I64(port)));
+    assert_eq!(attribute("server.port"), Some(Value::I64(port_of(&url))));
 }
