@@ -64,7 +64,7 @@ use opentelemetry::metrics::Counter;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::discovery::{Endpoint, EndpointSet, Freshness, Resolver};
+use crate::discovery::{Endpoint, EndpointId, EndpointSet, Freshness, Resolver};
 
 pub use ejection::Ejection;
 pub use settings::{BalanceSettings, Strategy};
@@ -279,16 +279,71 @@ impl Balancer {
     pub fn pick(&self) -> Result<Picked, BalanceError> {
         let snapshot = self.snapshot()?;
         let index = self.select(&snapshot);
+        Ok(self.picked(&snapshot, index))
+    }
+
+    /// Picks an endpoint for a retry or a hedge: one for which `avoid` is false (the endpoints
+    /// the call already tried, as Envoy's `previous_hosts` predicate does) and not ejected,
+    /// while there is one; otherwise as [`pick`](Self::pick) would.
+    pub fn pick_avoiding(
+        &self,
+        avoid: &dyn Fn(&EndpointId) -> bool,
+    ) -> Result<Picked, BalanceError> {
+        let snapshot = self.snapshot()?;
+        let index = self
+            .select_avoiding(&snapshot, avoid)
+            .unwrap_or_else(|| self.select(&snapshot));
+        Ok(self.picked(&snapshot, index))
+    }
+
+    /// Whether an endpoint for which `avoid` is false is in rotation (not ejected): where a
+    /// retry would go if it were sent now.
+    pub fn any_other(&self, avoid: &dyn Fn(&EndpointId) -> bool) -> bool {
+        self.snapshot().is_ok_and(|snapshot| {
+            (0..snapshot.slots.len())
+                .any(|i| self.usable(&snapshot, i) && !avoid(snapshot.slots[i].endpoint.id()))
+        })
+    }
+
+    fn picked(&self, snapshot: &Snapshot, index: usize) -> Picked {
         let slot = &snapshot.slots[index];
-        slot.load.start();
-        Ok(Picked {
+        let now = Instant::now();
+        slot.load.start(now);
+        Picked {
             endpoint: Arc::clone(&slot.endpoint),
             load: Arc::clone(&slot.load),
-            started: Instant::now(),
+            started: now,
             decay_nanos: self.inner.decay_nanos,
             latency: None,
-            failed: false,
-        })
+            end: End::Answered,
+        }
+    }
+
+    /// Whether slot `index` may be picked as far as ejection goes (everything may in panic
+    /// mode, as in [`select`](Self::select)).
+    fn usable(&self, snapshot: &Snapshot, index: usize) -> bool {
+        match &self.inner.ejection {
+            Some(ejection) if !self.inner.panicking.load(Ordering::Relaxed) => {
+                !ejection.0.is_ejected(snapshot.slots[index].endpoint.id())
+            }
+            _ => true,
+        }
+    }
+
+    /// A slot neither avoided nor ejected, from the first tier that has one.
+    fn select_avoiding(
+        &self,
+        snapshot: &Snapshot,
+        avoid: &dyn Fn(&EndpointId) -> bool,
+    ) -> Option<usize> {
+        let allowed = |index: usize| {
+            !avoid(snapshot.slots[index].endpoint.id()) && self.usable(snapshot, index)
+        };
+        let tier = snapshot
+            .tiers
+            .iter()
+            .find(|tier| tier.range.clone().any(allowed))?;
+        Some(self.select_in(snapshot, tier, &allowed))
     }
 
     /// The snapshot for the current endpoint set, rebuilt if the set changed.
@@ -504,7 +559,15 @@ pub struct Picked {
     started: Instant,
     decay_nanos: f64,
     latency: Option<Duration>,
-    failed: bool,
+    end: End,
+}
+
+/// How the request of a [`Picked`] guard ended, as its drop records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Answered,
+    Failed,
+    Abandoned,
 }
 
 impl Picked {
@@ -526,13 +589,30 @@ impl Picked {
     /// Ends the request, recording `latency` instead of the time since the pick.
     pub fn record(mut self, latency: Duration) {
         self.latency = Some(latency);
+        self.end = End::Answered;
     }
 
     /// Ends the request as failed (an error, a 5xx): it counts as at least twice the
     /// endpoint's current latency estimate, so an endpoint that fails fast does not look fast,
     /// and one that keeps failing looks slower with each failure.
     pub fn failed(mut self) {
-        self.failed = true;
+        self.end = End::Failed;
+    }
+
+    /// The same guard, counting as abandoned if it is dropped without being ended by
+    /// [`succeeded`](Self::succeeded), [`failed`](Self::failed) or [`record`](Self::record):
+    /// for a request whose future may be dropped before it answers (a hedge that lost the
+    /// race, a call cut short). An abandoned request counts as slow as a failure, never as fast
+    /// as it was cancelled: an endpoint that hangs must not look fast because every request
+    /// stuck on it was rescued elsewhere.
+    pub fn abandoned_unless_ended(mut self) -> Self {
+        self.end = End::Abandoned;
+        self
+    }
+
+    /// Ends the request as answered, recording the time since the pick as its latency.
+    pub fn succeeded(mut self) {
+        self.end = End::Answered;
     }
 }
 
@@ -542,10 +622,10 @@ impl Drop for Picked {
         let latency = self
             .latency
             .unwrap_or_else(|| now.saturating_duration_since(self.started));
-        if self.failed {
-            self.load.finish_failed(latency, now, self.decay_nanos);
-        } else {
-            self.load.finish(latency, now, self.decay_nanos);
+        match self.end {
+            End::Answered => self.load.finish(latency, now, self.decay_nanos),
+            End::Failed => self.load.finish_failed(latency, now, self.decay_nanos),
+            End::Abandoned => self.load.finish_abandoned(latency, now, self.decay_nanos),
         }
     }
 }

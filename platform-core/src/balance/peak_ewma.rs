@@ -17,6 +17,13 @@
 //! answers, while an endpoint that keeps answering slowly keeps its estimate up, and an endpoint
 //! that gets few requests still forgets over the decay window.
 //!
+//! A third: requests in flight count as at least as slow as the time since the endpoint last
+//! answered anything (or became busy). Peak-EWMA learns only from answers, so an endpoint that
+//! hangs (a stopped process, a black hole) keeps its fast estimate while requests pile up on it,
+//! and only `in-flight + 1` grows its cost. With this, its cost grows with every millisecond it
+//! stays silent, and within a few of its peers' latencies new requests go elsewhere. A busy
+//! healthy endpoint answers at least once per its own latency, so this never penalises it.
+//!
 //! A second departure: a failed request counts as slow, not as however fast it failed (see
 //! [`Load::finish_failed`]). An endpoint that answers 503 in a microsecond would otherwise look
 //! like the fastest of all and draw more traffic the more it fails; gRPC's weighted round robin
@@ -41,6 +48,12 @@ struct RttEstimate {
     updated_at: Instant,
     /// False while `nanos` is still the configured default, not a measurement.
     measured: bool,
+    /// When the endpoint last answered, or last went from idle to busy: while requests are in
+    /// flight, nothing has come back since then.
+    quiet_since: Instant,
+    /// When the oldest request given up on since the last answer was sent: the endpoint has
+    /// not answered since then, though nothing may be in flight any more.
+    unanswered_since: Option<Instant>,
 }
 
 impl RttEstimate {
@@ -83,6 +96,8 @@ impl Load {
                 nanos: nanos(default_rtt),
                 updated_at: now,
                 measured: false,
+                quiet_since: now,
+                unanswered_since: None,
             }),
         }
     }
@@ -98,11 +113,29 @@ impl Load {
         if !rtt.measured && pending == 0 {
             return 0.0;
         }
-        rtt.decayed(now, decay_nanos) * f64::from(pending.saturating_add(1))
+        let mut latency = rtt.decayed(now, decay_nanos);
+        if pending > 0 {
+            // Silent for longer than its estimate: at least that slow (see the module docs).
+            latency = latency.max(nanos(now.saturating_duration_since(rtt.quiet_since)));
+        }
+        if let Some(since) = rtt.unanswered_since {
+            // Requests given up on and no answer since. Forgotten after a decay window, so
+            // that an endpoint that hung and recovered is tried again.
+            let silent = nanos(now.saturating_duration_since(since));
+            if silent < decay_nanos {
+                latency = latency.max(silent);
+            }
+        }
+        latency * f64::from(pending.saturating_add(1))
     }
 
-    pub(crate) fn start(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn start(&self, now: Instant) {
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.rtt
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .quiet_since = now;
+        }
     }
 
     /// Ends a request that took `latency`, folding it into the estimate.
@@ -111,6 +144,8 @@ impl Load {
         // An estimate of zero would make requests in flight count for nothing.
         let observed = nanos(latency).max(MIN_RTT_NANOS);
         let mut estimate = self.rtt.lock().unwrap_or_else(|p| p.into_inner());
+        estimate.quiet_since = now;
+        estimate.unanswered_since = None;
         // The default is a placeholder, not history: averaging the first answers into it would
         // take several decay windows (tens of seconds) to learn that a new endpoint is fast,
         // and meanwhile a slow peer would look little worse. Finagle starts from the first
@@ -136,7 +171,30 @@ impl Load {
     pub(crate) fn finish_failed(&self, latency: Duration, now: Instant, decay_nanos: f64) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let mut estimate = self.rtt.lock().unwrap_or_else(|p| p.into_inner());
+        estimate.quiet_since = now;
+        estimate.unanswered_since = None;
         if !estimate.measured {
+            return;
+        }
+        let observed = nanos(latency).max(estimate.nanos * FAILURE_PENALTY);
+        estimate.average_in(observed, now, decay_nanos);
+    }
+
+    /// Ends a request given up before it answered (a hedge that lost, a call cut short). It
+    /// counts like a failure, and the endpoint stays as quiet as it was: nothing came back, so
+    /// until it answers again it costs at least the time since this request was sent (for a
+    /// hung endpoint, ever more). Before the first answer, the estimate becomes the default
+    /// times [`FAILURE_PENALTY`]: an endpoint that has never answered and keeps being given up
+    /// on must stop looking free.
+    pub(crate) fn finish_abandoned(&self, latency: Duration, now: Instant, decay_nanos: f64) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let mut estimate = self.rtt.lock().unwrap_or_else(|p| p.into_inner());
+        let sent = now.checked_sub(latency).unwrap_or(now);
+        estimate.unanswered_since = Some(estimate.unanswered_since.map_or(sent, |s| s.min(sent)));
+        if !estimate.measured {
+            estimate.measured = true;
+            estimate.nanos = (estimate.nanos * FAILURE_PENALTY).max(nanos(latency));
+            estimate.updated_at = now;
             return;
         }
         let observed = nanos(latency).max(estimate.nanos * FAILURE_PENALTY);
@@ -164,7 +222,7 @@ mod tests {
     async fn jumps_to_peaks_and_decays_towards_fast_answers() {
         let start = Instant::now();
         let load = Load::new(Duration::from_millis(30), start);
-        load.start();
+        load.start(start);
         load.finish(Duration::from_millis(300), start, DECAY);
         assert_eq!(
             load.estimate(start, DECAY),
@@ -174,7 +232,7 @@ mod tests {
 
         // One decay window later a fast answer weighs 1 - 1/e.
         let later = start + Duration::from_secs(10);
-        load.start();
+        load.start(later);
         load.finish(Duration::from_millis(10), later, DECAY);
         let expected = 300.0 / std::f64::consts::E + 10.0 * (1.0 - 1.0 / std::f64::consts::E);
         let got = load.estimate(later, DECAY).as_secs_f64() * 1e3;
@@ -185,14 +243,14 @@ mod tests {
     async fn a_busy_endpoint_forgets_a_lone_peak_within_dozens_of_answers() {
         let mut now = Instant::now();
         let load = Load::new(Duration::from_millis(3), now);
-        load.start();
+        load.start(now);
         load.finish(Duration::from_millis(3), now, DECAY);
-        load.start();
+        load.start(now);
         load.finish(Duration::from_millis(30), now, DECAY);
         // 100 answers of 3 ms, 1 ms apart: a hundredth of the decay window.
         for _ in 0..100 {
             now += Duration::from_millis(1);
-            load.start();
+            load.start(now);
             load.finish(Duration::from_millis(3), now, DECAY);
         }
         let got = load.estimate(now, DECAY).as_secs_f64() * 1e3;
@@ -206,7 +264,7 @@ mod tests {
         let start = Instant::now();
         let load = Load::new(Duration::from_millis(30), start);
         let later = start + Duration::from_millis(5);
-        load.start();
+        load.start(start);
         load.finish(Duration::from_millis(3), later, DECAY);
         assert_eq!(load.estimate(later, DECAY), Duration::from_millis(3));
     }
@@ -215,13 +273,63 @@ mod tests {
     async fn cost_grows_with_requests_in_flight() {
         let now = Instant::now();
         let load = Load::new(Duration::from_millis(30), now);
-        load.start();
+        load.start(now);
         load.finish(Duration::from_millis(10), now, DECAY);
         let idle = load.cost(now, DECAY);
-        load.start();
-        load.start();
+        load.start(now);
+        load.start(now);
         assert!((load.cost(now, DECAY) - 3.0 * idle).abs() < 1.0);
         assert_eq!(load.in_flight(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_that_stops_answering_costs_more_with_every_silent_moment() {
+        let start = Instant::now();
+        let load = Load::new(Duration::from_millis(30), start);
+        load.start(start);
+        load.finish(Duration::from_micros(500), start, DECAY);
+        // Two requests go out and nothing comes back (a stopped process).
+        load.start(start);
+        load.start(start);
+        let fast = load.cost(start + Duration::from_micros(100), DECAY);
+        assert!(fast < 2e6, "{fast}: silent for less than its estimate");
+        let later = start + Duration::from_millis(50);
+        let silent = load.cost(later, DECAY);
+        assert!((silent - 3.0 * 50e6).abs() < 1e3, "{silent}");
+        // Once it answers, its estimate is what it really took.
+        load.finish(Duration::from_millis(50), later, DECAY);
+        assert!((load.cost(later, DECAY) - 2.0 * 50e6).abs() < 1e3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_request_counts_as_slow_not_as_fast_as_it_was_cancelled() {
+        let start = Instant::now();
+        let load = Load::new(Duration::from_millis(30), start);
+        load.start(start);
+        load.finish(Duration::from_millis(1), start, DECAY);
+        load.start(start);
+        load.finish_abandoned(Duration::from_micros(10), start, DECAY);
+        assert!(load.estimate(start, DECAY) > Duration::from_millis(1));
+        assert_eq!(load.in_flight(), 0);
+        // Until it answers again, it costs at least the time since that request was sent.
+        let later = start + Duration::from_millis(40);
+        assert!(
+            load.cost(later, DECAY) >= 40e6,
+            "{}",
+            load.cost(later, DECAY)
+        );
+        // ... for a decay window at most: then it is worth a try again.
+        let much_later = start + Duration::from_secs(11);
+        assert!(load.cost(much_later, DECAY) < 40e6);
+        load.start(later);
+        load.finish(Duration::from_millis(1), later, DECAY);
+        assert!(load.cost(later, DECAY) < 40e6);
+        // Never answered, given up on: no longer free.
+        let fresh = Load::new(Duration::from_millis(30), start);
+        fresh.start(start);
+        fresh.finish_abandoned(Duration::from_millis(1), start, DECAY);
+        assert_eq!(fresh.estimate(start, DECAY), Duration::from_millis(60));
+        assert!(fresh.cost(start, DECAY) > 0.0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -229,7 +337,7 @@ mod tests {
         let now = Instant::now();
         let load = Load::new(Duration::from_millis(30), now);
         assert_eq!(load.cost(now, DECAY), 0.0);
-        load.start();
+        load.start(now);
         assert!((load.cost(now, DECAY) - 2.0 * 30e6).abs() < 1.0);
     }
 }

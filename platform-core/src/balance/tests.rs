@@ -432,18 +432,69 @@ async fn failures_make_an_endpoint_look_slower_never_faster() {
     let load = Load::new(Duration::from_millis(30), Instant::now());
     let decay = 10e9;
     // Before any success a failure says nothing about speed: still untried, still idle.
-    load.start();
+    load.start(Instant::now());
     load.finish_failed(Duration::from_micros(1), Instant::now(), decay);
     assert_eq!(load.in_flight(), 0);
     assert_eq!(load.cost(Instant::now(), decay), 0.0);
-    load.start();
+    load.start(Instant::now());
     load.finish(Duration::from_millis(1), Instant::now(), decay);
     let mut last = load.estimate(Instant::now(), decay);
     for _ in 0..3 {
-        load.start();
+        load.start(Instant::now());
         load.finish_failed(Duration::from_micros(1), Instant::now(), decay);
         let now = load.estimate(Instant::now(), decay);
         assert!(now > last, "{last:?} -> {now:?}");
         last = now;
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_avoids_the_endpoints_its_call_tried_while_others_are_in_rotation() {
+    for strategy in [Strategy::P2cPeakEwma, Strategy::RoundRobin] {
+        let resolver = ManualResolver::new("manual://avoid");
+        resolver.set(endpoints(&[1, 2, 3]));
+        let ejected = |id: &crate::discovery::EndpointId| id.as_str().ends_with(":3");
+        let balancer = balancer(&resolver, strategy).with_ejection(ejected);
+        let port = |id: &crate::discovery::EndpointId, ports: &[u16]| {
+            ports
+                .iter()
+                .any(|p| id.as_str().ends_with(&format!(":{p}")))
+        };
+        for _ in 0..100 {
+            // 1 tried, 3 ejected: 2 is the one place to go.
+            let picked = balancer.pick_avoiding(&|id| port(id, &[1])).unwrap();
+            assert_eq!(picked.endpoint().port(), 2, "{strategy:?}");
+        }
+        assert!(balancer.any_other(&|id| port(id, &[1])));
+        // Everything in rotation tried: an ejected endpoint is still not used,
+        // the call goes back to one it tried.
+        assert!(!balancer.any_other(&|id| port(id, &[1, 2])));
+        for _ in 0..100 {
+            let picked = balancer.pick_avoiding(&|id| port(id, &[1, 2])).unwrap();
+            assert_ne!(picked.endpoint().port(), 3, "{strategy:?}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_guard_dropped_unanswered_does_not_make_a_hung_endpoint_look_fast() {
+    let resolver = ManualResolver::new("manual://hung");
+    resolver.set(endpoints(&[1, 2]));
+    let balancer = balancer(&resolver, Strategy::P2cPeakEwma);
+    // Both answer in 1 ms for a while.
+    shares(&balancer, 200, |_| Duration::from_millis(1));
+    // Then 1 hangs: requests sent there are given up on after 2 ms (a hedge
+    // wins elsewhere), those to 2 keep answering in 1 ms.
+    let mut to_hung = 0;
+    for _ in 0..400 {
+        let picked = balancer.pick().unwrap().abandoned_unless_ended();
+        if picked.endpoint().port() == 1 {
+            to_hung += 1;
+            tokio::time::advance(Duration::from_millis(2)).await;
+            drop(picked);
+        } else {
+            picked.record(Duration::from_millis(1));
+        }
+    }
+    assert!(to_hung < 40, "{to_hung} of 400 went to the hung endpoint");
 }

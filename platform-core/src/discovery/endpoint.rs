@@ -12,8 +12,15 @@ use serde::{Deserialize, Serialize};
 ///
 /// Two answers naming the same host and port are the same endpoint, whichever backend they
 /// came from, so balancer state (latency estimates, ejection) survives a refresh.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EndpointId(Arc<str>);
+
+/// `host:port`, as in logs and metric attributes.
+impl fmt::Debug for EndpointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 impl EndpointId {
     /// The id of `host:port`.

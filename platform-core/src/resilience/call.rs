@@ -247,7 +247,7 @@ impl Resilience {
     /// it) and report each attempt's [`Classification::is_healthy`] to it.
     pub fn new_outlier_detector<K>(&self) -> OutlierDetector<K>
     where
-        K: Eq + std::hash::Hash + Clone + std::fmt::Debug,
+        K: Eq + std::hash::Hash + Clone + std::fmt::Debug + Send + Sync + 'static,
     {
         OutlierDetector::with_instruments(self.inner.instruments.clone(), &self.inner.outlier)
             .expect("outlier settings were validated when the policies were built")
@@ -306,6 +306,8 @@ impl Resilience {
         inner.budget.deposit();
 
         let mut attempts = 0u32;
+        // Requeued attempts never reached a server: they use up no attempt.
+        let mut requeues = 0u32;
         let mut last: Option<E> = None;
         loop {
             if deadline.is_expired() {
@@ -326,7 +328,7 @@ impl Resilience {
                 deadline,
                 timer: !options.attempts_enforce_deadline,
             };
-            let finished = if hedging && attempts + 1 < max_attempts {
+            let finished = if hedging && attempts - requeues + 1 < max_attempts {
                 self.hedged_attempt(classifier, &mut attempt, &mut attempts, limit, permit)
                     .await
             } else {
@@ -356,40 +358,56 @@ impl Resilience {
                 Verdict::Retryable { pushback } => pushback,
             };
 
+            if classification.requeue && requeues < inner.retry.max_requeues() {
+                // Never reached a server: at once, to another endpoint, free.
+                requeues += 1;
+                inner.instruments.requeue();
+                tracing::debug!(resilience.target = %target, attempt = attempts + 1, requeues, "requeueing: the attempt never reached a server");
+                last = result.err();
+                continue;
+            }
+            let used = attempts - requeues;
             let decision = if !options.idempotent && classification.may_have_reached_server {
                 Err(Stop::NotIdempotent)
-            } else if attempts >= max_attempts {
+            } else if used >= max_attempts {
                 Err(Stop::AttemptsExhausted)
             } else {
-                self.delay_before_retry(attempts, pushback, deadline)
+                self.delay_before_retry(used, pushback, deadline, classification.elsewhere)
             };
             let delay = match decision {
                 Ok(delay) => delay,
                 Err(stop) => return self.stop(stop, attempts, result),
             };
-            let reason = if pushback.is_some() {
-                "pushback"
-            } else {
-                "backoff"
+            let reason = match (pushback, classification.elsewhere) {
+                (Some(_), _) => "pushback",
+                (None, true) => "elsewhere",
+                (None, false) => "backoff",
             };
             inner.instruments.retry(delay.as_secs_f64(), reason);
             tracing::debug!(resilience.target = %target, attempt = attempts + 1, delay = ?delay, reason, "retrying");
             last = result.err();
-            tokio::time::sleep(delay).await;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
         }
     }
 
-    /// The sleep before the next attempt, or why there is none.
+    /// The sleep before the next attempt, or why there is none. A server's
+    /// pushback always wins; otherwise a retry that goes to an endpoint the
+    /// call has not tried sleeps nothing (backoff spares one struggling
+    /// endpoint, and this one is not it), and any other sleeps the backoff.
     fn delay_before_retry(
         &self,
         attempts: u32,
         pushback: Option<Duration>,
         deadline: Deadline,
+        elsewhere: bool,
     ) -> Result<Duration, Stop> {
         let remaining = deadline.remaining();
         let delay = match pushback {
             Some(pushback) if pushback >= remaining => return Err(Stop::Pushback(pushback)),
             Some(pushback) => pushback,
+            None if elsewhere => Duration::ZERO,
             None => self.inner.retry.backoff().delay(attempts),
         };
         if delay >= remaining {

@@ -25,6 +25,7 @@ pub(crate) struct Instruments {
     ejections: Counter<u64>,
     ejections_skipped: Counter<u64>,
     hedges: Counter<u64>,
+    requeues: Counter<u64>,
 }
 
 impl std::fmt::Debug for Instruments {
@@ -89,6 +90,10 @@ impl Instruments {
                 "platform.resilience.hedges",
                 "Hedged (second) attempts sent for slow calls.",
             ),
+            requeues: counter(
+                "platform.resilience.requeues",
+                "Attempts that never reached a server, sent again at once outside the retry budget.",
+            ),
         }
     }
 
@@ -132,8 +137,11 @@ impl Instruments {
         self.breaker_rejections.add(1, self.attrs());
     }
 
-    pub(crate) fn ejection(&self) {
-        self.ejections.add(1, self.attrs());
+    pub(crate) fn ejection(&self, cause: &'static str) {
+        self.ejections.add(
+            1,
+            &[self.target_attr.clone(), KeyValue::new("cause", cause)],
+        );
     }
 
     pub(crate) fn ejection_skipped(&self) {
@@ -142,5 +150,9 @@ impl Instruments {
 
     pub(crate) fn hedge(&self) {
         self.hedges.add(1, self.attrs());
+    }
+
+    pub(crate) fn requeue(&self) {
+        self.requeues.add(1, self.attrs());
     }
 }

@@ -39,7 +39,10 @@ mod registry;
 mod retry;
 mod settings;
 
-pub use breaker::{BreakerOpen, BreakerPermit, BreakerState, CircuitBreaker, OutlierDetector};
+pub use breaker::{
+    BreakerOpen, BreakerPermit, BreakerState, CircuitBreaker, EjectionCause, EndpointOutcome,
+    OutlierDetector,
+};
 pub use call::{Attempt, CallOptions, Resilience};
 pub use deadline::Deadline;
 pub use error::{ResilienceError, SettingsError};
@@ -47,10 +50,10 @@ pub use hedge::{HedgePolicy, LatencyEstimate};
 pub use layer::{ResilienceLayer, ResilienceService};
 pub use registry::ResilienceRegistry;
 pub use retry::{
-    Backoff, Classification, Classifier, MAX_ATTEMPTS_CEILING, RetryBudget, RetryErrors,
-    RetryPolicy, Verdict,
+    Backoff, Classification, Classifier, MAX_ATTEMPTS_CEILING, MAX_REQUEUES_CEILING, RetryBudget,
+    RetryErrors, RetryPolicy, Verdict,
 };
 pub use settings::{
     BreakerSettings, BudgetSettings, HedgeSettings, OutlierSettings, ResilienceSettings,
-    RetrySettings,
+    RetrySettings, SuccessRateSettings,
 };

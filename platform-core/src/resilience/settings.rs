@@ -65,6 +65,14 @@ pub struct RetrySettings {
     #[serde(with = "platform_config::duration")]
     #[schemars(with = "String")]
     pub max_backoff: Duration,
+    /// Requeues per call: an attempt that never reached a server because of
+    /// its endpoint (connection refused, reset before the request was
+    /// written) is sent again at once to another endpoint, whatever the
+    /// method, without drawing on the retry budget or using up an attempt
+    /// (Finagle's requeues, gRPC A6's transparent retries). This bounds them,
+    /// so a dead target costs at most `1 + max_requeues` connection attempts
+    /// per call. At most 10; 0 turns requeues off.
+    pub max_requeues: u32,
 }
 
 impl Default for RetrySettings {
@@ -74,6 +82,7 @@ impl Default for RetrySettings {
             max_attempts: 3,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            max_requeues: 3,
         }
     }
 }
@@ -116,10 +125,23 @@ impl Default for BudgetSettings {
 pub struct BreakerSettings {
     /// Fail fast while the whole target is down.
     pub enabled: bool,
-    /// Consecutive failed attempts (over all endpoints) that open the breaker.
-    /// A few bad endpoints interleave failures with successes and are handled
-    /// by outlier ejection; an unbroken run of failures means the target is down.
+    /// Consecutive failed attempts (over all endpoints) after which the
+    /// breaker opens, if `failure_ratio` of the window failed too.
     pub consecutive_failures: u32,
+    /// Share of the attempts over the last `window` that must have failed
+    /// for the breaker to open (Hystrix's error threshold, 50%). The run of
+    /// `consecutive_failures` alone is not enough: one endpoint of several
+    /// that hangs or dies fails its attempts in bursts (they time out
+    /// together) while the others answer, and that is outlier ejection's
+    /// business; the breaker is for the target as a whole. Above 0, at most 1.
+    pub failure_ratio: f64,
+    /// The rolling window `failure_ratio` is measured over (at least 1s).
+    /// Once a target fails outright, the breaker opens when its failures
+    /// outnumber the window's successes: within about half the window at a
+    /// steady rate.
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub window: Duration,
     /// How long the breaker stays open before letting probes through, and the
     /// interval over which half-open probes are counted.
     #[serde(with = "platform_config::duration")]
@@ -134,6 +156,8 @@ impl Default for BreakerSettings {
         Self {
             enabled: true,
             consecutive_failures: 10,
+            failure_ratio: 0.5,
+            window: Duration::from_secs(5),
             open_duration: Duration::from_secs(5),
             half_open_probes: 1,
         }
@@ -161,6 +185,12 @@ pub struct OutlierSettings {
     /// pool is never emptied by ejection: with 0.5 and one endpoint, nothing
     /// is ejected.
     pub max_ejection_share: f64,
+    /// Eject an endpoint at once when it refuses a connection: nothing
+    /// listens there (a crashed or stopped instance), and every request sent
+    /// to it until the next ejection check would be refused too.
+    pub eject_refused: bool,
+    /// Ejection of an endpoint whose success rate falls well below its peers'.
+    pub success_rate: SuccessRateSettings,
 }
 
 impl Default for OutlierSettings {
@@ -171,6 +201,43 @@ impl Default for OutlierSettings {
             base_ejection_time: Duration::from_secs(30),
             max_ejection_time: Duration::from_secs(300),
             max_ejection_share: 0.5,
+            eject_refused: true,
+            success_rate: SuccessRateSettings::default(),
+        }
+    }
+}
+
+/// Success-rate ejection (Envoy's success-rate and failure-percentage
+/// outlier detection, relative to the peers): an instance that fails a
+/// quarter of its requests interleaves failures with successes and never
+/// fails five in a row, yet costs its callers a retry on every fourth call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SuccessRateSettings {
+    /// Eject endpoints whose success rate falls well below their peers'.
+    pub enabled: bool,
+    /// The window success rates are measured over (between 1s and 10m).
+    #[serde(with = "platform_config::duration")]
+    #[schemars(with = "String")]
+    pub window: Duration,
+    /// Attempts an endpoint, and its peers together, must have made within
+    /// the window before its success rate is judged (at least 1).
+    pub min_requests: u32,
+    /// How far below its peers' success rate an endpoint's must fall to be
+    /// ejected, as a share of theirs: with 0.1 and peers at 100%, an
+    /// endpoint below 90% is ejected. When every endpoint fails alike,
+    /// nothing is ejected: that is the target's breaker's business. Above 0,
+    /// below 1.
+    pub drop: f64,
+}
+
+impl Default for SuccessRateSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window: Duration::from_secs(10),
+            min_requests: 50,
+            drop: 0.1,
         }
     }
 }
@@ -179,8 +246,11 @@ impl Default for OutlierSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HedgeSettings {
-    /// Send a second attempt when an idempotent call is slower than usual.
-    /// Off by default: it adds load, within the retry budget.
+    /// Send a second attempt, to another endpoint, when an idempotent call
+    /// is slower than usual. On by default: it is what rescues the calls
+    /// stuck on an instance that hangs (a stopped process, a black hole),
+    /// for about 5% more attempts ("The Tail at Scale"), and those draw on
+    /// the retry budget, so hedging never adds more load than retries could.
     pub enabled: bool,
     /// Latency quantile after which the second attempt is sent (0.95: the
     /// observed p95, "The Tail at Scale").
@@ -197,7 +267,7 @@ pub struct HedgeSettings {
 impl Default for HedgeSettings {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             quantile: 0.95,
             min_samples: 20,
             min_delay: Duration::from_millis(1),

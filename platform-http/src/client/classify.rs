@@ -2,7 +2,8 @@
 //! [`Classifier`](platform_core::resilience::Classifier).
 //!
 //! - Connect failures (refused, unreachable, connect timeout) never reached
-//!   the server: retryable whatever the method.
+//!   the server: requeued at once to another endpoint whatever the method,
+//!   outside the retry budget (see `Classification::requeue`).
 //! - Resets, closed connections, bodies cut short and attempt timeouts may
 //!   have reached it: retryable, but only for idempotent requests.
 //! - 408, 429, 502, 503 and 504 are retryable, after the `Retry-After` delay
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use platform_core::resilience::{Classification, ResilienceError};
+use platform_core::resilience::{Classification, EndpointOutcome, ResilienceError};
 
 use super::ClientError;
 use super::response::Response;
@@ -31,6 +32,8 @@ pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
 pub(crate) struct AttemptError {
     pub(crate) endpoint: Arc<str>,
     pub(crate) failure: Failure,
+    /// Another endpoint the call has not tried is in rotation.
+    pub(crate) elsewhere: bool,
 }
 
 #[derive(Debug)]
@@ -120,19 +123,46 @@ impl StaticStatus for StatusCode {
 pub(crate) fn classify(result: &Result<Response, AttemptError>) -> Classification {
     match result {
         Ok(_) => Classification::success(),
-        Err(e) => match &e.failure {
-            Failure::Connect(_) => Classification::retryable().never_sent(),
-            Failure::Timeout | Failure::Body(_) => Classification::retryable(),
-            Failure::Invalid(_) => Classification::not_retryable().never_sent(),
-            Failure::NoEndpoint(_) => Classification::retryable().never_sent(),
-            Failure::TooLarge(_) => Classification::not_retryable(),
-            Failure::Status {
-                retry_after: Some(delay),
-                ..
-            } => Classification::retry_after(*delay),
-            Failure::Status { .. } => Classification::retryable(),
-        },
+        Err(e) => classify_failure(&e.failure).elsewhere(e.elsewhere),
     }
+}
+
+/// What a failed attempt means, before knowing where the next one can go.
+pub(crate) fn classify_failure(failure: &Failure) -> Classification {
+    match failure {
+        Failure::Connect(_) => Classification::requeue(),
+        Failure::Timeout | Failure::Body(_) => Classification::retryable(),
+        Failure::Invalid(_) => Classification::not_retryable().never_sent(),
+        Failure::NoEndpoint(_) => Classification::retryable().never_sent(),
+        Failure::TooLarge(_) => Classification::not_retryable(),
+        Failure::Status {
+            retry_after: Some(delay),
+            ..
+        } => Classification::retry_after(*delay),
+        Failure::Status { .. } => Classification::retryable(),
+    }
+}
+
+/// What a failed attempt says about its endpoint: a refused connection
+/// means nothing listens there.
+pub(crate) fn endpoint_outcome(failure: &Failure) -> EndpointOutcome {
+    match failure {
+        Failure::Connect(error) if is_refused(error) => EndpointOutcome::Refused,
+        _ => EndpointOutcome::Failure,
+    }
+}
+
+fn is_refused(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 impl AttemptError {

@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use platform_core::balance::{BalanceSettings, Balancer};
 use platform_core::discovery::{EndpointId, Resolver};
-use platform_core::resilience::OutlierDetector;
+use platform_core::resilience::{EndpointOutcome, OutlierDetector};
 
 /// One place the target can be reached.
 #[derive(Debug, Clone)]
@@ -144,9 +144,70 @@ pub(crate) enum PickKey {
     Index(usize),
     Discovered {
         id: EndpointId,
-        /// Ended when the attempt is recorded: that records its latency.
+        /// Ended when the attempt is recorded: that records its latency. An
+        /// attempt dropped before (a hedge that lost) counts as abandoned.
         load: platform_core::balance::Picked,
     },
+}
+
+impl PickKey {
+    /// The endpoint's identity, for the call's record of where it went.
+    pub(crate) fn tried(&self) -> Tried {
+        match self {
+            PickKey::Index(index) => Tried::Index(*index),
+            PickKey::Discovered { id, .. } => Tried::Id(id.clone()),
+        }
+    }
+}
+
+/// An endpoint a call has sent an attempt to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Tried {
+    Index(usize),
+    Id(EndpointId),
+}
+
+/// The endpoints one call has tried: retries and hedges go elsewhere while
+/// they can (Envoy's `previous_hosts`). The first is kept inline, so the
+/// common call of one attempt allocates nothing for it.
+#[derive(Debug, Default)]
+pub(crate) struct TriedSet {
+    first: Option<Tried>,
+    rest: Vec<Tried>,
+}
+
+impl TriedSet {
+    pub(crate) fn insert(&mut self, tried: Tried) {
+        if self.contains(&tried) {
+            return;
+        }
+        match self.first {
+            None => self.first = Some(tried),
+            Some(_) => self.rest.push(tried),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn contains(&self, tried: &Tried) -> bool {
+        self.first.as_ref() == Some(tried) || self.rest.contains(tried)
+    }
+
+    fn contains_index(&self, index: usize) -> bool {
+        self.contains(&Tried::Index(index))
+    }
+
+    fn contains_id(&self, id: &EndpointId) -> bool {
+        match &self.first {
+            Some(Tried::Id(first)) if first == id => true,
+            _ => self
+                .rest
+                .iter()
+                .any(|tried| matches!(tried, Tried::Id(other) if other == id)),
+        }
+    }
 }
 
 impl Endpoints {
@@ -181,8 +242,9 @@ impl Endpoints {
         })
     }
 
-    /// The endpoint for the next attempt, or why there is none.
-    pub(crate) fn pick(&self) -> Result<(PickKey, Arc<Endpoint>), String> {
+    /// The endpoint for the next attempt, avoiding those the call `tried`
+    /// while others are in rotation, or why there is none.
+    pub(crate) fn pick(&self, tried: &TriedSet) -> Result<(PickKey, Arc<Endpoint>), String> {
         match self {
             Endpoints::Fixed {
                 list,
@@ -193,9 +255,11 @@ impl Endpoints {
                 1 => Ok((PickKey::Index(0), Arc::clone(&list[0]))),
                 n => {
                     let start = next.fetch_add(1, Ordering::Relaxed);
-                    let index = (0..n)
-                        .map(|i| (start + i) % n)
-                        .find(|i| !detector.is_ejected(i))
+                    let in_rotation = |i: &usize| !detector.is_ejected(i);
+                    let order = || (0..n).map(|i| (start + i) % n);
+                    let index = order()
+                        .find(|i| !tried.contains_index(*i) && in_rotation(i))
+                        .or_else(|| order().find(in_rotation))
                         // The detector never ejects the whole pool; if it somehow
                         // did, round robin over everything beats failing.
                         .unwrap_or(start % n);
@@ -215,7 +279,13 @@ impl Endpoints {
                     detector.set_endpoints(set.endpoints().iter().map(|e| e.id().clone()));
                     made.write().unwrap_or_else(|p| p.into_inner()).clear();
                 }
-                let picked = balancer.pick().map_err(|e| e.to_string())?;
+                let picked = if tried.is_empty() {
+                    balancer.pick()
+                } else {
+                    balancer.pick_avoiding(&|id| tried.contains_id(id))
+                }
+                .map_err(|e| e.to_string())?
+                .abandoned_unless_ended();
                 let chosen = picked.endpoint();
                 let known = made
                     .read()
@@ -254,17 +324,31 @@ impl Endpoints {
         }
     }
 
-    /// Reports an attempt's health on the endpoint it went to.
-    pub(crate) fn record(&self, key: PickKey, healthy: bool) {
+    /// Whether an endpoint the call has not `tried` is in rotation: a retry
+    /// would go there, and so need not wait out the backoff.
+    pub(crate) fn any_other(&self, tried: &TriedSet) -> bool {
+        match self {
+            Endpoints::Fixed { list, detector, .. } => {
+                (0..list.len()).any(|i| !tried.contains_index(i) && !detector.is_ejected(&i))
+            }
+            Endpoints::Discovered { balancer, .. } => {
+                balancer.any_other(&|id| tried.contains_id(id))
+            }
+        }
+    }
+
+    /// Reports an attempt's outcome on the endpoint it went to.
+    pub(crate) fn record(&self, key: PickKey, outcome: EndpointOutcome) {
         match (self, key) {
             (Endpoints::Fixed { list, detector, .. }, PickKey::Index(index)) if list.len() > 1 => {
-                detector.record(&index, healthy);
+                detector.record_outcome(&index, outcome);
             }
             (Endpoints::Discovered { detector, .. }, PickKey::Discovered { id, load }) => {
-                detector.record(&id, healthy);
+                detector.record_outcome(&id, outcome);
                 // A failure must not make the endpoint look fast to the balancer.
-                if !healthy {
-                    load.failed();
+                match outcome {
+                    EndpointOutcome::Success => load.succeeded(),
+                    EndpointOutcome::Failure | EndpointOutcome::Refused => load.failed(),
                 }
             }
             _ => {}

@@ -7,14 +7,16 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use opentelemetry::KeyValue;
 use platform_core::resilience::{
-    Attempt, CallOptions, Classification, Deadline, ResilienceError, Verdict,
+    Attempt, CallOptions, Classification, Deadline, EndpointOutcome, ResilienceError, Verdict,
 };
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::classify::{
-    AttemptError, Failure, StaticStatus as _, classify, client_error, is_retryable_status,
+    AttemptError, Failure, StaticStatus as _, classify, classify_failure, client_error,
+    endpoint_outcome, is_retryable_status,
 };
+use super::endpoints::TriedSet;
 use super::propagation::set_deadline;
 use super::retry_after::RetryAfter;
 use super::trace::CallSpan;
@@ -249,6 +251,7 @@ impl RequestBuilder {
             headers: &headers,
             last_end: Mutex::new(None),
             trace: &trace,
+            tried: Mutex::new(TriedSet::default()),
         };
         let started = Instant::now();
         let classifier = |result: &Result<Response, AttemptError>| classify(result);
@@ -358,6 +361,8 @@ struct Exchange<'a> {
     last_end: Mutex<Option<Instant>>,
     /// The call's span, for attempt events and the context attempts carry.
     trace: &'a CallSpan,
+    /// Where the call's attempts went: retries and hedges go elsewhere.
+    tried: Mutex<TriedSet>,
 }
 
 impl Exchange<'_> {
@@ -367,7 +372,15 @@ impl Exchange<'_> {
         body: Option<reqwest::Body>,
     ) -> Result<Response, AttemptError> {
         let inner = self.inner;
-        let (key, endpoint) = match inner.endpoints.pick() {
+        let picked = {
+            let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+            let picked = inner.endpoints.pick(&tried);
+            if let Ok((key, _)) = &picked {
+                tried.insert(key.tried());
+            }
+            picked
+        };
+        let (key, endpoint) = match picked {
             Ok(picked) => picked,
             // Discovery has not answered yet (or never had endpoints): the
             // request never left; the resilience layer may retry it.
@@ -375,6 +388,7 @@ impl Exchange<'_> {
                 return Err(AttemptError {
                     endpoint: Arc::from(""),
                     failure: Failure::NoEndpoint(reason),
+                    elsewhere: false,
                 });
             }
         };
@@ -435,6 +449,7 @@ impl Exchange<'_> {
             .map_err(|failure| AttemptError {
                 endpoint: endpoint.label.clone(),
                 failure,
+                elsewhere: false,
             });
         if deadline_passed {
             // The deadline, not this attempt, ran out: the call ends in
@@ -450,8 +465,23 @@ impl Exchange<'_> {
             );
             return result;
         }
+        let outcome = match &result {
+            Err(error) if !classify_failure(&error.failure).is_healthy() => {
+                endpoint_outcome(&error.failure)
+            }
+            _ => EndpointOutcome::Success,
+        };
+        inner.endpoints.record(key, outcome);
+        let mut result = result;
+        if let Err(error) = &mut result
+            && outcome != EndpointOutcome::Success
+        {
+            // Asked after the outcome is recorded: an endpoint it just
+            // ejected is not somewhere else to go.
+            let tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+            error.elsewhere = inner.endpoints.any_other(&tried);
+        }
         let classification = classify(&result);
-        inner.endpoints.record(key, classification.is_healthy());
         self.record(&attempt, endpoint, &result, classification, elapsed, delay);
         result
     }

@@ -7,6 +7,7 @@
 //! With no scenario named, all run.
 
 mod churn;
+mod faults;
 mod flaky;
 mod outage;
 mod overhead;
@@ -33,6 +34,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("outage", outage::run),
     ("slow-backend", slow_backend::run),
     ("churn", churn::run),
+    ("faults", faults::run),
 ];
 
 fn main() {

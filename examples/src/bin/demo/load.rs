@@ -2,13 +2,14 @@
 //! (open loop, as real callers do), and one status line a second.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio::time::MissedTickBehavior;
 
-use crate::processes::Fleet;
+use crate::processes::Watched;
 use crate::report::Snapshot;
 
 /// More orders than this waiting for an answer and the generator sheds the
@@ -76,23 +77,27 @@ pub(crate) fn quantile(latencies: &mut [Duration], q: f64) -> Option<Duration> {
 /// Sends `rate` orders a second to the fleet's orders for `duration`,
 /// printing a status line every second; stops early on Ctrl-C.
 pub(crate) async fn drive(
-    fleet: &Fleet,
+    orders: SocketAddr,
+    watched: Vec<Watched>,
     client: &reqwest::Client,
     rate: u32,
     duration: Duration,
 ) -> LoadStats {
-    let url = format!("http://{}/orders", fleet.orders().api);
+    let url = format!("http://{orders}/orders");
     let stats = Arc::new(Mutex::new(LoadStats::default()));
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let started = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
     // A stall (a busy machine) is followed by the orders that were due.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let mut status = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(1),
-        Duration::from_secs(1),
-    );
-    let mut shown = ShownSoFar::default();
+    // On a task of its own: reading the processes' figures (a stopped one
+    // does not answer) must never hold up the orders.
+    let status = tokio::spawn(status_lines(
+        watched,
+        client.clone(),
+        Arc::clone(&stats),
+        started,
+    ));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
@@ -122,11 +127,6 @@ pub(crate) async fn drive(
                     drop(permit);
                 });
             }
-            _ = status.tick() => {
-                let snapshot = Snapshot::take(fleet, client).await;
-                let line = shown.line(&stats, &snapshot, started.elapsed());
-                println!("{line}");
-            }
             _ = &mut ctrl_c => {
                 println!("Interrupted: stopping the load and the processes.");
                 interrupted = true;
@@ -134,6 +134,7 @@ pub(crate) async fn drive(
             }
         }
     }
+    status.abort();
     // Let the orders in flight finish, within their own timeout.
     let _ = tokio::time::timeout(
         ORDER_TIMEOUT,
@@ -144,6 +145,26 @@ pub(crate) async fn drive(
     done.elapsed = started.elapsed();
     done.interrupted = interrupted;
     done
+}
+
+/// One status line a second, from the load's figures and the processes' own.
+async fn status_lines(
+    watched: Vec<Watched>,
+    client: reqwest::Client,
+    stats: Arc<Mutex<LoadStats>>,
+    started: Instant,
+) {
+    let mut status = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    let mut shown = ShownSoFar::default();
+    loop {
+        status.tick().await;
+        let snapshot = Snapshot::take(&watched, &client).await;
+        let line = shown.line(&stats, &snapshot, started.elapsed());
+        println!("{line}");
+    }
 }
 
 fn lock(stats: &Mutex<LoadStats>) -> std::sync::MutexGuard<'_, LoadStats> {
@@ -175,15 +196,17 @@ impl ShownSoFar {
         let p50 = quantile(&mut window, 0.50);
         let p99 = quantile(&mut window, 0.99);
         format!(
-            "{:>4.0}s {:>5} answers  ok {:>5.1}%  p50 {:>7}  p99 {:>7} | retries {:>4}  ejections {:>2}  breaker changes {} | traffic {}",
+            "{:>4.0}s {:>5} answers  ok {:>5.1}%  p50 {:>7}  p99 {:>7} | retries {:>4}  requeues {:>3}  hedges {:>3}  ejections {:>2}  breaker {} | traffic {}",
             elapsed.as_secs_f64(),
             answered,
             percent,
             show(p50),
             show(p99),
             snapshot.orders.retries,
+            snapshot.orders.requeues,
+            snapshot.orders.hedges,
             snapshot.orders.ejections,
-            snapshot.orders.breaker_transitions,
+            snapshot.orders.breaker_state,
             snapshot.traffic_shares(),
         )
     }

@@ -14,6 +14,7 @@
 //! files; the demo stops them with SIGTERM (graceful drain) and exits 0 when
 //! everything went as it should.
 
+mod fault;
 mod load;
 mod processes;
 mod prometheus;
@@ -50,6 +51,17 @@ struct DemoArgs {
     /// Also write the final report to this file as JSON.
     #[arg(long)]
     report_json: Option<PathBuf>,
+    /// Inject a fault into inventory-healthy while the load runs, with real
+    /// signals: `crash` (SIGKILL), `hang` (SIGSTOP, SIGCONT after
+    /// `--fault-for`), `restart` (SIGTERM, started again after `--fault-for`).
+    #[arg(long, value_enum)]
+    fault: Option<fault::FaultKind>,
+    /// When the fault comes, from the start of the load.
+    #[arg(long, default_value = "8s", value_parser = parse_duration)]
+    fault_at: Duration,
+    /// How long a hang lasts, or how long a restarted instance stays down.
+    #[arg(long, default_value = "12s", value_parser = parse_duration)]
+    fault_for: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -192,15 +204,45 @@ async fn run(args: DemoArgs) -> Result<Ended, processes::FleetError> {
         args.rate,
         platform_config::duration::format(args.duration)
     );
+    if let Some(kind) = args.fault {
+        println!(
+            "Fault: {kind:?} of inventory-healthy at {}.\n",
+            platform_config::duration::format(args.fault_at)
+        );
+    }
     // One connection pool for the orders and the processes' /metrics.
     let client = reqwest::Client::new();
-    let stats = load::drive(&fleet, &client, args.rate, args.duration).await;
-    let snapshot = report::Snapshot::take(&fleet, &client).await;
+    let mut fleet = fleet;
+    let load = load::drive(
+        fleet.orders().api,
+        fleet.watched(),
+        &client,
+        args.rate,
+        args.duration,
+    );
+    let (stats, injected) = match args.fault {
+        None => (load.await, None),
+        Some(kind) => {
+            let plan = fault::Plan {
+                kind,
+                victim: "inventory-healthy".into(),
+                at: args.fault_at,
+                lasting: args.fault_for,
+            };
+            let (stats, (injected, restarted)) = tokio::join!(load, fault::inject(&fleet, plan));
+            if let Some(process) = restarted {
+                fleet.replace(process);
+            }
+            (stats, Some(injected))
+        }
+    };
+    let snapshot = report::Snapshot::take(&fleet.watched(), &client).await;
     let stopped = fleet.stop().await;
     let went_well = report::print(
         &stats,
         &snapshot,
         &stopped,
+        injected.as_ref(),
         &log_dir,
         args.report_json.as_deref(),
     );

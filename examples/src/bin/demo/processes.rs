@@ -82,7 +82,18 @@ pub(crate) struct Process {
     pub(crate) api: SocketAddr,
     pub(crate) admin: SocketAddr,
     pub(crate) log: PathBuf,
+    role: Role,
     child: Child,
+}
+
+/// Where a process's figures are read: enough to take a snapshot without
+/// holding the fleet.
+#[derive(Debug, Clone)]
+pub(crate) struct Watched {
+    pub(crate) name: String,
+    pub(crate) service: &'static str,
+    pub(crate) description: String,
+    pub(crate) admin: SocketAddr,
 }
 
 /// How a process ended when the demo stopped it.
@@ -99,6 +110,10 @@ pub(crate) struct Stopped {
 #[derive(Debug)]
 pub(crate) struct Fleet {
     processes: Vec<Process>,
+    /// Processes a fault replaced (a restart's first life), stopped with the rest.
+    replaced: Vec<Process>,
+    exe: PathBuf,
+    log_dir: PathBuf,
 }
 
 impl Fleet {
@@ -114,6 +129,9 @@ impl Fleet {
         let mut next_port = || ports.next().expect("two ports for each process");
         let mut fleet = Fleet {
             processes: Vec::new(),
+            replaced: Vec::new(),
+            exe: exe.clone(),
+            log_dir: log_dir.to_owned(),
         };
         for role in inventories {
             fleet
@@ -148,6 +166,52 @@ impl Fleet {
         &self.processes
     }
 
+    /// Where each process's figures are read.
+    pub(crate) fn watched(&self) -> Vec<Watched> {
+        self.processes
+            .iter()
+            .map(|p| Watched {
+                name: p.name.clone(),
+                service: p.service,
+                description: p.description.clone(),
+                admin: p.admin,
+            })
+            .collect()
+    }
+
+    /// The process called `name`.
+    pub(crate) fn process(&self, name: &str) -> Option<&Process> {
+        self.processes.iter().find(|p| p.name == name)
+    }
+
+    /// Starts `name` again, with its role and ports, and waits until it is
+    /// ready: the second life of a restarted instance. Its log continues in
+    /// a file of its own.
+    pub(crate) async fn start_again(&self, name: &str) -> Result<Process, FleetError> {
+        let old = self.process(name).ok_or_else(|| FleetError::Spawn {
+            name: name.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such process"),
+        })?;
+        let mut role = old.role.clone();
+        role.name = format!("{name}.restarted");
+        let mut process = spawn(&self.exe, &self.log_dir, &role, old.api, old.admin)?;
+        process.wait_ready().await?;
+        process.name = name.to_owned();
+        Ok(process)
+    }
+
+    /// Puts `process` in the place of the one of the same name, which is
+    /// kept to be stopped (and reported) with the others.
+    pub(crate) fn replace(&mut self, process: Process) {
+        if let Some(slot) = self.processes.iter_mut().find(|p| p.name == process.name) {
+            let mut old = std::mem::replace(slot, process);
+            old.name = format!("{} (first life)", old.name);
+            self.replaced.push(old);
+        } else {
+            self.processes.push(process);
+        }
+    }
+
     pub(crate) fn orders(&self) -> &Process {
         self.processes
             .iter()
@@ -160,7 +224,7 @@ impl Fleet {
     pub(crate) async fn stop(mut self) -> Vec<Stopped> {
         let mut stopped = Vec::new();
         self.processes.sort_by_key(|p| p.service != "orders");
-        for process in &mut self.processes {
+        for process in self.processes.iter_mut().chain(&mut self.replaced) {
             stopped.push(process.stop().await);
         }
         stopped
@@ -228,6 +292,7 @@ fn spawn(
         api,
         admin,
         log,
+        role: role.clone(),
         child,
     })
 }
@@ -267,6 +332,11 @@ impl Process {
         }
     }
 
+    /// The process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<i32> {
+        self.child.id().and_then(|id| i32::try_from(id).ok())
+    }
+
     async fn stop(&mut self) -> Stopped {
         let mut stopped = Stopped {
             name: self.name.clone(),
@@ -287,14 +357,14 @@ impl Process {
     }
 }
 
-#[cfg(unix)]
 fn terminate(pid: i32) {
-    use rustix::process::{Pid, Signal, kill_process};
-    if let Some(pid) = Pid::from_raw(pid) {
-        // Already gone is fine: wait() reports how it ended.
-        let _ = kill_process(pid, Signal::TERM);
-    }
+    // Already gone is fine: wait() reports how it ended.
+    signal(pid, rustix::process::Signal::TERM);
 }
 
-#[cfg(not(unix))]
-fn terminate(_pid: i32) {}
+/// Sends `signal` to `pid` (the demo's faults: KILL, STOP, CONT, TERM).
+pub(crate) fn signal(pid: i32, signal: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}

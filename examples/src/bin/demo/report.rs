@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::load::{LoadStats, quantile, show};
-use crate::processes::{Fleet, Stopped};
+use crate::processes::{Stopped, Watched};
 use crate::prometheus::sum;
 
 /// Orders' counters for its calls to inventory.
@@ -15,10 +15,20 @@ use crate::prometheus::sum;
 pub(crate) struct OrdersFigures {
     pub(crate) attempts: u64,
     pub(crate) retries: u64,
+    /// Retries sent at once to an instance the call had not tried.
+    pub(crate) retries_elsewhere: u64,
+    /// Attempts that never reached an instance, sent again at once.
+    pub(crate) requeues: u64,
     pub(crate) budget_exhausted: u64,
     pub(crate) ejections: u64,
+    pub(crate) ejections_refused: u64,
+    pub(crate) ejections_consecutive: u64,
+    pub(crate) ejections_success_rate: u64,
     pub(crate) breaker_transitions: u64,
+    pub(crate) breaker_opened: u64,
     pub(crate) breaker_rejections: u64,
+    /// The breaker's state at the end: closed, half-open or open.
+    pub(crate) breaker_state: &'static str,
     pub(crate) hedges: u64,
     /// What orders' `dependency:inventory` health check says.
     pub(crate) dependency_check: Option<String>,
@@ -44,44 +54,71 @@ const TARGET: (&str, &str) = ("target", "inventory");
 
 impl Snapshot {
     /// Reads every process's `/metrics` (and orders' `/health`) with
-    /// `client`; a process that does not answer within a second counts as zeros.
-    pub(crate) async fn take(fleet: &Fleet, client: &reqwest::Client) -> Snapshot {
+    /// `client`, all at once; a process that does not answer within half a
+    /// second (a stopped one) counts as zeros.
+    pub(crate) async fn take(watched: &[Watched], client: &reqwest::Client) -> Snapshot {
         let get = |url: String| {
             let client = client.clone();
             async move {
                 let response = client
                     .get(url)
-                    .timeout(Duration::from_secs(1))
+                    .timeout(Duration::from_millis(500))
                     .send()
                     .await
                     .ok()?;
                 response.text().await.ok()
             }
         };
+        let pages = futures::future::join_all(watched.iter().map(|process| {
+            let metrics = get(format!("http://{}/metrics", process.admin));
+            let health = get(format!("http://{}/health", process.admin));
+            async move {
+                let (metrics, health) = futures::join!(metrics, health);
+                (metrics.unwrap_or_default(), health)
+            }
+        }))
+        .await;
         let mut snapshot = Snapshot::default();
-        for process in fleet.processes() {
-            let metrics = get(format!("http://{}/metrics", process.admin))
-                .await
-                .unwrap_or_default();
+        for (process, (metrics, health)) in watched.iter().zip(pages) {
             let count = |name: &str, labels: &[(&str, &str)]| sum(&metrics, name, labels) as u64;
             if process.service == "orders" {
-                let health = get(format!("http://{}/health", process.admin)).await;
+                let ejections = "platform_resilience_ejections_total";
                 snapshot.orders = OrdersFigures {
                     attempts: count("platform_resilience_attempts_total", &[TARGET]),
                     retries: count("platform_resilience_retries_total", &[TARGET]),
+                    retries_elsewhere: count(
+                        "platform_resilience_retries_total",
+                        &[TARGET, ("reason", "elsewhere")],
+                    ),
+                    requeues: count("platform_resilience_requeues_total", &[TARGET]),
                     budget_exhausted: count(
                         "platform_resilience_budget_exhausted_total",
                         &[TARGET],
                     ),
-                    ejections: count("platform_resilience_ejections_total", &[TARGET]),
+                    ejections: count(ejections, &[TARGET]),
+                    ejections_refused: count(ejections, &[TARGET, ("cause", "refused")]),
+                    ejections_consecutive: count(
+                        ejections,
+                        &[TARGET, ("cause", "consecutive_failures")],
+                    ),
+                    ejections_success_rate: count(ejections, &[TARGET, ("cause", "success_rate")]),
                     breaker_transitions: count(
                         "platform_resilience_breaker_transitions_total",
                         &[TARGET],
+                    ),
+                    breaker_opened: count(
+                        "platform_resilience_breaker_transitions_total",
+                        &[TARGET, ("to", "open")],
                     ),
                     breaker_rejections: count(
                         "platform_resilience_breaker_rejections_total",
                         &[TARGET],
                     ),
+                    breaker_state: match count("platform_resilience_breaker_state", &[TARGET]) {
+                        0 => "closed",
+                        1 => "half-open",
+                        _ => "open",
+                    },
                     hedges: count("platform_resilience_hedges_total", &[TARGET]),
                     dependency_check: health.as_deref().and_then(dependency_check),
                 };
@@ -150,6 +187,8 @@ pub(crate) struct Report {
     pub(crate) orders: OrdersFigures,
     pub(crate) instances: Vec<InstanceFigures>,
     pub(crate) stopped_cleanly: bool,
+    /// The fault injected, as the demo described it.
+    pub(crate) fault: Option<String>,
 }
 
 /// Prints the report; whether the demo went as it should: orders were
@@ -158,6 +197,7 @@ pub(crate) fn print(
     stats: &LoadStats,
     snapshot: &Snapshot,
     stopped: &[Stopped],
+    fault: Option<&crate::fault::Injected>,
     log_dir: &Path,
     json: Option<&Path>,
 ) -> bool {
@@ -168,7 +208,10 @@ pub(crate) fn print(
     let orders = &snapshot.orders;
     let calls = stats.answered().max(1);
     let total_requests: u64 = snapshot.instances.iter().map(|i| i.requests).sum();
-    let stopped_cleanly = stopped.iter().all(|s| !s.killed && s.exit_code == Some(0));
+    // The instance the demo killed on purpose is not expected to exit 0.
+    let stopped_cleanly = stopped
+        .iter()
+        .all(|s| (!s.killed && s.exit_code == Some(0)) || fault.is_some_and(|f| f.killed(&s.name)));
 
     println!("\nReport after {:.1}s", stats.elapsed.as_secs_f64());
     println!(
@@ -214,9 +257,26 @@ pub(crate) fn print(
         orders.budget_exhausted
     );
     println!(
-        "  breaking        {} outlier ejections, {} breaker state changes, {} calls failed fast, {} hedges",
-        orders.ejections, orders.breaker_transitions, orders.breaker_rejections, orders.hedges
+        "  elsewhere       {} of the retries went at once to an instance the order had not tried; {} requeues (attempts that never reached an instance, sent again at once, outside the budget); {} hedges",
+        orders.retries_elsewhere, orders.requeues, orders.hedges
     );
+    println!(
+        "  ejections       {} ({} refused connections, {} success rate below its peers', {} failures in a row)",
+        orders.ejections,
+        orders.ejections_refused,
+        orders.ejections_success_rate,
+        orders.ejections_consecutive
+    );
+    println!(
+        "  breaker         {} now; opened {} times, {} state changes, {} calls failed fast",
+        orders.breaker_state,
+        orders.breaker_opened,
+        orders.breaker_transitions,
+        orders.breaker_rejections
+    );
+    if let Some(fault) = fault {
+        println!("  fault           {fault}");
+    }
     println!("  traffic         requests each inventory instance answered (retries included):");
     for instance in &snapshot.instances {
         let line = format!(
@@ -255,6 +315,7 @@ pub(crate) fn print(
         orders: orders.clone(),
         instances: snapshot.instances.clone(),
         stopped_cleanly,
+        fault: fault.map(ToString::to_string),
     };
     if let Some(path) = json {
         let written = serde_json::to_vec_pretty(&report)

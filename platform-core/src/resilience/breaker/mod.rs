@@ -15,5 +15,5 @@
 mod outlier;
 mod target;
 
-pub use outlier::OutlierDetector;
+pub use outlier::{EjectionCause, EndpointOutcome, OutlierDetector};
 pub use target::{BreakerOpen, BreakerPermit, BreakerState, CircuitBreaker};

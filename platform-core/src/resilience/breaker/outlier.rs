@@ -1,7 +1,11 @@
 //! Per-endpoint outlier ejection (Envoy's outlier detection).
 //!
-//! An endpoint that fails `consecutive_failures` attempts in a row is taken
-//! out of the pool for `base_ejection_time`; every further ejection in a row
+//! An endpoint is taken out of the pool for `base_ejection_time` when it
+//! fails `consecutive_failures` attempts in a row, when it refuses a
+//! connection (nothing listens there: every request sent to it would be
+//! refused too), or when its success rate over the last window falls well
+//! below its peers' (an instance failing a quarter of its requests never
+//! fails five in a row); every further ejection in a row
 //! lasts one `base_ejection_time` longer, up to `max_ejection_time` (30 s,
 //! 60 s, 90 s, ... 300 s with the defaults, as Envoy does). Each
 //! `base_ejection_time` an endpoint then spends back in the pool takes one
@@ -22,6 +26,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+#[cfg(test)]
+use crate::resilience::SuccessRateSettings;
 use crate::resilience::metrics::Instruments;
 use crate::resilience::{OutlierSettings, SettingsError};
 
@@ -66,8 +72,62 @@ struct Inner<K> {
     base: Duration,
     max: Duration,
     max_share: f64,
+    eject_refused: bool,
+    success_rate: SuccessRate,
     endpoints: Mutex<HashMap<K, Endpoint>>,
     instruments: Instruments,
+}
+
+/// The success-rate rule, with its window as a clock origin.
+#[derive(Debug, Clone, Copy)]
+struct SuccessRate {
+    enabled: bool,
+    origin: Instant,
+    window: Duration,
+    min_requests: u64,
+    /// An endpoint below this share of its peers' success rate is ejected.
+    floor: f64,
+}
+
+impl SuccessRate {
+    fn epoch(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin).as_nanos();
+        u64::try_from(since / self.window.as_nanos().max(1)).unwrap_or(u64::MAX)
+    }
+}
+
+/// What one attempt showed about the endpoint it went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointOutcome {
+    /// An answer that shows the endpoint working.
+    Success,
+    /// A failure that may be the endpoint's (an error status, a timeout).
+    Failure,
+    /// The endpoint refused the connection: nothing listens there.
+    Refused,
+}
+
+/// Why an endpoint was ejected (the `cause` attribute of
+/// `platform.resilience.ejections`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EjectionCause {
+    /// `consecutive_failures` failures in a row.
+    ConsecutiveFailures,
+    /// It refused a connection.
+    Refused,
+    /// Its success rate fell well below its peers'.
+    SuccessRate,
+}
+
+impl EjectionCause {
+    /// The cause as a metric attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConsecutiveFailures => "consecutive_failures",
+            Self::Refused => "refused",
+            Self::SuccessRate => "success_rate",
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -78,11 +138,60 @@ struct Endpoint {
     ejections: u32,
     /// When the endpoint last came back from an ejection.
     returned_at: Option<Instant>,
+    /// Attempts and failures of this window and the previous one.
+    counts: Counts,
+}
+
+/// Attempts and failures over a tumbling window, with the previous window's
+/// kept, so that a judgement covers between one and two windows.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    epoch: u64,
+    attempts: u64,
+    failures: u64,
+    previous_attempts: u64,
+    previous_failures: u64,
+}
+
+impl Counts {
+    fn roll(&mut self, epoch: u64) {
+        if epoch == self.epoch {
+            return;
+        }
+        if epoch == self.epoch + 1 {
+            self.previous_attempts = self.attempts;
+            self.previous_failures = self.failures;
+        } else {
+            self.previous_attempts = 0;
+            self.previous_failures = 0;
+        }
+        self.attempts = 0;
+        self.failures = 0;
+        self.epoch = epoch;
+    }
+
+    fn record(&mut self, epoch: u64, failed: bool) {
+        self.roll(epoch);
+        self.attempts += 1;
+        self.failures += u64::from(failed);
+    }
+
+    /// (attempts, failures) over the window and the previous one, as of `epoch`.
+    fn totals(&self, epoch: u64) -> (u64, u64) {
+        match epoch.checked_sub(self.epoch) {
+            Some(0) => (
+                self.attempts + self.previous_attempts,
+                self.failures + self.previous_failures,
+            ),
+            Some(1) => (self.attempts, self.failures),
+            _ => (0, 0),
+        }
+    }
 }
 
 impl<K> OutlierDetector<K>
 where
-    K: Eq + Hash + Clone + Debug,
+    K: Eq + Hash + Clone + Debug + Send + Sync + 'static,
 {
     /// A detector for the endpoints of `target`. Errors when the threshold or
     /// the base ejection time is zero, the maximum is below the base, or the
@@ -126,17 +235,78 @@ where
                 "must be a number between 0 and 1",
             ));
         }
-        Ok(Self {
+        let rate = &settings.success_rate;
+        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&rate.window) {
+            return Err(SettingsError::new(
+                "outlier.success_rate.window",
+                rate.window,
+                "must be between 1s and 10m",
+            ));
+        }
+        if rate.min_requests == 0 {
+            return Err(SettingsError::new(
+                "outlier.success_rate.min_requests",
+                rate.min_requests,
+                "must be at least 1",
+            ));
+        }
+        if !(rate.drop > 0.0 && rate.drop < 1.0) {
+            return Err(SettingsError::new(
+                "outlier.success_rate.drop",
+                rate.drop,
+                "must be above 0 and below 1",
+            ));
+        }
+        let detector = Self {
             inner: Arc::new(Inner {
                 enabled: settings.enabled,
                 threshold: settings.consecutive_failures,
                 base: settings.base_ejection_time,
                 max: settings.max_ejection_time,
                 max_share: settings.max_ejection_share,
+                eject_refused: settings.eject_refused,
+                success_rate: SuccessRate {
+                    enabled: rate.enabled,
+                    origin: Instant::now(),
+                    window: rate.window,
+                    min_requests: u64::from(rate.min_requests),
+                    floor: 1.0 - rate.drop,
+                },
                 endpoints: Mutex::new(HashMap::new()),
                 instruments,
             }),
-        })
+        };
+        detector.register_ejection_gauge();
+        Ok(detector)
+    }
+
+    /// `platform.resilience.endpoint.ejected`: 1 for each endpoint ejected
+    /// now, 0 for each in the pool, read when metrics are collected (the
+    /// callback holds the detector weakly).
+    fn register_ejection_gauge(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let target = opentelemetry::KeyValue::new("target", self.inner.instruments.target.clone());
+        opentelemetry::global::meter("platform")
+            .u64_observable_gauge("platform.resilience.endpoint.ejected")
+            .with_description(
+                "1 while outlier detection keeps the endpoint out of the pool, else 0.",
+            )
+            .with_callback(move |observer| {
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let now = Instant::now();
+                let mut map = inner.lock();
+                inner.expire(&mut map, now);
+                for (key, state) in map.iter() {
+                    let attributes = [
+                        target.clone(),
+                        opentelemetry::KeyValue::new("endpoint", format!("{key:?}")),
+                    ];
+                    observer.observe(u64::from(state.ejected_until.is_some()), &attributes);
+                }
+            })
+            .build();
     }
 
     /// Makes the pool exactly `endpoints` (as discovery reports it): new ones
@@ -154,70 +324,60 @@ where
     /// Reports one attempt's outcome on `endpoint` (an unknown endpoint joins
     /// the pool). Returns true when this report ejected it.
     pub fn record(&self, endpoint: &K, healthy: bool) -> bool {
+        let outcome = if healthy {
+            EndpointOutcome::Success
+        } else {
+            EndpointOutcome::Failure
+        };
+        self.record_outcome(endpoint, outcome).is_some()
+    }
+
+    /// Reports one attempt's outcome on `endpoint` (an unknown endpoint joins
+    /// the pool). Returns why this report ejected it, if it did.
+    pub fn record_outcome(&self, endpoint: &K, outcome: EndpointOutcome) -> Option<EjectionCause> {
         if !self.inner.enabled {
-            return false;
+            return None;
         }
         let now = Instant::now();
+        let rate = self.inner.success_rate;
+        let epoch = rate.epoch(now);
         let mut map = self.inner.lock();
         if !map.contains_key(endpoint) {
             map.insert(endpoint.clone(), Endpoint::default());
         }
         // Only this endpoint is looked at on the common path; the whole pool
-        // only when an ejection is due.
-        {
-            let Some(state) = map.get_mut(endpoint) else {
-                return false;
-            };
+        // only when an ejection may be due.
+        let (cause, own) = {
+            let state = map.get_mut(endpoint)?;
             self.inner.expire_one(endpoint, state, now);
-            if healthy {
-                state.consecutive_failures = 0;
-                return false;
-            }
+            let failed = outcome != EndpointOutcome::Success;
             if state.ejected_until.is_some() {
                 // Late answers from an ejected endpoint change nothing.
-                return false;
+                return None;
+            }
+            state.counts.record(epoch, failed);
+            if !failed {
+                state.consecutive_failures = 0;
+                return None;
             }
             state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-            if state.consecutive_failures < self.inner.threshold {
-                return false;
-            }
-        }
-        self.inner.expire(&mut map, now);
-        let pool = map.len();
-        let ejected_now = map.values().filter(|e| e.ejected_until.is_some()).count();
-        let Some(state) = map.get_mut(endpoint) else {
-            return false;
+            let cause = if outcome == EndpointOutcome::Refused && self.inner.eject_refused {
+                Some(EjectionCause::Refused)
+            } else if state.consecutive_failures >= self.inner.threshold {
+                Some(EjectionCause::ConsecutiveFailures)
+            } else {
+                None
+            };
+            (cause, state.counts.totals(epoch))
         };
-        let allowed = (self.inner.max_share * pool as f64).floor() as usize;
-        if ejected_now + 1 > allowed {
-            self.inner.instruments.ejection_skipped();
-            tracing::debug!(
-                resilience.target = %self.inner.instruments.target, endpoint = ?endpoint,
-                ejected = ejected_now, pool, "endpoint failing but not ejected: ejection share reached"
-            );
-            return false;
-        }
-        if let Some(returned) = state.returned_at {
-            let periods =
-                now.saturating_duration_since(returned).as_nanos() / self.inner.base.as_nanos();
-            state.ejections = state
-                .ejections
-                .saturating_sub(u32::try_from(periods).unwrap_or(u32::MAX));
-        }
-        state.ejections = state.ejections.saturating_add(1);
-        let duration = self
-            .inner
-            .base
-            .saturating_mul(state.ejections)
-            .min(self.inner.max);
-        state.ejected_until = Some(now + duration);
-        state.consecutive_failures = 0;
-        self.inner.instruments.ejection();
-        tracing::warn!(
-            resilience.target = %self.inner.instruments.target, endpoint = ?endpoint,
-            ejection = state.ejections, duration = ?duration, "endpoint ejected after consecutive failures"
-        );
-        true
+        let cause = cause.or_else(|| {
+            self.inner
+                .below_peers(&map, endpoint, own, epoch)
+                .then_some(EjectionCause::SuccessRate)
+        })?;
+        self.inner
+            .eject(&mut map, endpoint, cause, now)
+            .then_some(cause)
     }
 
     /// Whether `endpoint` is ejected now (an ejection whose time is up ends here).
@@ -253,6 +413,83 @@ where
             .filter(|(_, e)| e.ejected_until.is_some())
             .map(|(k, _)| k.clone())
             .collect()
+    }
+}
+
+impl<K: Debug + Eq + Hash> Inner<K> {
+    /// Whether `endpoint`, with `own` (attempts, failures) in the window,
+    /// succeeds well below the other endpoints in the pool.
+    fn below_peers(
+        &self,
+        map: &HashMap<K, Endpoint>,
+        endpoint: &K,
+        own: (u64, u64),
+        epoch: u64,
+    ) -> bool {
+        let rate = &self.success_rate;
+        let (attempts, failures) = own;
+        if !rate.enabled || attempts < rate.min_requests {
+            return false;
+        }
+        let own_rate = 1.0 - failures as f64 / attempts as f64;
+        // Even a perfect pool would not judge it below its floor: no scan.
+        if own_rate >= rate.floor {
+            return false;
+        }
+        let (peer_attempts, peer_failures) = map
+            .iter()
+            .filter(|(key, state)| *key != endpoint && state.ejected_until.is_none())
+            .map(|(_, state)| state.counts.totals(epoch))
+            .fold((0, 0), |(a, f), (pa, pf)| (a + pa, f + pf));
+        if peer_attempts < rate.min_requests {
+            return false;
+        }
+        let peers_rate = 1.0 - peer_failures as f64 / peer_attempts as f64;
+        own_rate < peers_rate * rate.floor
+    }
+
+    /// Ejects `endpoint` for `cause` unless the pool's share of ejected
+    /// endpoints is reached. Returns whether it did.
+    fn eject(
+        &self,
+        map: &mut HashMap<K, Endpoint>,
+        endpoint: &K,
+        cause: EjectionCause,
+        now: Instant,
+    ) -> bool {
+        self.expire(map, now);
+        let pool = map.len();
+        let ejected_now = map.values().filter(|e| e.ejected_until.is_some()).count();
+        let Some(state) = map.get_mut(endpoint) else {
+            return false;
+        };
+        let allowed = (self.max_share * pool as f64).floor() as usize;
+        if ejected_now + 1 > allowed {
+            self.instruments.ejection_skipped();
+            tracing::debug!(
+                resilience.target = %self.instruments.target, endpoint = ?endpoint, cause = cause.as_str(),
+                ejected = ejected_now, pool, "endpoint failing but not ejected: ejection share reached"
+            );
+            return false;
+        }
+        if let Some(returned) = state.returned_at {
+            let periods = now.saturating_duration_since(returned).as_nanos() / self.base.as_nanos();
+            state.ejections = state
+                .ejections
+                .saturating_sub(u32::try_from(periods).unwrap_or(u32::MAX));
+        }
+        state.ejections = state.ejections.saturating_add(1);
+        let duration = self.base.saturating_mul(state.ejections).min(self.max);
+        state.ejected_until = Some(now + duration);
+        state.consecutive_failures = 0;
+        // Back in the pool, it is judged on what it does then.
+        state.counts = Counts::default();
+        self.instruments.ejection(cause.as_str());
+        tracing::warn!(
+            resilience.target = %self.instruments.target, endpoint = ?endpoint, cause = cause.as_str(),
+            ejection = state.ejections, duration = ?duration, "endpoint ejected"
+        );
+        true
     }
 }
 
@@ -309,6 +546,96 @@ mod tests {
         assert_eq!(d.ejected_for(&1), Some(Duration::from_secs(30)));
         tokio::time::advance(Duration::from_secs(30)).await;
         assert!(!d.is_ejected(&1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_connection_ejects_at_once() {
+        let d = detector();
+        assert_eq!(
+            d.record_outcome(&4, EndpointOutcome::Refused),
+            Some(EjectionCause::Refused)
+        );
+        assert!(d.is_ejected(&4));
+        let off = OutlierDetector::new(
+            "inventory",
+            &OutlierSettings {
+                eject_refused: false,
+                ..OutlierSettings::default()
+            },
+        )
+        .unwrap();
+        off.set_endpoints(0..10);
+        assert_eq!(off.record_outcome(&4, EndpointOutcome::Refused), None);
+        assert!(!off.is_ejected(&4));
+    }
+
+    /// Sends `n` attempts to each of `keys` in turn, failing every
+    /// `fail_every`-th one on `flaky`; returns the first ejection's cause.
+    fn traffic(
+        d: &OutlierDetector<u32>,
+        keys: &[u32],
+        flaky: u32,
+        fail_every: u32,
+        n: u32,
+    ) -> Option<(u32, EjectionCause)> {
+        for i in 0..n {
+            for key in keys {
+                let failed = *key == flaky && i % fail_every == 0;
+                let outcome = if failed {
+                    EndpointOutcome::Failure
+                } else {
+                    EndpointOutcome::Success
+                };
+                if let Some(cause) = d.record_outcome(key, outcome) {
+                    return Some((*key, cause));
+                }
+            }
+        }
+        None
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_failing_a_quarter_of_its_requests_is_ejected_on_success_rate() {
+        let d = detector();
+        d.set_endpoints(0..3);
+        let ejected = traffic(&d, &[0, 1, 2], 2, 4, 200);
+        assert_eq!(ejected, Some((2, EjectionCause::SuccessRate)));
+        assert!(d.is_ejected(&2));
+        assert!(!d.is_ejected(&0) && !d.is_ejected(&1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn endpoints_failing_alike_are_not_ejected_on_success_rate() {
+        let d = detector();
+        d.set_endpoints(0..3);
+        // Every endpoint fails a quarter: the target is sick, not one endpoint.
+        for i in 0..400 {
+            for key in 0..3 {
+                let outcome = if i % 4 == 0 {
+                    EndpointOutcome::Failure
+                } else {
+                    EndpointOutcome::Success
+                };
+                assert_eq!(d.record_outcome(&key, outcome), None, "attempt {i}");
+            }
+        }
+        // Too few attempts to judge: nothing either.
+        let d = detector();
+        d.set_endpoints(0..3);
+        assert_eq!(traffic(&d, &[0, 1, 2], 2, 2, 20), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn success_rates_are_judged_over_the_recent_window_only() {
+        let d = detector();
+        d.set_endpoints(0..3);
+        // Failures long ago, then only successes: nothing to eject.
+        for _ in 0..30 {
+            d.record_outcome(&2, EndpointOutcome::Failure);
+            d.record_outcome(&2, EndpointOutcome::Success);
+        }
+        tokio::time::advance(Duration::from_secs(25)).await;
+        assert_eq!(traffic(&d, &[0, 1, 2], 2, 1000, 100), None);
     }
 
     #[tokio::test(start_paused = true)]
@@ -402,5 +729,39 @@ mod tests {
             }),
             "outlier.max_ejection_share"
         );
+        let rate = |success_rate: SuccessRateSettings| OutlierSettings {
+            success_rate,
+            ..d()
+        };
+        let r = SuccessRateSettings::default;
+        for (settings, key) in [
+            (
+                rate(SuccessRateSettings {
+                    window: Duration::ZERO,
+                    ..r()
+                }),
+                "outlier.success_rate.window",
+            ),
+            (
+                rate(SuccessRateSettings {
+                    min_requests: 0,
+                    ..r()
+                }),
+                "outlier.success_rate.min_requests",
+            ),
+            (
+                rate(SuccessRateSettings { drop: 1.0, ..r() }),
+                "outlier.success_rate.drop",
+            ),
+            (
+                rate(SuccessRateSettings {
+                    drop: f64::NAN,
+                    ..r()
+                }),
+                "outlier.success_rate.drop",
+            ),
+        ] {
+            assert_eq!(bad(settings), key);
+        }
     }
 }

@@ -1,16 +1,26 @@
 //! The per-target circuit breaker: fail fast while the whole target is down.
 //!
 //! Closed, it lets everything through and counts consecutive failed
-//! attempts. After `consecutive_failures` of them in a row it opens: attempts
-//! fail at once without touching the network (Nygard's *Release It!*;
-//! Hystrix, Envoy, resilience4j). After `open_duration` it turns half-open and
-//! lets at most `half_open_probes` attempts through per `open_duration`
-//! interval; a successful probe closes it, a failed one opens it again.
+//! attempts, and attempts and failures over a rolling window. It opens when
+//! both say the target is down: a run of `consecutive_failures` failures,
+//! and at least `failure_ratio` of the window's attempts failed (Hystrix's
+//! error threshold). Open, attempts fail at once without touching the
+//! network (Nygard's *Release It!*; Hystrix, Envoy, resilience4j). After
+//! `open_duration` it turns half-open and lets at most `half_open_probes`
+//! attempts through per `open_duration` interval; a successful probe closes
+//! it, a failed one opens it again.
 //!
-//! Closed is the common case and costs two atomic operations per attempt; the
-//! lock is taken only around state changes and while open or half-open.
+//! Why both: a run alone opened the breaker of a three-instance target when
+//! one instance hung, since its attempts time out together, in a burst, while
+//! the other two answered. A ratio alone would let a target that answers one
+//! call in three keep its breaker closed after minutes of failures... which is
+//! right: a third of the calls still succeed, and ejection handles the rest.
+//!
+//! Closed is the common case and costs a clock read and a few atomic
+//! operations per attempt; the lock is taken only around state changes and
+//! while open or half-open.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,8 +81,85 @@ struct Inner {
     /// True while closed: the lock-free fast path.
     closed: AtomicBool,
     consecutive_failures: AtomicU32,
+    failure_ratio: f64,
+    window: Window,
     state: Mutex<State>,
     instruments: Instruments,
+}
+
+/// Attempts and failures over a rolling window: two buckets of half the
+/// window each, the current and the previous one (so the count covers
+/// between half and all of the window). Lock-free: a bucket is reset by
+/// whichever recorder first sees that its time has come round again; a count
+/// lost to that race is noise, not state.
+struct Window {
+    origin: Instant,
+    bucket_nanos: u64,
+    buckets: [Bucket; 2],
+}
+
+#[derive(Default)]
+struct Bucket {
+    epoch: AtomicU64,
+    attempts: AtomicU32,
+    failures: AtomicU32,
+}
+
+impl Window {
+    fn new(window: Duration, now: Instant) -> Self {
+        Self {
+            origin: now,
+            bucket_nanos: u64::try_from(window.as_nanos() / 2)
+                .unwrap_or(u64::MAX)
+                .max(1),
+            buckets: Default::default(),
+        }
+    }
+
+    fn epoch(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin).as_nanos();
+        // Epoch 0 is a bucket's initial state: start counting at 1.
+        u64::try_from(since / u128::from(self.bucket_nanos))
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
+    }
+
+    fn record(&self, now: Instant, failed: bool) {
+        let epoch = self.epoch(now);
+        let bucket = &self.buckets[(epoch & 1) as usize];
+        let seen = bucket.epoch.load(Ordering::Acquire);
+        if seen != epoch
+            && bucket
+                .epoch
+                .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            bucket.attempts.store(0, Ordering::Relaxed);
+            bucket.failures.store(0, Ordering::Relaxed);
+        }
+        bucket.attempts.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            bucket.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The share of the window's attempts that failed.
+    fn failure_ratio(&self, now: Instant) -> f64 {
+        let epoch = self.epoch(now);
+        let (mut attempts, mut failures) = (0u64, 0u64);
+        for bucket in &self.buckets {
+            let seen = bucket.epoch.load(Ordering::Acquire);
+            if seen == epoch || seen + 1 == epoch {
+                attempts += u64::from(bucket.attempts.load(Ordering::Relaxed));
+                failures += u64::from(bucket.failures.load(Ordering::Relaxed));
+            }
+        }
+        if attempts == 0 {
+            0.0
+        } else {
+            failures as f64 / attempts as f64
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +236,20 @@ impl CircuitBreaker {
                 "must be more than zero",
             ));
         }
+        if !(settings.failure_ratio > 0.0 && settings.failure_ratio <= 1.0) {
+            return Err(SettingsError::new(
+                "breaker.failure_ratio",
+                settings.failure_ratio,
+                "must be above 0 and at most 1",
+            ));
+        }
+        if settings.window < Duration::from_secs(1) {
+            return Err(SettingsError::new(
+                "breaker.window",
+                settings.window,
+                "must be at least 1s",
+            ));
+        }
         if settings.half_open_probes == 0 {
             return Err(SettingsError::new(
                 "breaker.half_open_probes",
@@ -156,7 +257,7 @@ impl CircuitBreaker {
                 "must be at least 1 (or the breaker could never close)",
             ));
         }
-        Ok(Self {
+        let breaker = Self {
             inner: Arc::new(Inner {
                 enabled: settings.enabled,
                 threshold: settings.consecutive_failures,
@@ -164,10 +265,40 @@ impl CircuitBreaker {
                 probes: settings.half_open_probes,
                 closed: AtomicBool::new(true),
                 consecutive_failures: AtomicU32::new(0),
+                failure_ratio: settings.failure_ratio,
+                window: Window::new(settings.window, Instant::now()),
                 state: Mutex::new(State::Closed),
                 instruments,
             }),
-        })
+        };
+        breaker.register_state_gauge();
+        Ok(breaker)
+    }
+
+    /// `platform.resilience.breaker.state`: 0 closed, 1 half-open, 2 open,
+    /// read when metrics are collected. The callback holds the breaker
+    /// weakly: a dropped breaker stops reporting.
+    fn register_state_gauge(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let attribute =
+            opentelemetry::KeyValue::new("target", self.inner.instruments.target.clone());
+        opentelemetry::global::meter("platform")
+            .u64_observable_gauge("platform.resilience.breaker.state")
+            .with_description(
+                "State of the target's circuit breaker: 0 closed, 1 half-open, 2 open.",
+            )
+            .with_callback(move |observer| {
+                if let Some(inner) = weak.upgrade() {
+                    let state = CircuitBreaker { inner }.state();
+                    let value = match state {
+                        BreakerState::Closed => 0,
+                        BreakerState::HalfOpen => 1,
+                        BreakerState::Open => 2,
+                    };
+                    observer.observe(value, std::slice::from_ref(&attribute));
+                }
+            })
+            .build();
     }
 
     /// The breaker's state now (an open breaker whose time is up reads half-open).
@@ -259,6 +390,8 @@ impl Inner {
     }
 
     fn record(&self, healthy: bool, probe: bool) {
+        let now = Instant::now();
+        self.window.record(now, !healthy);
         if healthy {
             if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
                 self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -280,10 +413,13 @@ impl Inner {
             return;
         }
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= self.threshold && self.closed.load(Ordering::Acquire) {
+        if failures >= self.threshold
+            && self.closed.load(Ordering::Acquire)
+            && self.window.failure_ratio(now) >= self.failure_ratio
+        {
             let mut state = self.lock();
             if matches!(*state, State::Closed) {
-                let until = Instant::now() + self.open_duration;
+                let until = now + self.open_duration;
                 self.transition(&mut state, State::Open { until });
             }
         }
@@ -348,6 +484,58 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Open);
         let refused = b.try_acquire().unwrap_err();
         assert_eq!(refused.retry_in, Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_failures_among_successes_does_not_open_it() {
+        // One endpoint of three hangs: its attempts time out together, a
+        // run of failures, while the other two keep answering.
+        let b = breaker(10, 1);
+        for _ in 0..200 {
+            b.try_acquire().unwrap().record(true);
+            tokio::time::advance(Duration::from_millis(5)).await;
+        }
+        fail(&b, 40);
+        assert_eq!(b.state(), BreakerState::Closed, "40 of 240 failed");
+        // The whole target goes down: once failures outnumber the window's
+        // successes, the run opens it.
+        for _ in 0..400 {
+            if b.state() == BreakerState::Open {
+                break;
+            }
+            b.try_acquire().unwrap().record(false);
+            tokio::time::advance(Duration::from_millis(5)).await;
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_forgets_what_is_older_than_it() {
+        let b = breaker(5, 1);
+        for _ in 0..1000 {
+            b.try_acquire().unwrap().record(true);
+        }
+        tokio::time::advance(Duration::from_secs(6)).await;
+        fail(&b, 5);
+        assert_eq!(b.state(), BreakerState::Open, "the successes are 6 s old");
+    }
+
+    #[test]
+    fn impossible_ratio_or_window_is_refused_by_key() {
+        for (ratio, window, key) in [
+            (0.0, Duration::from_secs(5), "breaker.failure_ratio"),
+            (1.5, Duration::from_secs(5), "breaker.failure_ratio"),
+            (f64::NAN, Duration::from_secs(5), "breaker.failure_ratio"),
+            (0.5, Duration::from_millis(500), "breaker.window"),
+        ] {
+            let settings = BreakerSettings {
+                failure_ratio: ratio,
+                window,
+                ..BreakerSettings::default()
+            };
+            let error = CircuitBreaker::new("orders", &settings).unwrap_err();
+            assert!(error.to_string().contains(key), "{error}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

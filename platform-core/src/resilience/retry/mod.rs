@@ -22,5 +22,6 @@ mod policy;
 pub use backoff::Backoff;
 pub use budget::RetryBudget;
 pub use policy::{
-    Classification, Classifier, MAX_ATTEMPTS_CEILING, RetryErrors, RetryPolicy, Verdict,
+    Classification, Classifier, MAX_ATTEMPTS_CEILING, MAX_REQUEUES_CEILING, RetryErrors,
+    RetryPolicy, Verdict,
 };

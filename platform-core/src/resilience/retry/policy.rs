@@ -8,6 +8,9 @@ use crate::resilience::{RetrySettings, SettingsError};
 /// No configuration may ask for more attempts than this (first one included).
 pub const MAX_ATTEMPTS_CEILING: u32 = 5;
 
+/// No configuration may ask for more requeues per call than this.
+pub const MAX_REQUEUES_CEILING: u32 = 10;
+
 /// What one attempt's result means for the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -26,18 +29,32 @@ pub enum Verdict {
     NotRetryable,
 }
 
-/// A [`Verdict`] plus whether the attempt may have reached the server.
+/// A [`Verdict`] plus whether the attempt may have reached the server, and
+/// where the next attempt can go.
 ///
 /// An attempt that certainly never left the client (connection refused, no
 /// endpoint, refused by a local limit) can be retried whatever the call's
 /// idempotency: the server never saw it. Anything that may have been sent is
 /// retried only when the call is idempotent.
+///
+/// An attempt that never reached a server *because of the endpoint it was
+/// given* (its connection was refused, or reset before the request was
+/// written) is [requeued](Self::requeue): sent again at once, outside the
+/// retry budget, under the policy's own small bound (Finagle's requeues, gRPC
+/// A6's transparent retries). And a retry that will go to another endpoint
+/// than the ones this call tried ([`elsewhere`](Self::elsewhere)) skips the
+/// backoff: backoff exists to spare one struggling endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Classification {
     /// What the result means.
     pub verdict: Verdict,
     /// Whether the request may have reached the server.
     pub may_have_reached_server: bool,
+    /// The request never reached a server because of its endpoint: it may be
+    /// sent again at once, without drawing on the retry budget.
+    pub requeue: bool,
+    /// The next attempt can go to an endpoint this call has not tried yet.
+    pub elsewhere: bool,
 }
 
 impl Classification {
@@ -46,6 +63,8 @@ impl Classification {
         Self {
             verdict: Verdict::Success,
             may_have_reached_server: true,
+            requeue: false,
+            elsewhere: false,
         }
     }
 
@@ -54,6 +73,8 @@ impl Classification {
         Self {
             verdict: Verdict::Retryable { pushback: None },
             may_have_reached_server: true,
+            requeue: false,
+            elsewhere: false,
         }
     }
 
@@ -64,6 +85,8 @@ impl Classification {
                 pushback: Some(pushback),
             },
             may_have_reached_server: true,
+            requeue: false,
+            elsewhere: false,
         }
     }
 
@@ -72,6 +95,8 @@ impl Classification {
         Self {
             verdict: Verdict::NotRetryable,
             may_have_reached_server: true,
+            requeue: false,
+            elsewhere: false,
         }
     }
 
@@ -85,6 +110,22 @@ impl Classification {
     /// The same classification for a request that certainly never left the client.
     pub const fn never_sent(mut self) -> Self {
         self.may_have_reached_server = false;
+        self
+    }
+
+    /// A request that never reached a server because of the endpoint it was
+    /// sent to (connection refused, reset before it was written): retryable,
+    /// never sent, and requeued at once to another endpoint.
+    pub const fn requeue() -> Self {
+        let mut classification = Self::retryable().never_sent();
+        classification.requeue = true;
+        classification
+    }
+
+    /// The same classification, saying whether the next attempt can go to an
+    /// endpoint the call has not tried yet (it then skips the backoff).
+    pub const fn elsewhere(mut self, elsewhere: bool) -> Self {
+        self.elsewhere = elsewhere;
         self
     }
 }
@@ -126,6 +167,7 @@ impl<T, E> Classifier<T, E> for RetryErrors {
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     max_attempts: u32,
+    max_requeues: u32,
     backoff: Backoff,
 }
 
@@ -138,16 +180,42 @@ impl RetryPolicy {
         let max_attempts = Self::validate_attempts(settings.max_attempts)?;
         Ok(Self {
             max_attempts: if settings.enabled { max_attempts } else { 1 },
+            max_requeues: Self::validate_requeues(settings.max_requeues)?,
             backoff,
         })
     }
 
-    /// A policy of `max_attempts` attempts with `backoff` between them.
+    /// A policy of `max_attempts` attempts with `backoff` between them (and
+    /// the default requeues).
     pub fn new(max_attempts: u32, backoff: Backoff) -> Result<Self, SettingsError> {
         Ok(Self {
             max_attempts: Self::validate_attempts(max_attempts)?,
+            max_requeues: RetrySettings::default().max_requeues,
             backoff,
         })
+    }
+
+    /// The same policy with at most `max_requeues` requeues per call.
+    pub fn with_max_requeues(mut self, max_requeues: u32) -> Result<Self, SettingsError> {
+        self.max_requeues = Self::validate_requeues(max_requeues)?;
+        Ok(self)
+    }
+
+    fn validate_requeues(max_requeues: u32) -> Result<u32, SettingsError> {
+        if max_requeues <= MAX_REQUEUES_CEILING {
+            Ok(max_requeues)
+        } else {
+            Err(SettingsError::new(
+                "retry.max_requeues",
+                max_requeues,
+                "must be between 0 and 10",
+            ))
+        }
+    }
+
+    /// Requeues per call (attempts that never reached a server, sent again at once).
+    pub fn max_requeues(&self) -> u32 {
+        self.max_requeues
     }
 
     fn validate_attempts(max_attempts: u32) -> Result<u32, SettingsError> {
