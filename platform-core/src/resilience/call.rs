@@ -358,8 +358,13 @@ impl Resilience {
                 Verdict::Retryable { pushback } => pushback,
             };
 
-            if classification.requeue && requeues < inner.retry.max_requeues() {
+            if classification.requeue
+                && classification.elsewhere
+                && requeues < inner.retry.max_requeues()
+            {
                 // Never reached a server: at once, to another endpoint, free.
+                // With nowhere else to go it is an ordinary retry (backoff,
+                // budget): sending it at once to the same place would fail alike.
                 requeues += 1;
                 inner.instruments.requeue();
                 tracing::debug!(resilience.target = %target, attempt = attempts + 1, requeues, "requeueing: the attempt never reached a server");

@@ -67,8 +67,9 @@ pub struct RetrySettings {
     pub max_backoff: Duration,
     /// Requeues per call: an attempt that never reached a server because of
     /// its endpoint (connection refused, reset before the request was
-    /// written) is sent again at once to another endpoint, whatever the
-    /// method, without drawing on the retry budget or using up an attempt
+    /// written) is sent again at once to another endpoint, when there is
+    /// one, whatever the method, without drawing on the retry budget or
+    /// using up an attempt
     /// (Finagle's requeues, gRPC A6's transparent retries). This bounds them,
     /// so a dead target costs at most `1 + max_requeues` connection attempts
     /// per call. At most 10; 0 turns requeues off.

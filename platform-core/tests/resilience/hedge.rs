@@ -135,8 +135,26 @@ async fn no_hedge_without_budget_or_for_non_idempotent_calls() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn hedging_is_off_by_default() {
+async fn idempotent_calls_are_hedged_by_default_and_not_when_turned_off() {
+    // On by default: a call stuck on a hung instance is rescued elsewhere.
     let r = policies("search", &quiet_settings());
+    warm_up(&r).await;
+    let attempts = Counter::default();
+    r.call(&classify, &CallOptions::idempotent(), |attempt| {
+        attempts.hit();
+        async move {
+            let stuck = if attempt.hedge { 1 } else { 1000 };
+            tokio::time::sleep(Duration::from_millis(stuck)).await;
+            Ok::<_, TestError>(())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(attempts.get(), 2, "the first attempt hung: hedged");
+
+    let mut off = quiet_settings();
+    off.hedge.enabled = false;
+    let r = policies("search", &off);
     warm_up(&r).await;
     let attempts = Counter::default();
     r.call(&classify, &CallOptions::idempotent(), |_| {

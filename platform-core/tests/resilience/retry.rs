@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use platform_core::resilience::{CallOptions, ResilienceError, ResilienceSettings};
+use platform_core::resilience::{
+    CallOptions, Classification, Resilience, ResilienceError, ResilienceSettings,
+};
 use tokio::time::Instant;
 
 use crate::{Counter, TestError, classify, policies, quiet_settings};
@@ -247,4 +249,109 @@ async fn backoff_sleeps_follow_full_jitter_bounds() {
             i + 1
         );
     }
+}
+
+/// A transport classifier that knows where the next attempt can go.
+fn classify_routed(elsewhere: bool) -> impl Fn(&Result<(), TestError>) -> Classification {
+    move |result| match result {
+        // Refused by its endpoint: never reached a server.
+        Err(TestError::Refused) => Classification::requeue().elsewhere(elsewhere),
+        other => classify(other).elsewhere(elsewhere),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_attempts_are_requeued_at_once_without_using_attempts_or_budget() {
+    let mut settings = quiet_settings();
+    // Backoffs long enough to see that a requeue sleeps none of it.
+    settings.retry.base_backoff = Duration::from_secs(1);
+    settings.retry.max_backoff = Duration::from_secs(1);
+    // No budget beyond the floor's first second: a retry would use it up.
+    settings.budget.min_retries_per_second = 1;
+    settings.budget.retry_ratio = 0.0;
+    let r = Resilience::new("requeue", &settings).unwrap();
+    let budget_before = r.budget().balance();
+    let attempts = Counter::default();
+    let started = tokio::time::Instant::now();
+    // Three refusals (three dead instances), then an answer: a POST.
+    r.call(&classify_routed(true), &CallOptions::not_idempotent(), |_| {
+        let n = attempts.hit();
+        async move {
+            if n <= 3 {
+                Err(TestError::Refused)
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(attempts.get(), 4);
+    assert_eq!(started.elapsed(), Duration::ZERO, "no backoff slept");
+    assert_eq!(r.budget().balance(), budget_before, "no budget drawn");
+}
+
+#[tokio::test(start_paused = true)]
+async fn requeues_are_bounded_then_ordinary_retries_follow() {
+    let r = policies("requeue-bound", &quiet_settings());
+    let attempts = Counter::default();
+    let result = r
+        .call(&classify_routed(true), &CallOptions::not_idempotent(), |_| {
+            attempts.hit();
+            async { Err::<(), _>(TestError::Refused) }
+        })
+        .await;
+    assert!(result.is_err());
+    // 3 requeues (the default bound), then the 3 attempts of the policy.
+    assert_eq!(attempts.get(), 3 + 3);
+
+    // With nowhere else to go, a refusal is an ordinary retry.
+    let attempts = Counter::default();
+    let _ = r
+        .call(&classify_routed(false), &CallOptions::not_idempotent(), |_| {
+            attempts.hit();
+            async { Err::<(), _>(TestError::Refused) }
+        })
+        .await;
+    assert_eq!(attempts.get(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_to_an_untried_endpoint_skips_the_backoff_and_pushback_still_wins() {
+    let mut settings = quiet_settings();
+    settings.retry.base_backoff = Duration::from_secs(1);
+    settings.retry.max_backoff = Duration::from_secs(1);
+    let r = Resilience::new("elsewhere", &settings).unwrap();
+    let started = tokio::time::Instant::now();
+    let attempts = Counter::default();
+    r.call(&classify_routed(true), &CallOptions::idempotent(), |_| {
+        let n = attempts.hit();
+        async move {
+            if n == 1 {
+                Err(TestError::Unavailable)
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(attempts.get(), 2);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+
+    let started = tokio::time::Instant::now();
+    let attempts = Counter::default();
+    r.call(&classify_routed(true), &CallOptions::idempotent(), |_| {
+        let n = attempts.hit();
+        async move {
+            if n == 1 {
+                Err(TestError::Busy(Duration::from_millis(300)))
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
 }

@@ -497,3 +497,35 @@ async fn an_answer_over_the_size_limit_is_refused_not_buffered() {
         assert_eq!(e.error_type(), "response_too_large");
     }
 }
+
+#[tokio::test]
+async fn a_retry_to_an_endpoint_not_yet_tried_waits_no_backoff() {
+    let (bad, bad_hits) = failing_first(usize::MAX, StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let (good, good_hits) = failing_first(0, StatusCode::OK, &[]);
+    let (bad, good) = (serve(bad).await, serve(good).await);
+    let mut s = settings(&bad);
+    // A backoff no test would wait out: the retry must not sleep it.
+    s.retry.base_backoff = Duration::from_secs(30);
+    s.retry.max_backoff = Duration::from_secs(30);
+    let client = Client::builder(&target("elsewhere"), &s)
+        .endpoints([bad.clone(), good.clone()])
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    // Round robin starts with the failing endpoint.
+    let response = client.get("/").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.attempts(), 2);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!((bad_hits.get(), good_hits.get()), (1, 1));
+
+    // One endpoint only: the retry goes back to it, after the backoff.
+    let (flaky, _) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let flaky = serve(flaky).await;
+    let mut s = settings(&flaky);
+    s.retry.base_backoff = Duration::from_millis(400);
+    s.retry.max_backoff = Duration::from_millis(400);
+    let client = Client::from_settings(&target("same-place"), &s).unwrap();
+    let response = client.get("/").send().await.unwrap();
+    assert_eq!(response.attempts(), 2);
+}

@@ -115,7 +115,8 @@ impl Classification {
 
     /// A request that never reached a server because of the endpoint it was
     /// sent to (connection refused, reset before it was written): retryable,
-    /// never sent, and requeued at once to another endpoint.
+    /// never sent, and requeued at once when another endpoint is available
+    /// ([`elsewhere`](Self::elsewhere)); an ordinary retry otherwise.
     pub const fn requeue() -> Self {
         let mut classification = Self::retryable().never_sent();
         classification.requeue = true;
