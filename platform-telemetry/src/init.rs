@@ -6,7 +6,6 @@ use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_log::AsLog as _;
@@ -228,13 +227,13 @@ fn install_propagators(chosen: &[Propagator]) {
         .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
             match p {
                 Propagator::TraceContext => Box::new(propagation::TraceContextPropagator::new()),
-                Propagator::Baggage => Box::new(BaggagePropagator::new()),
+                Propagator::Baggage => Box::new(propagation::BaggagePropagator::new()),
             }
         })
         .collect();
-    propagation::TRACE_CONTEXT_ACTIVE.store(
-        chosen.contains(&Propagator::TraceContext),
-        Ordering::Relaxed,
-    );
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(propagators));
+    propagation::set_active(
+        chosen.contains(&Propagator::TraceContext),
+        chosen.contains(&Propagator::Baggage),
+    );
 }
