@@ -198,7 +198,10 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
         opentelemetry::global::set_meter_provider(provider.clone());
         parts.instruments = self_metrics::register(&opentelemetry::global::meter(SCOPE));
     }
-    install_propagators(&plan.propagators);
+    install_propagators(
+        &plan.propagators,
+        matches!(plan.sampler, crate::sampling::SamplerChoice::ParentBased(_)),
+    );
 
     if let Err(e) = log_bridge {
         tracing::warn!(target: "platform_telemetry", error = %e, "records of the `log` crate are not captured: another logger is installed");
@@ -221,7 +224,9 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
     Ok(guard)
 }
 
-fn install_propagators(chosen: &[Propagator]) {
+/// `parent_based`: whether a sampled remote parent is always sampled here
+/// (then the SDK keeps its flags on the spans below it).
+fn install_propagators(chosen: &[Propagator], parent_based: bool) {
     let propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = chosen
         .iter()
         .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
@@ -235,5 +240,6 @@ fn install_propagators(chosen: &[Propagator]) {
     propagation::set_active(
         chosen.contains(&Propagator::TraceContext),
         chosen.contains(&Propagator::Baggage),
+        parent_based,
     );
 }

@@ -45,7 +45,7 @@ use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapPropagator, text_map_propagator::FieldIter,
 };
-use opentelemetry::trace::{SpanContext, TraceContextExt, TraceId, TraceState};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::self_metrics::{COUNTERS, add};
@@ -60,17 +60,23 @@ static ACTIVE: AtomicU8 = AtomicU8::new(0);
 const INSTALLED: u8 = 1;
 const TRACE_CONTEXT: u8 = 2;
 const BAGGAGE_FORMAT: u8 = 4;
+/// The sampler always samples under a sampled remote parent.
+const PARENT_BASED: u8 = 8;
 
 /// Called by `init` with the formats it installed as the global propagator:
 /// from then on [`extract`] and [`inject_context`] call them directly, with
-/// no lock and no dynamic dispatch, on every request.
-pub(crate) fn set_active(trace_context: bool, baggage: bool) {
+/// no lock and no dynamic dispatch, on every request. `parent_based`: its
+/// sampler follows a remote parent's decision.
+pub(crate) fn set_active(trace_context: bool, baggage: bool, parent_based: bool) {
     let mut active = INSTALLED;
-    if trace_context {
-        active |= TRACE_CONTEXT;
-    }
-    if baggage {
-        active |= BAGGAGE_FORMAT;
+    for (on, bit) in [
+        (trace_context, TRACE_CONTEXT),
+        (baggage, BAGGAGE_FORMAT),
+        (parent_based, PARENT_BASED),
+    ] {
+        if on {
+            active |= bit;
+        }
     }
     ACTIVE.store(active, Ordering::Relaxed);
 }
@@ -131,9 +137,12 @@ pub fn extract(headers: &HeaderMap) -> Context {
 /// What a received trace context needs beyond what the span context keeps
 /// through the SDK: the `random-trace-id` flag (the SDK gives a span its
 /// sampler dropped no flags at all) and a `tracestate` OpenTelemetry could
-/// not hold. Stored in the context only when there is such a thing, so the
-/// usual request pays nothing for it; spans started under the context
-/// inherit it.
+/// not hold. Stored in the context only when needed — a tracestate it could
+/// not hold, or a random flag on a parent whose spans here may be dropped —
+/// so the usual request pays nothing for it (a context entry is three
+/// allocations); spans started under the context inherit it. A sampled
+/// parent under a parent-based sampler needs nothing: the SDK gives its
+/// spans the parent's flags.
 #[derive(Debug)]
 struct Inbound {
     trace_id: TraceId,
@@ -183,10 +192,11 @@ fn extract_trace_context<'a>(
         }
     };
     let random = parent.flags.to_u8() & RANDOM != 0;
+    let parent_based = ACTIVE.load(Ordering::Relaxed) & PARENT_BASED != 0;
     let span_context =
         SpanContext::new(parent.trace_id, parent.parent_id, parent.flags, true, state);
     let cx = cx.with_remote_span_context(span_context);
-    if random || unheld.is_some() {
+    if random_may_be_lost(parent.flags, parent_based) || unheld.is_some() {
         cx.with_value(Inbound {
             trace_id: parent.trace_id,
             random,
@@ -195,6 +205,13 @@ fn extract_trace_context<'a>(
     } else {
         cx
     }
+}
+
+/// Whether spans under a remote parent with `flags` may lose its
+/// `random-trace-id` flag: the SDK drops every flag of a span its sampler
+/// drops, which a parent-based sampler never does under a sampled parent.
+fn random_may_be_lost(flags: TraceFlags, parent_based: bool) -> bool {
+    flags.to_u8() & RANDOM != 0 && !(flags.is_sampled() && parent_based)
 }
 
 fn inject_trace_context(cx: &Context, injector: &mut dyn Injector) {

@@ -278,6 +278,19 @@ fn the_random_flag_goes_on_with_its_trace_even_when_the_span_is_dropped() {
 }
 
 #[test]
+fn the_random_flag_is_kept_beside_the_context_only_when_the_sdk_may_lose_it() {
+    let flags = |f: u8| TraceFlags::new(f);
+    // Sampled under a parent-based sampler: the SDK keeps the parent's flags.
+    assert!(!random_may_be_lost(flags(0x03), true));
+    // Not sampled, or a sampler that may drop a sampled parent's spans.
+    assert!(random_may_be_lost(flags(0x02), true));
+    assert!(random_may_be_lost(flags(0x03), false));
+    // Nothing to keep.
+    assert!(!random_may_be_lost(flags(0x01), false));
+    assert!(!random_may_be_lost(flags(0x00), false));
+}
+
+#[test]
 fn baggage_fields_are_combined_and_bad_members_counted() {
     let before = count(&COUNTERS.baggage_invalid);
     let cx = extract_from(&[
