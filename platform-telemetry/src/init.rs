@@ -6,7 +6,6 @@ use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_log::AsLog as _;
@@ -199,7 +198,10 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
         opentelemetry::global::set_meter_provider(provider.clone());
         parts.instruments = self_metrics::register(&opentelemetry::global::meter(SCOPE));
     }
-    install_propagators(&plan.propagators);
+    install_propagators(
+        &plan.propagators,
+        matches!(plan.sampler, crate::sampling::SamplerChoice::ParentBased(_)),
+    );
 
     if let Err(e) = log_bridge {
         tracing::warn!(target: "platform_telemetry", error = %e, "records of the `log` crate are not captured: another logger is installed");
@@ -222,19 +224,22 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
     Ok(guard)
 }
 
-fn install_propagators(chosen: &[Propagator]) {
+/// `parent_based`: whether a sampled remote parent is always sampled here
+/// (then the SDK keeps its flags on the spans below it).
+fn install_propagators(chosen: &[Propagator], parent_based: bool) {
     let propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = chosen
         .iter()
         .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
             match p {
                 Propagator::TraceContext => Box::new(propagation::TraceContextPropagator::new()),
-                Propagator::Baggage => Box::new(BaggagePropagator::new()),
+                Propagator::Baggage => Box::new(propagation::BaggagePropagator::new()),
             }
         })
         .collect();
-    propagation::TRACE_CONTEXT_ACTIVE.store(
-        chosen.contains(&Propagator::TraceContext),
-        Ordering::Relaxed,
-    );
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(propagators));
+    propagation::set_active(
+        chosen.contains(&Propagator::TraceContext),
+        chosen.contains(&Propagator::Baggage),
+        parent_based,
+    );
 }

@@ -34,10 +34,12 @@
 //!   [`SECONDS_BUCKETS`] (the SDK default suits milliseconds); instruments
 //!   without a description get their name as Prometheus HELP, so `promtool`
 //!   accepts the exposition.
-//! - **Propagation**: W3C `traceparent`/`tracestate` and `baggage` over
+//! - **Propagation**: W3C `traceparent`/`tracestate` (Trace Context level 2,
+//!   repeated headers combined, limits enforced) and `baggage` over
 //!   `http::HeaderMap` ([`propagation`]).
 //! - **Self-monitoring**: spans and log lines dropped, failed exports and
-//!   malformed `traceparent` headers as metrics ([`self_metrics`]).
+//!   dropped `traceparent`, `tracestate` and `baggage` headers as metrics
+//!   ([`self_metrics`]).
 //! - **Resource**: `service.name`, `service.version`, `service.instance.id`,
 //!   `deployment.environment.name` (from [`ServiceInfo`]), `host.name`,
 //!   `process.pid`, and `k8s.pod.name`, `k8s.pod.uid`, `k8s.namespace.name`,

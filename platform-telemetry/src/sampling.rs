@@ -249,31 +249,40 @@ pub fn drop_decided() -> bool {
 /// The context to propagate for a span that was not created because the
 /// sampler would have dropped it: what the SDK gives a dropped span (the
 /// parent's trace id and trace state or a new trace id, a new span id, not
-/// sampled), with the current baggage.
+/// sampled; the parent's `random-trace-id` flag kept), with the current
+/// baggage.
 pub fn unsampled_context() -> Context {
     unsampled_context_of(Context::current())
 }
 
 fn unsampled_context_of(cx: Context) -> Context {
     let ids = RandomIdGenerator::default();
-    let (trace_id, trace_state) = {
+    let (trace_id, trace_state, flags) = {
         let parent = cx.span();
         let parent = parent.span_context();
         if parent.is_valid() {
-            (parent.trace_id(), parent.trace_state().clone())
+            // W3C Trace Context level 2: the `random-trace-id` flag stays
+            // with its trace id, sampled or not.
+            let random = parent.trace_flags().to_u8() & RANDOM_TRACE_ID;
+            (
+                parent.trace_id(),
+                parent.trace_state().clone(),
+                TraceFlags::new(random),
+            )
         } else {
-            (ids.new_trace_id(), TraceState::default())
+            (
+                ids.new_trace_id(),
+                TraceState::default(),
+                TraceFlags::default(),
+            )
         }
     };
-    let span_context = SpanContext::new(
-        trace_id,
-        new_span_id(&ids),
-        TraceFlags::default(),
-        false,
-        trace_state,
-    );
+    let span_context = SpanContext::new(trace_id, new_span_id(&ids), flags, false, trace_state);
     cx.with_remote_span_context(span_context)
 }
+
+/// W3C Trace Context level 2's `random-trace-id` trace flag.
+const RANDOM_TRACE_ID: u8 = 0x02;
 
 fn new_span_id(ids: &RandomIdGenerator) -> SpanId {
     let id = ids.new_span_id();
@@ -375,6 +384,21 @@ mod tests {
             let _ = sampled.set_parent(Context::new().with_remote_span_context(parent(true)));
             sampled.in_scope(|| assert!(!drop_decided()));
         });
+    }
+
+    #[test]
+    fn an_unsampled_context_keeps_only_the_random_flag_of_its_parent() {
+        for (parent_flags, kept) in [(0x03, 0x02), (0x02, 0x02), (0x01, 0x00), (0x00, 0x00)] {
+            let parent = SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(9u64),
+                TraceFlags::new(parent_flags),
+                true,
+                TraceState::default(),
+            );
+            let cx = unsampled_context_of(Context::new().with_remote_span_context(parent));
+            assert_eq!(cx.span().span_context().trace_flags().to_u8(), kept);
+        }
     }
 
     fn client_span() -> SpanBuilder {

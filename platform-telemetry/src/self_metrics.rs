@@ -1,5 +1,5 @@
 //! Telemetry reporting on itself: spans and log lines dropped, exports failed,
-//! malformed `traceparent` headers.
+//! malformed `traceparent`, `tracestate` and `baggage` headers.
 //!
 //! The counts live in process-wide atomics so the hot paths (a span ending, a
 //! log line written) pay one relaxed add and never touch the metrics SDK; the
@@ -24,6 +24,8 @@ pub(crate) struct SelfCounters {
     pub(crate) logs_written: AtomicU64,
     pub(crate) logs_dropped: AtomicU64,
     pub(crate) traceparent_invalid: AtomicU64,
+    pub(crate) tracestate_invalid: AtomicU64,
+    pub(crate) baggage_invalid: AtomicU64,
 }
 
 pub(crate) static COUNTERS: SelfCounters = SelfCounters {
@@ -35,6 +37,8 @@ pub(crate) static COUNTERS: SelfCounters = SelfCounters {
     logs_written: AtomicU64::new(0),
     logs_dropped: AtomicU64::new(0),
     traceparent_invalid: AtomicU64::new(0),
+    tracestate_invalid: AtomicU64::new(0),
+    baggage_invalid: AtomicU64::new(0),
 };
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -59,8 +63,15 @@ pub struct SelfMetrics {
     pub metric_export_failures: u64,
     /// Log lines dropped because the writer queue was full.
     pub logs_dropped: u64,
-    /// Incoming `traceparent` headers that were malformed (a new trace was started).
+    /// Incoming `traceparent` headers that were malformed or repeated (a new
+    /// trace was started).
     pub traceparent_invalid: u64,
+    /// Incoming `tracestate` headers discarded: malformed, over 32 members,
+    /// or without a valid `traceparent`.
+    pub tracestate_invalid: u64,
+    /// Incoming `baggage` headers of which members were dropped: malformed,
+    /// or past the limits.
+    pub baggage_invalid: u64,
 }
 
 /// Reads the self-monitoring counters of this process.
@@ -73,6 +84,8 @@ pub fn self_metrics() -> SelfMetrics {
         metric_export_failures: read(&c.metric_export_failures),
         logs_dropped: read(&c.logs_dropped),
         traceparent_invalid: read(&c.traceparent_invalid),
+        tracestate_invalid: read(&c.tracestate_invalid),
+        baggage_invalid: read(&c.baggage_invalid),
     }
 }
 
@@ -148,10 +161,18 @@ pub(crate) fn register(meter: &Meter) -> Vec<Box<dyn std::any::Any + Send + Sync
     let invalid = meter
         .u64_observable_counter("platform.telemetry.propagation.invalid")
         .with_description(
-            "Incoming trace-context headers that were malformed; a new trace was started",
+            "Incoming propagation headers dropped (in whole or in part) because they were malformed or past the limits, by header",
         )
         .with_unit("{header}")
-        .with_callback(move |o| o.observe(read(&c.traceparent_invalid), &[]))
+        .with_callback(move |o| {
+            for (header, counter) in [
+                ("traceparent", &c.traceparent_invalid),
+                ("tracestate", &c.tracestate_invalid),
+                ("baggage", &c.baggage_invalid),
+            ] {
+                o.observe(read(counter), &[KeyValue::new("header", header)]);
+            }
+        })
         .build();
     vec![
         Box::new(spans_processed),

@@ -163,7 +163,10 @@ async fn traces_continue_garbage_is_counted_and_metrics_are_exposed() {
     );
     let invalid: f64 = text
         .lines()
-        .find(|l| l.starts_with("platform_telemetry_propagation_invalid"))
+        .find(|l| {
+            l.starts_with("platform_telemetry_propagation_invalid")
+                && l.contains("header=\"traceparent\"")
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no invalid-traceparent counter in\n{text}"));
