@@ -99,8 +99,9 @@ fn a_graceful_restart_loses_nothing() {
 
 /// Network faults, where the machine allows them: one inventory instance in
 /// a network namespace of its own, reached over a veth pair, first behind
-/// `tc netem` delay and loss, then a full black hole (every packet dropped,
-/// SYNs included), then healthy again. The namespace has no route out; its
+/// `tc netem` delay and loss (skipped, saying so, on a kernel without
+/// netem), then a full black hole (no packet gets out, SYN-ACKs included),
+/// then healthy again. The namespace has no route out; its
 /// addresses are link-local and exist only on the pair the test creates and
 /// removes.
 #[tokio::test]
@@ -164,29 +165,22 @@ async fn network_faults_on_one_instance_cost_callers_nothing() {
     let http = reqwest::Client::new();
     let injector = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        net.tc(&[
-            "add",
-            "dev",
-            &net.inside,
-            "root",
-            "netem",
-            "delay",
-            "50ms",
-            "loss",
-            "30%",
-        ]);
+        // Delay and loss: netem, where the kernel has it.
+        let dev = net.inside.as_str();
+        match net.tc(&["add", "dev", dev, "root", "netem", "delay", "50ms", "loss", "30%"]) {
+            Ok(()) => {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                net.tc(&["del", "dev", dev, "root"]).unwrap();
+            }
+            Err(why) => eprintln!("SKIPPED the netem delay and loss phase: {why}"),
+        }
+        // A full black hole: a token bucket of 8 bit/s with a 1-byte burst
+        // lets no packet out of the namespace (SYN-ACKs and answers
+        // included), with no module beyond the basic qdiscs.
+        net.tc(&["add", "dev", dev, "root", "tbf", "rate", "8bit", "burst", "1", "limit", "1"])
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        net.tc(&[
-            "change",
-            "dev",
-            &net.inside,
-            "root",
-            "netem",
-            "loss",
-            "100%",
-        ]);
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        net.tc(&["del", "dev", &net.inside, "root"]);
+        net.tc(&["del", "dev", dev, "root"]).unwrap();
     };
     let load = open_loop_orders(&http, orders_api, 100, Duration::from_secs(12));
     let ((), (sent, ok, slowest)) = tokio::join!(injector, load);
@@ -295,19 +289,11 @@ mod network {
             Ok(net)
         }
 
-        /// `tc qdisc <args>` inside the namespace; panics if it fails.
-        pub(super) fn tc(&self, args: &[&str]) {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &self.name, "tc", "qdisc"])
-                .args(args)
-                .output()
-                .expect("ip netns exec tc");
-            assert!(
-                out.status.success(),
-                "tc qdisc {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
+        /// `tc qdisc <args>` inside the namespace, or what tc said.
+        pub(super) fn tc(&self, args: &[&str]) -> Result<(), String> {
+            let mut all = vec!["netns", "exec", &self.name, "tc", "qdisc"];
+            all.extend_from_slice(args);
+            run(&all)
         }
     }
 
