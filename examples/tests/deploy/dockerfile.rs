@@ -63,7 +63,9 @@ impl Dockerfile {
         let mut global_args = Vec::new();
         let mut stages: Vec<Stage> = Vec::new();
         for line in logical {
-            let (keyword, args) = line.split_once(char::is_whitespace).unwrap_or((&line, ""));
+            let (keyword, args) = line
+                .split_once(char::is_whitespace)
+                .unwrap_or((line.as_str(), ""));
             let keyword = keyword.to_ascii_uppercase();
             let args = args.trim().to_owned();
             if keyword == "FROM" {
@@ -80,7 +82,7 @@ impl Dockerfile {
             } else if let Some(stage) = stages.last_mut() {
                 stage.instructions.push(Instruction { keyword, args });
             } else if keyword == "ARG" {
-                let (name, default) = args.split_once('=').unwrap_or((&args, ""));
+                let (name, default) = args.split_once('=').unwrap_or((args.as_str(), ""));
                 global_args.push((name.to_owned(), default.to_owned()));
             }
         }
@@ -94,7 +96,7 @@ impl Dockerfile {
     pub(crate) fn base_of(&self, stage: &Stage) -> String {
         let mut from = stage.from.clone();
         for (name, default) in &self.global_args {
-            from = from.replace(&format!("${{{name}}}", name = name), default);
+            from = from.replace(&format!("${{{name}}}"), default);
         }
         from
     }

@@ -103,23 +103,20 @@ fn container(deployment: &Resource) -> &Yaml {
     &containers[0]
 }
 
-/// The example binary a Deployment runs: the last part of its command.
+/// The example binary a Deployment runs: the last part of its command, or
+/// (no command: the image's own) the container's name.
 fn service_of(deployment: &Resource) -> String {
-    let command = container(deployment)["command"][0]
-        .as_str()
-        .unwrap_or_else(|| panic!("Deployment {}: no command", deployment.name));
-    command.rsplit('/').next().unwrap().to_owned()
+    let container = container(deployment);
+    match container["command"][0].as_str() {
+        Some(command) => command.rsplit('/').next().unwrap().to_owned(),
+        None => container["name"].as_str().unwrap().to_owned(),
+    }
 }
 
 fn deployment_of<'a>(rendered: &'a Rendered, service: &str) -> &'a Resource {
     rendered
         .of_kind("Deployment")
-        .find(|d| {
-            d.name == service
-                || container(d)["command"][0]
-                    .as_str()
-                    .is_some_and(|c| c.ends_with(&format!("/{service}")))
-        })
+        .find(|d| service_of(d) == service)
         .unwrap_or_else(|| panic!("no Deployment runs {service}"))
 }
 
@@ -136,7 +133,10 @@ fn labels_match(selector: &Yaml, labels: &Yaml) -> bool {
     let Some(selector) = selector.as_hash() else {
         return false;
     };
-    !selector.is_empty() && selector.iter().all(|(k, v)| &labels[k.as_str().unwrap()] == v)
+    !selector.is_empty()
+        && selector
+            .iter()
+            .all(|(k, v)| &labels[k.as_str().unwrap()] == v)
 }
 
 fn check(service: &str) {
@@ -250,7 +250,10 @@ fn cluster_target(target: &str) -> Option<ClusterTarget> {
             namespace: (*namespace).into(),
             srv: Some((
                 port.strip_prefix('_').expect("_port").into(),
-                proto.strip_prefix('_').expect("_proto").to_ascii_uppercase(),
+                proto
+                    .strip_prefix('_')
+                    .expect("_proto")
+                    .to_ascii_uppercase(),
             )),
             port: None,
         })
@@ -308,10 +311,14 @@ fn target_problems(rendered: &Rendered, origin: &str, target: &str) -> Vec<Strin
         (None, None) => false,
     });
     let Some(port) = port else {
+        let wanted = match (&t.srv, t.port) {
+            (Some((name, proto)), _) => format!("named {name} ({proto})"),
+            (None, Some(number)) => number.to_string(),
+            (None, None) => unreachable!("a cluster target names a port"),
+        };
         problems.push(format!(
-            "{origin}: Service {} has no port {:?} as {target} asks",
-            t.service,
-            t.srv.as_ref().map(|s| &s.0).map_or(t.port.map(|p| p.to_string()), |n| Some(n.clone()))
+            "{origin}: Service {} has no port {wanted}, which {target} asks for",
+            t.service
         ));
         return problems;
     };
@@ -319,7 +326,10 @@ fn target_problems(rendered: &Rendered, origin: &str, target: &str) -> Vec<Strin
         .of_kind("Deployment")
         .filter(|d| {
             d.namespace == t.namespace
-                && labels_match(&spec["selector"], &d.doc["spec"]["template"]["metadata"]["labels"])
+                && labels_match(
+                    &spec["selector"],
+                    &d.doc["spec"]["template"]["metadata"]["labels"],
+                )
         })
         .collect();
     if selected.is_empty() {
@@ -330,13 +340,16 @@ fn target_problems(rendered: &Rendered, origin: &str, target: &str) -> Vec<Strin
     }
     for d in selected {
         let target_port = &port["targetPort"];
-        let served = container(d)["ports"].as_vec().into_iter().flatten().any(|p| {
-            match target_port {
-                Yaml::String(name) => p["name"].as_str() == Some(name),
-                Yaml::Integer(n) => p["containerPort"].as_i64() == Some(*n),
-                _ => p["containerPort"] == port["port"],
-            }
-        });
+        let served =
+            container(d)["ports"]
+                .as_vec()
+                .into_iter()
+                .flatten()
+                .any(|p| match target_port {
+                    Yaml::String(name) => p["name"].as_str() == Some(name.as_str()),
+                    Yaml::Integer(n) => p["containerPort"].as_i64() == Some(*n),
+                    _ => p["containerPort"] == port["port"],
+                });
         if !served {
             problems.push(format!(
                 "{origin}: Service {} sends to port {target_port:?}, which Deployment {}'s container does not declare",
@@ -417,7 +430,10 @@ fn every_mounted_config_map_is_generated_from_files_that_exist() {
                 problems.push(format!(
                     "{origin}: ConfigMap {}/{name} is mounted but no configMapGenerator makes it{}",
                     deployment.namespace,
-                    if rendered.find("ConfigMap", &deployment.namespace, name).is_some() {
+                    if rendered
+                        .find("ConfigMap", &deployment.namespace, name)
+                        .is_some()
+                    {
                         " (it is written out by hand instead)"
                     } else {
                         ""
@@ -457,7 +473,10 @@ fn every_mounted_config_map_is_generated_from_files_that_exist() {
                         "{origin}: mounted with subPath, which never updates"
                     ));
                 }
-                if args.windows(2).any(|w| w == ["--config-dir", path]) {
+                if args
+                    .windows(2)
+                    .any(|w| w[0] == "--config-dir" && w[1] == path)
+                {
                     config_dir_mounted = true;
                 }
             }
@@ -578,7 +597,10 @@ fn the_config_each_pod_loads_passes_check_config() {
         else {
             continue;
         };
-        let args = vec!["--config-dir".to_owned(), workspace_dir().join(source).display().to_string()];
+        let args = vec![
+            "--config-dir".to_owned(),
+            workspace_dir().join(source).display().to_string(),
+        ];
         let env = vec![("APP_PROFILE".to_owned(), profile.to_owned())];
         let (ok, text) = check_config(binary_of(service), &args, &env);
         assert!(ok, "the image's {dest} fails --check-config:\n{text}");
@@ -588,8 +610,14 @@ fn the_config_each_pod_loads_passes_check_config() {
             .as_vec()
             .unwrap()
             .iter()
-            .any(|m| m["mountPath"].as_str().map(|p| p.trim_end_matches('/')) == Some(dest.trim_end_matches('/')));
-        assert!(mounted, "Deployment {service}: the ConfigMap is not mounted over the image's {dest}");
+            .any(|m| {
+                m["mountPath"].as_str().map(|p| p.trim_end_matches('/'))
+                    == Some(dest.trim_end_matches('/'))
+            });
+        assert!(
+            mounted,
+            "Deployment {service}: the ConfigMap is not mounted over the image's {dest}"
+        );
     }
 }
 
@@ -618,22 +646,38 @@ fn the_dockerfile_builds_the_binaries_the_pods_run() {
         .filter(|w| w[0] == "--bin")
         .map(|w| w[1].to_owned())
         .collect();
+    let build_name = build
+        .name
+        .as_deref()
+        .expect("the build stage is named (FROM ... AS name)");
     let copied: Vec<&str> = runtime
         .all("COPY")
-        .filter(|c| c.starts_with("--from="))
+        .filter(|c| c.starts_with(&format!("--from={build_name} ")))
         .collect();
     let copied_to = |bin: &str| {
         copied.iter().any(|c| {
             let words: Vec<&str> = c.split_whitespace().collect();
-            words[1..words.len() - 1].iter().any(|s| s.ends_with(&format!("/{bin}")))
-                && words.last().is_some_and(|d| d.trim_end_matches('/') == "/usr/local/bin")
+            words[1..words.len() - 1]
+                .iter()
+                .any(|s| s.ends_with(&format!("/{bin}")))
+                && words
+                    .last()
+                    .is_some_and(|d| d.trim_end_matches('/') == "/usr/local/bin")
         })
     };
 
     // The image's user: numeric (so runAsNonRoot can verify it), not root,
     // and the one the pods run as.
-    let user = runtime.all("USER").last().expect("USER in the runtime stage");
-    let uid: i64 = user.split(':').next().unwrap().parse().expect("a numeric USER");
+    let user = runtime
+        .all("USER")
+        .last()
+        .expect("USER in the runtime stage");
+    let uid: i64 = user
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a numeric USER");
     assert_ne!(uid, 0, "the image runs as root");
 
     let version = env!("CARGO_PKG_VERSION");
@@ -650,9 +694,19 @@ fn the_dockerfile_builds_the_binaries_the_pods_run() {
     );
 
     let rendered = rendered();
-    let image = rendered.images.first().expect("an images entry in the kustomization");
-    assert_eq!(image.new_tag.as_deref(), Some(version), "the kustomization's image tag");
-    assert!(image.new_name.is_some(), "the kustomization names the image");
+    let image = rendered
+        .images
+        .first()
+        .expect("an images entry in the kustomization");
+    assert_eq!(
+        image.new_tag.as_deref(),
+        Some(version),
+        "the kustomization's image tag"
+    );
+    assert!(
+        image.new_name.is_some(),
+        "the kustomization names the image"
+    );
     for deployment in rendered.of_kind("Deployment") {
         let container = container(deployment);
         assert_eq!(
@@ -668,11 +722,22 @@ fn the_dockerfile_builds_the_binaries_the_pods_run() {
             "Deployment {}",
             deployment.name
         );
-        assert!(built.contains(&service), "the Dockerfile does not build {service}: {cargo}");
-        assert!(copied_to(&service), "the Dockerfile does not copy {service} to /usr/local/bin");
-        let pod_user = deployment.doc["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
-            .as_i64();
-        assert_eq!(pod_user, Some(uid), "Deployment {}: runAsUser vs the image's USER", deployment.name);
+        assert!(
+            built.contains(&service),
+            "the Dockerfile does not build {service}: {cargo}"
+        );
+        assert!(
+            copied_to(&service),
+            "the Dockerfile does not copy {service} to /usr/local/bin"
+        );
+        let pod_user =
+            deployment.doc["spec"]["template"]["spec"]["securityContext"]["runAsUser"].as_i64();
+        assert_eq!(
+            pod_user,
+            Some(uid),
+            "Deployment {}: runAsUser vs the image's USER",
+            deployment.name
+        );
     }
 }
 
@@ -692,7 +757,10 @@ fn pods_meet_the_restricted_pod_security_standard_and_stay_available() {
             }
         };
 
-        expect(deployment.namespace != "default", "runs in the default namespace");
+        expect(
+            deployment.namespace != "default",
+            "runs in the default namespace",
+        );
         expect(
             rendered
                 .find("Namespace", "", &deployment.namespace)
@@ -738,7 +806,10 @@ fn pods_meet_the_restricted_pod_security_standard_and_stay_available() {
                 .is_some_and(|d| d.iter().any(|c| c.as_str() == Some("ALL"))),
             "capabilities are not all dropped",
         );
-        expect(security["capabilities"]["add"].is_badvalue(), "adds capabilities");
+        expect(
+            security["capabilities"]["add"].is_badvalue(),
+            "adds capabilities",
+        );
         for kind in ["requests", "limits"] {
             for resource in ["cpu", "memory"] {
                 expect(
@@ -760,7 +831,10 @@ fn pods_meet_the_restricted_pod_security_standard_and_stay_available() {
                 .unwrap();
             expect(
                 !volume["emptyDir"]["sizeLimit"].is_badvalue(),
-                &format!("writable mount {:?} is not a size-limited emptyDir", mount["mountPath"]),
+                &format!(
+                    "writable mount {:?} is not a size-limited emptyDir",
+                    mount["mountPath"]
+                ),
             );
         }
 
@@ -820,7 +894,9 @@ fn venv_tool(name: &str) -> PathBuf {
 }
 
 fn run(command: &mut Command) -> String {
-    let out = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     assert!(
         out.status.success(),
         "{command:?} failed:\n{}{}",
@@ -833,7 +909,11 @@ fn run(command: &mut Command) -> String {
 /// kustomize names a generated ConfigMap `<name>-<10-character hash>`.
 fn without_hash(name: &str) -> &str {
     match name.rsplit_once('-') {
-        Some((base, hash)) if hash.len() == 10 && hash.chars().all(|c| c.is_ascii_alphanumeric()) => base,
+        Some((base, hash))
+            if hash.len() == 10 && hash.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            base
+        }
         _ => name,
     }
 }
@@ -846,7 +926,9 @@ const MAX_CHECKOV_SKIPS: usize = 4;
 #[ignore = "needs checkov; run by .ci/run"]
 fn rendered_manifests_pass_kubernetes_validate_and_checkov() {
     let deploy = examples_dir().join("deploy");
-    let output = run(Command::new(venv_tool("kubectl")).arg("kustomize").arg(&deploy));
+    let output = run(Command::new(venv_tool("kubectl"))
+        .arg("kustomize")
+        .arg(&deploy));
     let docs = YamlLoader::load_from_str(&output).unwrap();
 
     // kubectl's rendering and the reader the tests above use agree.
@@ -866,14 +948,31 @@ fn rendered_manifests_pass_kubernetes_validate_and_checkov() {
         .map(|d| {
             let kind = d["kind"].as_str().unwrap().to_owned();
             let name = d["metadata"]["name"].as_str().unwrap();
-            let name = if kind == "ConfigMap" { without_hash(name) } else { name };
-            let namespace = d["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+            let name = if kind == "ConfigMap" {
+                without_hash(name)
+            } else {
+                name
+            };
+            let namespace = d["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             (kind, namespace, name.to_owned())
         })
         .collect();
-    assert_eq!(theirs, expected, "kubectl kustomize vs the deploy test's reader");
-    for d in docs.iter().filter(|d| d["kind"].as_str() == Some("Deployment")) {
-        for volume in d["spec"]["template"]["spec"]["volumes"].as_vec().into_iter().flatten() {
+    assert_eq!(
+        theirs, expected,
+        "kubectl kustomize vs the deploy test's reader"
+    );
+    for d in docs
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("Deployment"))
+    {
+        for volume in d["spec"]["template"]["spec"]["volumes"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+        {
             if let Some(name) = volume["configMap"]["name"].as_str() {
                 assert!(
                     docs.iter().any(|c| c["kind"].as_str() == Some("ConfigMap")
@@ -899,7 +998,14 @@ fn rendered_manifests_pass_kubernetes_validate_and_checkov() {
     // checkov: no failed check; skips few, each with its reason. Nothing is
     // downloaded (--skip-download keeps checkov off the network).
     let out = Command::new(venv_tool("checkov"))
-        .args(["--framework", "kubernetes", "--output", "json", "--skip-download", "--file"])
+        .args([
+            "--framework",
+            "kubernetes",
+            "--output",
+            "json",
+            "--skip-download",
+            "--file",
+        ])
         .arg(&rendered_file)
         .output()
         .unwrap();
@@ -923,16 +1029,27 @@ fn rendered_manifests_pass_kubernetes_validate_and_checkov() {
         summary["failed"],
         failed.join("\n  ")
     );
-    assert!(summary["passed"].as_u64().unwrap() > 100, "checkov ran its checks: {summary}");
-    let skipped = report["results"]["skipped_checks"].as_array().cloned().unwrap_or_default();
-    let skipped_ids: BTreeSet<&str> = skipped.iter().map(|c| c["check_id"].as_str().unwrap()).collect();
+    assert!(
+        summary["passed"].as_u64().unwrap() > 100,
+        "checkov ran its checks: {summary}"
+    );
+    let skipped = report["results"]["skipped_checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let skipped_ids: BTreeSet<&str> = skipped
+        .iter()
+        .map(|c| c["check_id"].as_str().unwrap())
+        .collect();
     assert!(
         skipped_ids.len() <= MAX_CHECKOV_SKIPS,
         "checkov: {} checks skipped, at most {MAX_CHECKOV_SKIPS}: {skipped_ids:?}",
         skipped_ids.len()
     );
     for skip in &skipped {
-        let reason = skip["check_result"]["suppress_comment"].as_str().unwrap_or_default();
+        let reason = skip["check_result"]["suppress_comment"]
+            .as_str()
+            .unwrap_or_default();
         assert!(
             reason.split_whitespace().count() >= 5,
             "checkov skip of {} on {} without a reason",

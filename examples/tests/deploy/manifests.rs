@@ -67,8 +67,6 @@ pub(crate) struct Rendered {
     pub(crate) resources: Vec<Resource>,
     pub(crate) config_maps: Vec<GeneratedConfigMap>,
     pub(crate) images: Vec<ImageOverride>,
-    /// The kustomization files read, root first (empty for plain manifests).
-    pub(crate) kustomizations: Vec<PathBuf>,
 }
 
 impl Rendered {
@@ -77,8 +75,9 @@ impl Rendered {
     }
 
     pub(crate) fn find(&self, kind: &str, namespace: &str, name: &str) -> Option<&Resource> {
-        self.of_kind(kind)
-            .find(|r| r.namespace == namespace && r.name == name)
+        self.resources
+            .iter()
+            .find(|r| r.kind == kind && r.namespace == namespace && r.name == name)
     }
 
     pub(crate) fn config_map(&self, namespace: &str, name: &str) -> Option<&GeneratedConfigMap> {
@@ -112,7 +111,9 @@ pub(crate) fn render(dir: &Path) -> Rendered {
 fn kustomize(dir: &Path, outer_namespace: Option<&str>, rendered: &mut Rendered) {
     let path = dir.join("kustomization.yaml");
     let k = single_doc(&path);
-    let fields = k.as_hash().unwrap_or_else(|| panic!("{}: not a map", path.display()));
+    let fields = k
+        .as_hash()
+        .unwrap_or_else(|| panic!("{}: not a map", path.display()));
     for key in fields.keys() {
         let key = key.as_str().unwrap_or_default();
         assert!(
@@ -121,7 +122,6 @@ fn kustomize(dir: &Path, outer_namespace: Option<&str>, rendered: &mut Rendered)
             path.display()
         );
     }
-    rendered.kustomizations.push(path.clone());
     // An outer kustomization's namespace wins over an inner one's.
     let namespace = outer_namespace
         .map(str::to_owned)
