@@ -13,9 +13,10 @@
 //! - the pods meet the "restricted" Pod Security Standard and stay
 //!   available through drains.
 //!
-//! The `#[ignore]`d test also renders the kustomization with kubectl and runs
-//! kubernetes-validate and checkov on it (tools from the virtualenv that
-//! `scripts/install-test-deps` makes; `scripts/test` includes it).
+//! The `#[ignore]`d tests also render the kustomization with kubectl and run
+//! kubernetes-validate and checkov on it, and hadolint on the Dockerfile
+//! (tools from the virtualenv that `scripts/install-test-deps` makes;
+//! `scripts/test` includes them).
 
 mod dockerfile;
 mod manifests;
@@ -1058,4 +1059,11 @@ fn rendered_manifests_pass_kubernetes_validate_and_checkov() {
         );
     }
     println!("checkov: {summary}; skipped {skipped_ids:?}");
+}
+
+#[test]
+#[ignore = "needs hadolint; run by .ci/run"]
+fn the_dockerfile_passes_hadolint() {
+    let out = run(Command::new(venv_tool("hadolint")).arg(workspace_dir().join("Dockerfile")));
+    assert!(out.trim().is_empty(), "hadolint:\n{out}");
 }
