@@ -22,11 +22,14 @@ COPY . .
 # --locked: exactly the dependency versions the workspace is tested with.
 # The registry and target directories are build caches, not image layers,
 # so a rebuild compiles only what changed; the binaries are copied out.
+# The release profile keeps line tables; the image drops them and keeps the
+# symbols (function names in backtraces): 14 MB a binary instead of 85 MB.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p platform-examples --bin inventory --bin orders \
     && mkdir -p /out \
-    && cp target/release/inventory target/release/orders /out/
+    && cp target/release/inventory target/release/orders /out/ \
+    && strip --strip-debug /out/inventory /out/orders
 
 FROM ${RUNTIME_IMAGE} AS runtime
 # The workspace version (Cargo.toml); scripts/build-image passes it, and a
