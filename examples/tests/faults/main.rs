@@ -20,6 +20,8 @@ use support::{Service, free_port, wait_for_status, wait_until_listening};
 const DEMO: &str = env!("CARGO_BIN_EXE_demo");
 const INVENTORY: &str = env!("CARGO_BIN_EXE_inventory");
 const ORDERS: &str = env!("CARGO_BIN_EXE_orders");
+/// Enough stock that no order is refused for want of apples.
+const STOCK: &str = "app.initial_stock.apple=1000000000";
 
 /// Runs the demo with `fault` and returns its JSON report and stdout.
 fn demo_with(fault: &str) -> (serde_json::Value, String) {
@@ -69,9 +71,10 @@ fn a_crashed_instance_costs_callers_nothing() {
     let (report, stdout) = demo_with("crash");
     assert!(stdout.contains("killed (SIGKILL)"), "{stdout}");
     assert!(success(&report) >= 0.999, "{report:#}");
-    // Its refused connections ejected it at once and were requeued, not
-    // charged to the retry budget.
-    assert!(figure(&report, "ejections_refused") >= 1, "{report:#}");
+    // Its refused connections were requeued at once, not charged to the
+    // retry budget (and ejected it, unless the flaky instance already held
+    // the one ejection a pool of three allows).
+    assert!(figure(&report, "requeues") >= 1, "{report:#}");
     assert_eq!(figure(&report, "breaker_opened"), 0, "{report:#}");
     assert!(report["p99_ms"].as_f64().unwrap() < 1000.0, "{report:#}");
 }
@@ -122,6 +125,7 @@ async fn network_faults_on_one_instance_cost_callers_nothing() {
         format!("server.bind={}", in_ns(ns_api)),
         format!("admin.bind={}", in_ns(ns_admin)),
         "shutdown.drain_delay=0s".into(),
+        STOCK.into(),
     ] {
         command.args(["--set", &set]);
     }
@@ -131,13 +135,13 @@ async fn network_faults_on_one_instance_cost_callers_nothing() {
         INVENTORY,
         slow_api,
         free_port(),
-        &["app.extra_latency=20ms"],
+        &["app.extra_latency=20ms", STOCK],
     );
     let _flaky = Service::start_on(
         INVENTORY,
         flaky_api,
         free_port(),
-        &["app.failure_rate=0.25"],
+        &["app.failure_rate=0.25", STOCK],
     );
     let discovery = format!(
         "http.clients.inventory.discovery=static://{},127.0.0.1:{slow_api},127.0.0.1:{flaky_api}",
@@ -167,7 +171,9 @@ async fn network_faults_on_one_instance_cost_callers_nothing() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         // Delay and loss: netem, where the kernel has it.
         let dev = net.inside.as_str();
-        match net.tc(&["add", "dev", dev, "root", "netem", "delay", "50ms", "loss", "30%"]) {
+        match net.tc(&[
+            "add", "dev", dev, "root", "netem", "delay", "50ms", "loss", "30%",
+        ]) {
             Ok(()) => {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 net.tc(&["del", "dev", dev, "root"]).unwrap();
@@ -177,8 +183,10 @@ async fn network_faults_on_one_instance_cost_callers_nothing() {
         // A full black hole: a token bucket of 8 bit/s with a 1-byte burst
         // lets no packet out of the namespace (SYN-ACKs and answers
         // included), with no module beyond the basic qdiscs.
-        net.tc(&["add", "dev", dev, "root", "tbf", "rate", "8bit", "burst", "1", "limit", "1"])
-            .unwrap();
+        net.tc(&[
+            "add", "dev", dev, "root", "tbf", "rate", "8bit", "burst", "1", "limit", "1",
+        ])
+        .unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
         net.tc(&["del", "dev", dev, "root"]).unwrap();
     };

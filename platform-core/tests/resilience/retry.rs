@@ -274,16 +274,20 @@ async fn refused_attempts_are_requeued_at_once_without_using_attempts_or_budget(
     let attempts = Counter::default();
     let started = tokio::time::Instant::now();
     // Three refusals (three dead instances), then an answer: a POST.
-    r.call(&classify_routed(true), &CallOptions::not_idempotent(), |_| {
-        let n = attempts.hit();
-        async move {
-            if n <= 3 {
-                Err(TestError::Refused)
-            } else {
-                Ok(())
+    r.call(
+        &classify_routed(true),
+        &CallOptions::not_idempotent(),
+        |_| {
+            let n = attempts.hit();
+            async move {
+                if n <= 3 {
+                    Err(TestError::Refused)
+                } else {
+                    Ok(())
+                }
             }
-        }
-    })
+        },
+    )
     .await
     .unwrap();
     assert_eq!(attempts.get(), 4);
@@ -296,10 +300,14 @@ async fn requeues_are_bounded_then_ordinary_retries_follow() {
     let r = policies("requeue-bound", &quiet_settings());
     let attempts = Counter::default();
     let result = r
-        .call(&classify_routed(true), &CallOptions::not_idempotent(), |_| {
-            attempts.hit();
-            async { Err::<(), _>(TestError::Refused) }
-        })
+        .call(
+            &classify_routed(true),
+            &CallOptions::not_idempotent(),
+            |_| {
+                attempts.hit();
+                async { Err::<(), _>(TestError::Refused) }
+            },
+        )
         .await;
     assert!(result.is_err());
     // 3 requeues (the default bound), then the 3 attempts of the policy.
@@ -308,10 +316,14 @@ async fn requeues_are_bounded_then_ordinary_retries_follow() {
     // With nowhere else to go, a refusal is an ordinary retry.
     let attempts = Counter::default();
     let _ = r
-        .call(&classify_routed(false), &CallOptions::not_idempotent(), |_| {
-            attempts.hit();
-            async { Err::<(), _>(TestError::Refused) }
-        })
+        .call(
+            &classify_routed(false),
+            &CallOptions::not_idempotent(),
+            |_| {
+                attempts.hit();
+                async { Err::<(), _>(TestError::Refused) }
+            },
+        )
         .await;
     assert_eq!(attempts.get(), 3);
 }
