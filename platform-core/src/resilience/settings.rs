@@ -66,13 +66,12 @@ pub struct RetrySettings {
     #[schemars(with = "String")]
     pub max_backoff: Duration,
     /// Requeues per call: an attempt that never reached a server because of
-    /// its endpoint (connection refused, reset before the request was
-    /// written) is sent again at once to another endpoint, when there is
-    /// one, whatever the method, without drawing on the retry budget or
-    /// using up an attempt
-    /// (Finagle's requeues, gRPC A6's transparent retries). This bounds them,
-    /// so a dead target costs at most `1 + max_requeues` connection attempts
-    /// per call. At most 10; 0 turns requeues off.
+    /// its endpoint (connection refused, connect failed) is sent again at
+    /// once to another endpoint, when there is one, whatever the method,
+    /// without drawing on the retry budget or using up an attempt (Finagle's
+    /// requeues, gRPC A6's transparent retries). This bounds them, so a dead
+    /// target costs at most `max_requeues` more connection attempts per
+    /// call. At most 10; 0 turns requeues off.
     pub max_requeues: u32,
 }
 
