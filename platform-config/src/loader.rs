@@ -7,6 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::de::{NodeDe, Seen};
+use crate::files;
+use crate::limits::Limits;
 use crate::origin::Origin;
 use crate::report::{ConfigError, Problem, Report};
 use crate::schema::Schema;
@@ -74,6 +76,7 @@ pub struct Loader {
     env: Option<Vec<(String, String)>>,
     overrides: Vec<(String, String, Origin)>,
     bad_args: Vec<Problem>,
+    limits: Limits,
 }
 
 // By hand: environment values and overrides may be secrets.
@@ -114,7 +117,14 @@ impl Loader {
             env: None,
             overrides: Vec::new(),
             bad_args: Vec::new(),
+            limits: Limits::default(),
         }
+    }
+
+    /// Bounds on the size and shape of every file read (see [`Limits`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Reads config files from `dir`; a directory given this way must exist.
@@ -260,7 +270,9 @@ impl Loader {
         let mut tree = Node::empty_map(Origin::Default);
         let mut files = Vec::new();
 
-        if dir.is_dir() {
+        // A symlinked directory that leads nowhere is a broken mount, not "no config".
+        let broken = files::broken_dir(&dir);
+        if broken.is_none() && dir.is_dir() {
             let mut stems = vec!["default".to_owned()];
             if let Some(profile) = &profile {
                 if !is_valid_profile(profile) {
@@ -280,7 +292,9 @@ impl Loader {
             for stem in &stems {
                 match sources::find_layer_file(&dir, stem, &mut report) {
                     Some(path) => {
-                        if let Some(layer) = sources::read_file(&path, &schema, &mut report) {
+                        if let Some(layer) =
+                            sources::read_file(&path, &schema, &self.limits, &mut report)
+                        {
                             tree.merge(layer);
                         }
                         files.push(path);
@@ -289,6 +303,7 @@ impl Loader {
                         .push(Problem::Source {
                             path: dir.join(format!("{stem}.toml")),
                             line: None,
+                            column: None,
                             message: format!(
                                 "profile `{stem}` was chosen but has no file{}",
                                 available_profiles(&dir)
@@ -297,22 +312,33 @@ impl Loader {
                     None => {}
                 }
             }
-        } else if explicit || dir.exists() {
+        } else if let Some(why) = broken {
             report.push(Problem::Source {
                 path: dir.clone(),
                 line: None,
-                message: if dir.exists() {
-                    "is not a directory".into()
-                } else {
-                    "config directory does not exist".into()
-                },
+                column: None,
+                message: why,
+            });
+        } else if explicit {
+            report.push(Problem::Source {
+                path: dir.clone(),
+                line: None,
+                column: None,
+                message: "config directory does not exist".into(),
             });
         }
 
-        tree.merge(sources::env_layer(&env, &self.prefix, &schema, &mut report));
+        tree.merge(sources::env_layer(
+            &env,
+            &self.prefix,
+            &schema,
+            &self.limits,
+            &mut report,
+        ));
         tree.merge(sources::override_layer(
             &self.overrides,
             &schema,
+            &self.limits,
             &mut report,
         ));
 
