@@ -244,6 +244,9 @@ fn parse_yaml(text: &str, origin: &Origin, limits: &Limits) -> Result<Node, Pars
     options.budget = Some(budget);
     options.alias_limits.max_total_replayed_events = limits.max_alias_expansions;
     options.with_snippet = false;
+    // `.nan` reaches the tree as a float: a float field refuses it naming
+    // its key, a text field takes it as written.
+    options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::PassThrough;
     let count = Cell::new(0);
     serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         Builder {
@@ -260,7 +263,7 @@ fn parse_yaml(text: &str, origin: &Origin, limits: &Limits) -> Result<Node, Pars
         ParseError {
             line: location.map(|l| l.line() as usize).filter(|l| *l > 0),
             column: location.map(|l| l.column() as usize).filter(|c| *c > 0),
-            message: format!("invalid YAML: {}", first_line(&message)),
+            message: format!("invalid YAML: {}", without_position(first_line(&message))),
         }
     })
 }
@@ -278,17 +281,22 @@ fn parse_json(text: &str, origin: &Origin, limits: &Limits) -> Result<Node, Pars
     .and_then(|node| de.end().map(|()| node));
     result.map_err(|e| {
         let message = e.to_string();
-        // serde_json appends " at line L column C"; both are fields here.
-        let message = match message.rfind(" at line ") {
-            Some(at) => &message[..at],
-            None => &message,
-        };
+        let message = without_position(&message);
         ParseError {
             line: (e.line() > 0).then_some(e.line()),
             column: (e.column() > 0).then_some(e.column()),
             message: format!("invalid JSON: {message}"),
         }
     })
+}
+
+/// A message without the " at line L[,] column C" both parsers append: the
+/// position is shown as `file:L:C` in front.
+fn without_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(at) => &message[..at],
+        None => message,
+    }
 }
 
 fn first_line(message: &str) -> &str {

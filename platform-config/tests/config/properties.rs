@@ -1,0 +1,1 @@
+//! Generated input never panics: every load ends in settings or a report.
