@@ -201,7 +201,7 @@ pub(crate) fn env_layer(
     let mut vars: Vec<&(String, String)> = all_vars
         .iter()
         .filter(|(name, _)| {
-            name.len() > lead.len() && name[..lead.len()].eq_ignore_ascii_case(&lead)
+            name.len() > lead.len() && starts_with_ignore_case(name, &lead)
         })
         .collect();
     vars.sort();
@@ -209,8 +209,8 @@ pub(crate) fn env_layer(
     let near = format!("{prefix}_");
     for (name, _) in all_vars {
         if name.len() > near.len()
-            && name[..near.len()].eq_ignore_ascii_case(&near)
-            && !name[..lead.len().min(name.len())].eq_ignore_ascii_case(&lead)
+            && starts_with_ignore_case(name, &near)
+            && !starts_with_ignore_case(name, &lead)
             && name.contains("__")
         {
             report.push(Problem::Input {
@@ -296,8 +296,18 @@ fn map_segments(schema: &Schema, segments: &[&str], loose: bool) -> Mapped {
 }
 
 fn strip_file_suffix(segment: &str) -> Option<&str> {
-    let n = segment.len();
-    (n > 5 && segment[n - 5..].eq_ignore_ascii_case("_file")).then(|| &segment[..n - 5])
+    // `get`, not indexing: the segment may end in any character.
+    let n = segment.len().checked_sub(5).filter(|n| *n > 0)?;
+    segment
+        .get(n..)
+        .filter(|suffix| suffix.eq_ignore_ascii_case("_file"))
+        .and_then(|_| segment.get(..n))
+}
+
+/// `name` starts with the ASCII `prefix`, in any case (`name` may be any text).
+fn starts_with_ignore_case(name: &str, prefix: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 /// Applies `key.path=value` overrides (from `--set` or code).
