@@ -77,6 +77,14 @@ pub struct Loader {
     overrides: Vec<(String, String, Origin)>,
     bad_args: Vec<Problem>,
     limits: Limits,
+    rules: Vec<Rule>,
+}
+
+/// A rule added with [`Loader::rule`], for one settings type.
+#[derive(Clone)]
+struct Rule {
+    for_type: std::any::TypeId,
+    check: Arc<dyn Fn(&dyn std::any::Any, &mut Validation) + Send + Sync>,
 }
 
 // By hand: environment values and overrides may be secrets.
@@ -91,6 +99,8 @@ impl std::fmt::Debug for Loader {
                 "overridden_keys",
                 &self.overrides.iter().map(|(k, _, _)| k).collect::<Vec<_>>(),
             )
+            .field("limits", &self.limits)
+            .field("rules", &self.rules.len())
             .finish_non_exhaustive()
     }
 }
@@ -118,7 +128,40 @@ impl Loader {
             overrides: Vec::new(),
             bad_args: Vec::new(),
             limits: Limits::default(),
+            rules: Vec::new(),
         }
+    }
+
+    /// Adds a rule checked with `T`'s own [`Validate`] on every load of `T`:
+    /// for what the settings type cannot know, such as a client the service
+    /// cannot run without. `--check-config`, start-up and reload all load
+    /// through this loader, so they refuse the same inputs. Keys are relative
+    /// to the root. A rule for another type than the one loaded is not run.
+    ///
+    /// ```
+    /// # #[derive(Debug, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// # #[serde(default)]
+    /// # struct App { peers: Vec<String> }
+    /// # impl platform_config::Validate for App {}
+    /// let loader = platform_config::Loader::new()
+    ///     .env_vars([("APP__PEERS", "")])
+    ///     .rule(|app: &App, v| v.check(!app.peers.is_empty(), "peers", "this service needs a peer"));
+    /// let e = loader.load::<App>().unwrap_err();
+    /// assert!(e.to_string().contains("this service needs a peer"));
+    /// ```
+    pub fn rule<T: Settings>(
+        mut self,
+        rule: impl Fn(&T, &mut Validation) + Send + Sync + 'static,
+    ) -> Self {
+        self.rules.push(Rule {
+            for_type: std::any::TypeId::of::<T>(),
+            check: Arc::new(move |value, v| {
+                if let Some(value) = value.downcast_ref::<T>() {
+                    rule(value, v);
+                }
+            }),
+        });
+        self
     }
 
     /// Bounds on the size and shape of every file read (see [`Limits`]).
@@ -346,6 +389,11 @@ impl Loader {
         if let Some(value) = &value {
             let mut validation = Validation::default();
             value.validate(&mut validation);
+            for rule in &self.rules {
+                if rule.for_type == std::any::TypeId::of::<T>() {
+                    (rule.check)(value, &mut validation);
+                }
+            }
             let reported: Vec<String> = report
                 .problems
                 .iter()

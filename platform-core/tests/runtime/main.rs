@@ -275,3 +275,37 @@ async fn telemetry_and_client_settings_are_refused_by_the_loader_all_at_once() {
     let started = init(dir.path()).await.unwrap_err().to_string();
     assert_eq!(started, text);
 }
+
+#[tokio::test]
+async fn a_required_client_is_checked_with_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[http.clients.payments]\nbase_url = \"http://payments\"\n",
+    )
+    .unwrap();
+    let builder = || {
+        Runtime::<App>::builder("svc")
+            .loader(loader(dir.path()))
+            .without_signal_handlers()
+            .without_telemetry()
+            .requires_client("inventory")
+    };
+    let e = builder()
+        .args(ConfigArgs::default())
+        .init()
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("http.clients.inventory") && text.contains("configured clients: payments"),
+        "{text}"
+    );
+    // The other way round: with the client configured, start-up passes.
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[http.clients.inventory]\nbase_url = \"http://inventory\"\n",
+    )
+    .unwrap();
+    builder().args(ConfigArgs::default()).init().await.unwrap();
+}
