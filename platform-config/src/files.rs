@@ -99,7 +99,10 @@ mod tests {
         assert!(is_present(&d.join("dangling")));
         assert!(!is_present(&d.join("absent")));
         let e = read_bounded(&d.join("dangling"), 10).unwrap_err();
-        assert!(e.contains("symlink to gone") && e.contains("does not exist"), "{e}");
+        assert!(
+            e.contains("symlink to gone") && e.contains("does not exist"),
+            "{e}"
+        );
         let e = read_bounded(&d.join("loop-a"), 10).unwrap_err();
         assert!(e.contains("cannot be followed"), "{e}");
         let e = read_bounded(&d.join("sub"), 10).unwrap_err();

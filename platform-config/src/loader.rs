@@ -84,8 +84,10 @@ pub struct Loader {
 #[derive(Clone)]
 struct Rule {
     for_type: std::any::TypeId,
-    check: Arc<dyn Fn(&dyn std::any::Any, &mut Validation) + Send + Sync>,
+    check: Arc<RuleFn>,
 }
+
+type RuleFn = dyn Fn(&dyn std::any::Any, &mut Validation) + Send + Sync;
 
 // By hand: environment values and overrides may be secrets.
 impl std::fmt::Debug for Loader {

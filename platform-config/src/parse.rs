@@ -190,10 +190,7 @@ fn check_shape(node: &Node, limits: &Limits) -> Result<(), ParseError> {
             _ => continue,
         };
         if depth >= limits.max_depth {
-            return Err(limit_error(
-                node_line(node),
-                &too_deep(limits.max_depth),
-            ));
+            return Err(limit_error(node_line(node), &too_deep(limits.max_depth)));
         }
         for child in children {
             values += 1;
@@ -501,21 +498,11 @@ mod tests {
     use super::*;
 
     fn yaml(text: &str) -> Result<Node, ParseError> {
-        parse(
-            Path::new("f.yaml"),
-            text,
-            Format::Yaml,
-            &Limits::default(),
-        )
+        parse(Path::new("f.yaml"), text, Format::Yaml, &Limits::default())
     }
 
     fn json(text: &str) -> Result<Node, ParseError> {
-        parse(
-            Path::new("f.json"),
-            text,
-            Format::Json,
-            &Limits::default(),
-        )
+        parse(Path::new("f.json"), text, Format::Json, &Limits::default())
     }
 
     /// Six levels of ten aliases: a million leaves from 300 bytes.

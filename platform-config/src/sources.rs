@@ -162,12 +162,8 @@ fn read_secret_file(
     report: &mut Report,
 ) -> Option<Node> {
     let content = files::read_bounded(file, limits.max_file_size).and_then(|bytes| {
-        String::from_utf8(bytes).map_err(|e| {
-            format!(
-                "is not valid UTF-8 (byte {})",
-                e.utf8_error().valid_up_to()
-            )
-        })
+        String::from_utf8(bytes)
+            .map_err(|e| format!("is not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()))
     });
     match content {
         Ok(content) => Some(Node::text(
@@ -200,9 +196,7 @@ pub(crate) fn env_layer(
     let all_vars = vars;
     let mut vars: Vec<&(String, String)> = all_vars
         .iter()
-        .filter(|(name, _)| {
-            name.len() > lead.len() && starts_with_ignore_case(name, &lead)
-        })
+        .filter(|(name, _)| name.len() > lead.len() && starts_with_ignore_case(name, &lead))
         .collect();
     vars.sort();
     // `APP_DB__HOST` is a near miss of `APP__DB__HOST`: say so rather than ignore it.

@@ -317,7 +317,9 @@ impl Validate for ClientSettings {
                     if let Some(feature) = missing_feature(&target) {
                         v.error(
                             "discovery",
-                            format!("`{target}` needs the cargo feature `{feature}` of platform-core"),
+                            format!(
+                                "`{target}` needs the cargo feature `{feature}` of platform-core"
+                            ),
                         );
                     }
                 }

@@ -296,7 +296,10 @@ impl TelemetrySettings {
             "0s".into(),
             "must be positive",
         );
-        for (section, otlp) in [("tracing.otlp", &t.otlp), ("metrics.otlp", &self.metrics.otlp)] {
+        for (section, otlp) in [
+            ("tracing.otlp", &t.otlp),
+            ("metrics.otlp", &self.metrics.otlp),
+        ] {
             check(
                 !otlp.timeout.is_zero(),
                 &format!("{section}.timeout"),
@@ -406,9 +409,7 @@ impl OtlpSettings {
         if endpoint.is_empty() {
             return Ok(());
         }
-        let uri: http::Uri = endpoint
-            .parse()
-            .map_err(|e| format!("not a URL: {e}"))?;
+        let uri: http::Uri = endpoint.parse().map_err(|e| format!("not a URL: {e}"))?;
         let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
         if !matches!(scheme.as_deref(), Some("http" | "https")) || uri.host().is_none() {
             return Err("expected an http:// or https:// URL with a host".into());
@@ -515,10 +516,10 @@ mod tests {
         s.logging.level = "loud".into();
         s.tracing.level = "info,[".into();
         s.tracing.otlp.endpoint = "collector:4317".into();
-        s.metrics.otlp.headers.insert(
-            "x-api-key".into(),
-            Secret::new("line\nbreak".to_owned()),
-        );
+        s.metrics
+            .otlp
+            .headers
+            .insert("x-api-key".into(), Secret::new("line\nbreak".to_owned()));
         let mut v = platform_config::Validation::default();
         v.section("telemetry", &s);
         let keys: Vec<&str> = v.errors().iter().map(|(k, _)| k.as_str()).collect();
@@ -532,7 +533,10 @@ mod tests {
                 "telemetry.logging.level",
             ]
         );
-        assert!(!format!("{:?}", v.errors()).contains("break"), "secret echoed");
+        assert!(
+            !format!("{:?}", v.errors()).contains("break"),
+            "secret echoed"
+        );
         // `init` still refuses, with the first.
         assert!(matches!(
             s.validate(),

@@ -17,7 +17,10 @@ use support::free_port;
 const ORDERS: &str = env!("CARGO_BIN_EXE_orders");
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/orders");
 /// Every failing case the config property tests ever found, and the issue's.
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../platform-config/tests/corpus");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../platform-config/tests/corpus"
+);
 
 /// How one run of `orders` went, measured by GNU time.
 #[derive(Debug)]
@@ -249,7 +252,11 @@ fn each_case_of_the_issue_is_refused_by_check_and_start_quickly_and_in_little_me
             );
             assert_eq!(run.code, Some(wanted), "{what}: {run:#?}");
             for name in case.names {
-                assert!(run.stderr.contains(name), "{what} names {name:?}: {}", run.stderr);
+                assert!(
+                    run.stderr.contains(name),
+                    "{what} names {name:?}: {}",
+                    run.stderr
+                );
             }
             // CPU time is what the input costs; wall time also waits for a
             // machine shared with other builds, so it gets more room.

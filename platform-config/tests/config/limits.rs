@@ -16,7 +16,10 @@ fn refused(files: &[(&str, &str)]) -> String {
         started.elapsed()
     );
     let text = e.to_string();
-    assert!(text.contains(&files[0].0.to_string()), "names the file: {text}");
+    assert!(
+        text.contains(&files[0].0.to_string()),
+        "names the file: {text}"
+    );
     text
 }
 
@@ -55,10 +58,16 @@ fn deep_nesting_is_refused_in_every_format() {
     let nested = |depth: usize| format!("{}1{}", "{\"a\": ".repeat(depth), "}".repeat(depth));
     let dir = config_dir(&[("default.json", &nested(64))]);
     let e = loader(dir.path()).load::<Root>().unwrap_err();
-    assert!(!e.to_string().contains("deeper"), "64 levels are allowed: {e}");
+    assert!(
+        !e.to_string().contains("deeper"),
+        "64 levels are allowed: {e}"
+    );
     let dir = config_dir(&[("default.json", &nested(65))]);
     let e = loader(dir.path()).load::<Root>().unwrap_err();
-    assert!(e.to_string().contains("nested deeper than 64 levels"), "{e}");
+    assert!(
+        e.to_string().contains("nested deeper than 64 levels"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -117,7 +126,10 @@ fn non_finite_numbers_are_refused_from_every_source() {
         );
     };
     for toml in ["nan", "inf", "-inf", "+nan"] {
-        let dir = config_dir(&[("default.toml", &format!("[server]\nsample_ratio = {toml}\n"))]);
+        let dir = config_dir(&[(
+            "default.toml",
+            &format!("[server]\nsample_ratio = {toml}\n"),
+        )]);
         check(loader(dir.path()).load::<Root>().unwrap_err());
     }
     let dir = config_dir(&[("default.yaml", "server:\n  sample_ratio: .nan\n")]);

@@ -36,7 +36,10 @@ fn a_symlink_loop_is_an_error_naming_it() {
     symlink("default.toml", dir.path().join("local.toml")).unwrap();
     let e = loader(dir.path()).load::<Root>().unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("default.toml") && text.contains("cannot be followed"), "{text}");
+    assert!(
+        text.contains("default.toml") && text.contains("cannot be followed"),
+        "{text}"
+    );
     assert_eq!(e.report().unwrap().problems.len(), 2, "both links: {text}");
 }
 
@@ -67,7 +70,9 @@ fn a_secret_file_that_is_a_dangling_link_or_a_directory_is_named() {
             .unwrap_err();
         let text = e.to_string();
         assert!(
-            text.contains("APP__DB__PASSWORD_FILE") && text.contains(target) && text.contains(wanted),
+            text.contains("APP__DB__PASSWORD_FILE")
+                && text.contains(target)
+                && text.contains(wanted),
             "{text}"
         );
     }
@@ -125,7 +130,10 @@ fn a_configmap_volume_loads_and_reloads_through_the_data_swap() {
     assert_eq!(loaded.files(), [volume.path().join("default.toml")]);
     let reloader = Reloader::new(loader, loaded);
 
-    volume.update("..2026_11_30_12_05_00.456", &[("default.toml", "[db]\nhost = \"v2\"\n")]);
+    volume.update(
+        "..2026_11_30_12_05_00.456",
+        &[("default.toml", "[db]\nhost = \"v2\"\n")],
+    );
     assert!(reloader.reload().unwrap());
     assert_eq!(reloader.current().db.host, "v2");
 
@@ -158,7 +166,10 @@ async fn the_watcher_follows_the_data_swap_in_place_writes_and_rename_on_save() 
     let loader = loader(volume.path());
     let reloader = Reloader::new(loader.clone(), loader.load::<Root>().unwrap());
     let _guard = reloader.watch(Duration::from_millis(100)).unwrap();
-    volume.update("..2026_11_30_12_05_00.456", &[("default.toml", "[db]\nhost = \"v2\"\n")]);
+    volume.update(
+        "..2026_11_30_12_05_00.456",
+        &[("default.toml", "[db]\nhost = \"v2\"\n")],
+    );
     wait_for_host(&reloader, "v2").await;
 
     // A plain directory: in-place writes, then an editor's rename-on-save.

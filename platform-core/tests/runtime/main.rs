@@ -270,7 +270,10 @@ async fn telemetry_and_client_settings_are_refused_by_the_loader_all_at_once() {
         "{e}"
     );
     let text = e.to_string();
-    assert!(text.contains("default.toml:2"), "names the file and line: {text}");
+    assert!(
+        text.contains("default.toml:2"),
+        "names the file and line: {text}"
+    );
     // Start-up refuses with the same report.
     let started = init(dir.path()).await.unwrap_err().to_string();
     assert_eq!(started, text);

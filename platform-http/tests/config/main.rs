@@ -23,12 +23,27 @@ fn builds(settings: &ClientSettings) -> bool {
 
 /// Pieces base URLs are made of, the awkward ones included.
 fn base_url() -> impl Strategy<Value = String> {
-    let scheme = prop::sample::select(vec!["http://", "https://", "HTTP://", "ftp://", "", "http:/", "http:"]);
-    let host = prop::sample::select(vec![
-        "inventory", "127.0.0.1", "[::1]", "[::1", "exa mple", "", "xn--80ak6aa92e.com", "a.b.c", "%41", "user@host",
+    let scheme = prop::sample::select(vec![
+        "http://", "https://", "HTTP://", "ftp://", "", "http:/", "http:",
     ]);
-    let port = prop::sample::select(vec!["", ":8081", ":0", ":65535", ":65536", ":99999", ":", ":x"]);
-    let path = prop::sample::select(vec!["", "/", "/api", "/api/", "?q=1", "#frag", "/a b", "/%zz", "\\x"]);
+    let host = prop::sample::select(vec![
+        "inventory",
+        "127.0.0.1",
+        "[::1]",
+        "[::1",
+        "exa mple",
+        "",
+        "xn--80ak6aa92e.com",
+        "a.b.c",
+        "%41",
+        "user@host",
+    ]);
+    let port = prop::sample::select(vec![
+        "", ":8081", ":0", ":65535", ":65536", ":99999", ":", ":x",
+    ]);
+    let path = prop::sample::select(vec![
+        "", "/", "/api", "/api/", "?q=1", "#frag", "/a b", "/%zz", "\\x",
+    ]);
     prop_oneof![
         (scheme, host, port, path).prop_map(|(s, h, p, x)| format!("{s}{h}{p}{x}")),
         "\\PC{0,24}",
@@ -39,7 +54,8 @@ fn header_value() -> impl Strategy<Value = String> {
     prop_oneof![
         "[ -~]{0,12}",
         "\\PC{0,8}",
-        prop::sample::select(vec!["a\u{1}b", "tab\there", "line\nbreak", "é", "\u{7f}"]).prop_map(String::from),
+        prop::sample::select(vec!["a\u{1}b", "tab\there", "line\nbreak", "é", "\u{7f}"])
+            .prop_map(String::from),
     ]
 }
 
@@ -73,7 +89,10 @@ fn the_examples_judged_by_hand() {
         ("http://x/?a=1", false),
         ("http://", false),
     ] {
-        let settings = ClientSettings { base_url: url.into(), ..ClientSettings::default() };
+        let settings = ClientSettings {
+            base_url: url.into(),
+            ..ClientSettings::default()
+        };
         assert_eq!(validation_problems(&settings).is_empty(), ok, "{url}");
         assert_eq!(builds(&settings), ok, "{url}");
     }
