@@ -102,17 +102,29 @@ impl<'a> NodeDe<'a> {
         self.locate(result)
     }
 
-    fn float<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let result = match &self.node.value {
-            Value::Float(f) => visitor.visit_f64(*f),
-            Value::Int(i) => visitor.visit_f64(*i as f64),
-            Value::UInt(u) => visitor.visit_f64(*u as f64),
-            Value::Str { value, .. } => match value.trim().parse::<f64>() {
-                Ok(f) => visitor.visit_f64(f),
-                Err(_) => Err(de::Error::invalid_type(Unexpected::Str(value), &visitor)),
-            },
+    /// A number for a float field: finite, and within `max` (`f32::MAX` for an `f32`).
+    fn float<'de, V: Visitor<'de>>(self, visitor: V, max: f64) -> Result<V::Value, DeError> {
+        let number = match &self.node.value {
+            Value::Float(f) => Ok(*f),
+            Value::Int(i) => Ok(*i as f64),
+            Value::UInt(u) => Ok(*u as f64),
+            Value::Str { value, .. } => value
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| de::Error::invalid_type(Unexpected::Str(value), &visitor)),
             _ => return self.deserialize_any(visitor),
         };
+        // NaN and infinity pass every range check (`x < 0.0 || x > 1.0` is
+        // false for NaN) and print as "not set": no setting means them.
+        let result = number.and_then(|f| {
+            if f.is_finite() && f.abs() <= max {
+                visitor.visit_f64(f)
+            } else {
+                Err(de::Error::custom(format!(
+                    "expected a finite number, got {f}"
+                )))
+            }
+        });
         self.locate(result)
     }
 
@@ -212,10 +224,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         self.integer(v)
     }
     fn deserialize_f32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        self.float(v)
+        self.float(v, f64::from(f32::MAX))
     }
     fn deserialize_f64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        self.float(v)
+        self.float(v, f64::MAX)
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {

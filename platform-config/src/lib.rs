@@ -17,8 +17,11 @@
 pub mod cli;
 mod de;
 pub mod duration;
+mod files;
+pub mod limits;
 mod loader;
 mod origin;
+mod parse;
 pub mod reload;
 mod render;
 mod report;
@@ -29,6 +32,7 @@ mod sources;
 mod tree;
 mod validate;
 
+pub use limits::Limits;
 pub use loader::{DEFAULT_CONFIG_DIR, DEFAULT_ENV_PREFIX, Loaded, Loader, Settings};
 pub use origin::Origin;
 pub use report::{ConfigError, Problem, Report};

@@ -7,6 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::de::{NodeDe, Seen};
+use crate::files;
+use crate::limits::Limits;
 use crate::origin::Origin;
 use crate::report::{ConfigError, Problem, Report};
 use crate::schema::Schema;
@@ -74,7 +76,18 @@ pub struct Loader {
     env: Option<Vec<(String, String)>>,
     overrides: Vec<(String, String, Origin)>,
     bad_args: Vec<Problem>,
+    limits: Limits,
+    rules: Vec<Rule>,
 }
+
+/// A rule added with [`Loader::rule`], for one settings type.
+#[derive(Clone)]
+struct Rule {
+    for_type: std::any::TypeId,
+    check: Arc<RuleFn>,
+}
+
+type RuleFn = dyn Fn(&dyn std::any::Any, &mut Validation) + Send + Sync;
 
 // By hand: environment values and overrides may be secrets.
 impl std::fmt::Debug for Loader {
@@ -88,6 +101,8 @@ impl std::fmt::Debug for Loader {
                 "overridden_keys",
                 &self.overrides.iter().map(|(k, _, _)| k).collect::<Vec<_>>(),
             )
+            .field("limits", &self.limits)
+            .field("rules", &self.rules.len())
             .finish_non_exhaustive()
     }
 }
@@ -114,7 +129,47 @@ impl Loader {
             env: None,
             overrides: Vec::new(),
             bad_args: Vec::new(),
+            limits: Limits::default(),
+            rules: Vec::new(),
         }
+    }
+
+    /// Adds a rule checked with `T`'s own [`Validate`] on every load of `T`:
+    /// for what the settings type cannot know, such as a client the service
+    /// cannot run without. `--check-config`, start-up and reload all load
+    /// through this loader, so they refuse the same inputs. Keys are relative
+    /// to the root. A rule for another type than the one loaded is not run.
+    ///
+    /// ```
+    /// # #[derive(Debug, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// # #[serde(default)]
+    /// # struct App { peers: Vec<String> }
+    /// # impl platform_config::Validate for App {}
+    /// let loader = platform_config::Loader::new()
+    ///     .env_vars([("APP__PEERS", "")])
+    ///     .rule(|app: &App, v| v.check(!app.peers.is_empty(), "peers", "this service needs a peer"));
+    /// let e = loader.load::<App>().unwrap_err();
+    /// assert!(e.to_string().contains("this service needs a peer"));
+    /// ```
+    pub fn rule<T: Settings>(
+        mut self,
+        rule: impl Fn(&T, &mut Validation) + Send + Sync + 'static,
+    ) -> Self {
+        self.rules.push(Rule {
+            for_type: std::any::TypeId::of::<T>(),
+            check: Arc::new(move |value, v| {
+                if let Some(value) = value.downcast_ref::<T>() {
+                    rule(value, v);
+                }
+            }),
+        });
+        self
+    }
+
+    /// Bounds on the size and shape of every file read (see [`Limits`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Reads config files from `dir`; a directory given this way must exist.
@@ -260,7 +315,9 @@ impl Loader {
         let mut tree = Node::empty_map(Origin::Default);
         let mut files = Vec::new();
 
-        if dir.is_dir() {
+        // A symlinked directory that leads nowhere is a broken mount, not "no config".
+        let broken = files::broken_dir(&dir);
+        if broken.is_none() && dir.is_dir() {
             let mut stems = vec!["default".to_owned()];
             if let Some(profile) = &profile {
                 if !is_valid_profile(profile) {
@@ -280,7 +337,9 @@ impl Loader {
             for stem in &stems {
                 match sources::find_layer_file(&dir, stem, &mut report) {
                     Some(path) => {
-                        if let Some(layer) = sources::read_file(&path, &schema, &mut report) {
+                        if let Some(layer) =
+                            sources::read_file(&path, &schema, &self.limits, &mut report)
+                        {
                             tree.merge(layer);
                         }
                         files.push(path);
@@ -289,6 +348,7 @@ impl Loader {
                         .push(Problem::Source {
                             path: dir.join(format!("{stem}.toml")),
                             line: None,
+                            column: None,
                             message: format!(
                                 "profile `{stem}` was chosen but has no file{}",
                                 available_profiles(&dir)
@@ -297,22 +357,33 @@ impl Loader {
                     None => {}
                 }
             }
-        } else if explicit || dir.exists() {
+        } else if let Some(why) = broken {
             report.push(Problem::Source {
                 path: dir.clone(),
                 line: None,
-                message: if dir.exists() {
-                    "is not a directory".into()
-                } else {
-                    "config directory does not exist".into()
-                },
+                column: None,
+                message: why,
+            });
+        } else if explicit {
+            report.push(Problem::Source {
+                path: dir.clone(),
+                line: None,
+                column: None,
+                message: "config directory does not exist".into(),
             });
         }
 
-        tree.merge(sources::env_layer(&env, &self.prefix, &schema, &mut report));
+        tree.merge(sources::env_layer(
+            &env,
+            &self.prefix,
+            &schema,
+            &self.limits,
+            &mut report,
+        ));
         tree.merge(sources::override_layer(
             &self.overrides,
             &schema,
+            &self.limits,
             &mut report,
         ));
 
@@ -320,6 +391,11 @@ impl Loader {
         if let Some(value) = &value {
             let mut validation = Validation::default();
             value.validate(&mut validation);
+            for rule in &self.rules {
+                if rule.for_type == std::any::TypeId::of::<T>() {
+                    (rule.check)(value, &mut validation);
+                }
+            }
             let reported: Vec<String> = report
                 .problems
                 .iter()

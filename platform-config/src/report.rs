@@ -39,12 +39,14 @@ pub enum Problem {
         message: String,
     },
     /// A file or directory that could not be read or parsed.
-    #[error("{}: {message}", display_location(.path, *.line))]
+    #[error("{}: {message}", display_location(.path, *.line, *.column))]
     Source {
         /// The file or directory.
         path: PathBuf,
         /// 1-based line, where known.
         line: Option<usize>,
+        /// 1-based column, where known (YAML, JSON and TOML syntax errors).
+        column: Option<usize>,
         /// What is wrong.
         message: String,
     },
@@ -65,10 +67,11 @@ fn suggestion_text(suggestion: &Option<String>) -> String {
     }
 }
 
-fn display_location(path: &std::path::Path, line: Option<usize>) -> String {
-    match line {
-        Some(line) => format!("{}:{line}", path.display()),
-        None => path.display().to_string(),
+fn display_location(path: &std::path::Path, line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!("{}:{line}:{column}", path.display()),
+        (Some(line), None) => format!("{}:{line}", path.display()),
+        _ => path.display().to_string(),
     }
 }
 

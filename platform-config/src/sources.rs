@@ -1,9 +1,11 @@
 //! Reading each layer into a tree: files, environment, overrides.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::files;
+use crate::limits::Limits;
 use crate::origin::Origin;
+use crate::parse::{self, Format};
 use crate::report::{Problem, Report};
 use crate::schema::{At, Schema};
 use crate::tree::{Node, Value, join};
@@ -12,16 +14,18 @@ use crate::tree::{Node, Value, join};
 pub(crate) const EXTENSIONS: [&str; 4] = ["toml", "yaml", "yml", "json"];
 
 /// Finds `<dir>/<stem>.<ext>`. More than one match is an error (which would win?).
+/// A dangling or looping symlink counts as a file: reading it then says what is wrong.
 pub(crate) fn find_layer_file(dir: &Path, stem: &str, report: &mut Report) -> Option<PathBuf> {
     let found: Vec<PathBuf> = EXTENSIONS
         .iter()
         .map(|ext| dir.join(format!("{stem}.{ext}")))
-        .filter(|p| p.exists())
+        .filter(|p| files::is_present(p))
         .collect();
     if found.len() > 1 {
         report.push(Problem::Source {
             path: dir.to_owned(),
             line: None,
+            column: None,
             message: format!(
                 "more than one `{stem}` file ({}); keep one",
                 found
@@ -37,23 +41,30 @@ pub(crate) fn find_layer_file(dir: &Path, stem: &str, report: &mut Report) -> Op
 }
 
 /// Reads and parses one config file into a tree. Problems go to `report`.
-pub(crate) fn read_file(path: &Path, schema: &Schema, report: &mut Report) -> Option<Node> {
-    let source_problem = |line, message: String| Problem::Source {
+pub(crate) fn read_file(
+    path: &Path,
+    schema: &Schema,
+    limits: &Limits,
+    report: &mut Report,
+) -> Option<Node> {
+    let source_problem = |line, column, message: String| Problem::Source {
         path: path.to_owned(),
         line,
+        column,
         message,
     };
-    if path.is_dir() {
+    let Some(format) = Format::of(path) else {
         report.push(source_problem(
             None,
-            "is a directory, expected a config file".into(),
+            None,
+            "unknown file type; use .toml, .yaml, .yml or .json".into(),
         ));
         return None;
-    }
-    let bytes = match std::fs::read(path) {
+    };
+    let bytes = match files::read_bounded(path, limits.max_file_size) {
         Ok(b) => b,
-        Err(e) => {
-            report.push(source_problem(None, format!("cannot read: {e}")));
+        Err(message) => {
+            report.push(source_problem(None, None, message));
             return None;
         }
     };
@@ -61,9 +72,10 @@ pub(crate) fn read_file(path: &Path, schema: &Schema, report: &mut Report) -> Op
         Ok(t) => t,
         Err(e) => {
             let offset = e.utf8_error().valid_up_to();
-            let line = line_of(e.as_bytes(), offset);
+            let line = parse::line_of(e.as_bytes(), offset);
             report.push(source_problem(
                 Some(line),
+                None,
                 format!("not valid UTF-8 (byte {offset})"),
             ));
             return None;
@@ -73,173 +85,20 @@ pub(crate) fn read_file(path: &Path, schema: &Schema, report: &mut Report) -> Op
         // A truncated write looks like this; a file with only comments is fine.
         report.push(source_problem(
             None,
+            None,
             "file is empty; remove it or add settings (a file of only comments is fine)".into(),
         ));
         return None;
     }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let mut node = match ext {
-        "toml" => parse_toml(path, &text, report)?,
-        "yaml" | "yml" => parse_other(path, &text, config::FileFormat::Yaml, report)?,
-        "json" => parse_other(path, &text, config::FileFormat::Json, report)?,
-        _ => {
-            report.push(source_problem(
-                None,
-                "unknown file type; use .toml, .yaml, .yml or .json".into(),
-            ));
-            return None;
-        }
-    };
-    resolve_file_refs(&mut node, schema, schema.root(), "", report);
-    Some(node)
-}
-
-fn line_of(bytes: &[u8], offset: usize) -> usize {
-    1 + bytes[..offset.min(bytes.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-}
-
-fn parse_toml(path: &Path, text: &str, report: &mut Report) -> Option<Node> {
-    let values: toml::Table = match toml::from_str(text) {
-        Ok(v) => v,
+    let mut node = match parse::parse(path, &text, format, limits) {
+        Ok(node) => node,
         Err(e) => {
-            report.push(Problem::Source {
-                path: path.to_owned(),
-                line: e.span().map(|s| line_of(text.as_bytes(), s.start)),
-                message: format!("invalid TOML: {}", e.message().trim()),
-            });
+            report.push(source_problem(e.line, e.column, e.message));
             return None;
         }
     };
-    // The typed parse gives values; the document parse gives their positions.
-    let spans = toml::de::DeTable::parse(text).ok();
-    let file_origin = |line| Origin::File {
-        path: path.to_owned(),
-        line,
-    };
-    fn convert(
-        value: &toml::Value,
-        span: Option<&toml::de::DeValue<'_>>,
-        line: Option<usize>,
-        text: &str,
-        origin: &dyn Fn(Option<usize>) -> Origin,
-    ) -> Node {
-        let v = match value {
-            toml::Value::String(s) => Value::Str {
-                value: s.clone(),
-                text: false,
-            },
-            toml::Value::Integer(i) => Value::Int(*i),
-            toml::Value::Float(f) => Value::Float(*f),
-            toml::Value::Boolean(b) => Value::Bool(*b),
-            toml::Value::Datetime(d) => Value::Str {
-                value: d.to_string(),
-                text: false,
-            },
-            toml::Value::Array(items) => {
-                let spans = span.and_then(|s| s.as_array());
-                Value::List(
-                    items
-                        .iter()
-                        .enumerate()
-                        .map(|(i, item)| {
-                            let s = spans.and_then(|a| a.get(i));
-                            let l = s.map(|s| line_of(text.as_bytes(), s.span().start)).or(line);
-                            convert(item, s.map(|s| s.get_ref()), l, text, origin)
-                        })
-                        .collect(),
-                )
-            }
-            toml::Value::Table(table) => {
-                let spans: BTreeMap<&str, &toml::Spanned<toml::de::DeValue<'_>>> = span
-                    .and_then(|s| s.as_table())
-                    .map(|t| t.iter().map(|(k, v)| (k.get_ref().as_ref(), v)).collect())
-                    .unwrap_or_default();
-                Value::Map(
-                    table
-                        .iter()
-                        .map(|(k, item)| {
-                            let s = spans.get(k.as_str());
-                            let l = s.map(|s| line_of(text.as_bytes(), s.span().start)).or(line);
-                            (
-                                k.clone(),
-                                convert(item, s.map(|s| s.get_ref()), l, text, origin),
-                            )
-                        })
-                        .collect(),
-                )
-            }
-        };
-        Node::new(v, origin(line))
-    }
-    let root_span = spans.as_ref().map(|s| s.get_ref());
-    let table_value = toml::Value::Table(values);
-    let root_de = root_span.map(|t| toml::de::DeValue::Table(t.clone()));
-    let mut node = convert(&table_value, root_de.as_ref(), None, text, &file_origin);
-    node.origin = file_origin(None);
+    resolve_file_refs(&mut node, schema, schema.root(), "", limits, report);
     Some(node)
-}
-
-fn parse_other(
-    path: &Path,
-    text: &str,
-    format: config::FileFormat,
-    report: &mut Report,
-) -> Option<Node> {
-    use config::Source;
-    let parsed = config::File::from_str(text, format).collect();
-    let map = match parsed {
-        Ok(map) => map,
-        Err(e) => {
-            report.push(Problem::Source {
-                path: path.to_owned(),
-                line: None,
-                message: format!("invalid {format:?}: {e}"),
-            });
-            return None;
-        }
-    };
-    let origin = Origin::File {
-        path: path.to_owned(),
-        line: None,
-    };
-    fn convert(value: &config::Value, origin: &Origin) -> Node {
-        use config::ValueKind as K;
-        let v = match &value.kind {
-            K::Nil => Value::Null,
-            K::Boolean(b) => Value::Bool(*b),
-            K::I64(i) => Value::Int(*i),
-            K::U64(u) => Value::UInt(*u),
-            K::I128(i) => i64::try_from(*i)
-                .map(Value::Int)
-                .unwrap_or(Value::Float(*i as f64)),
-            K::U128(u) => u64::try_from(*u)
-                .map(Value::UInt)
-                .unwrap_or(Value::Float(*u as f64)),
-            K::Float(f) => Value::Float(*f),
-            K::String(s) => Value::Str {
-                value: s.clone(),
-                text: false,
-            },
-            K::Array(items) => Value::List(items.iter().map(|i| convert(i, origin)).collect()),
-            K::Table(t) => Value::Map(
-                t.iter()
-                    .map(|(k, v)| (k.clone(), convert(v, origin)))
-                    .collect(),
-            ),
-        };
-        Node::new(v, origin.clone())
-    }
-    Some(Node::new(
-        Value::Map(
-            map.iter()
-                .map(|(k, v)| (k.clone(), convert(v, &origin)))
-                .collect(),
-        ),
-        origin.clone(),
-    ))
 }
 
 /// Replaces `<key>_file = "/path"` by the file's content under `<key>`, where
@@ -249,6 +108,7 @@ fn resolve_file_refs(
     schema: &Schema,
     at: At<'_>,
     path: &str,
+    limits: &Limits,
     report: &mut Report,
 ) {
     let Value::Map(map) = &mut node.value else {
@@ -258,7 +118,7 @@ fn resolve_file_refs(
     for key in keys {
         if let Some(child_at) = schema.child(at, &key) {
             if let Some(child) = map.get_mut(&key) {
-                resolve_file_refs(child, schema, child_at, &join(path, &key), report);
+                resolve_file_refs(child, schema, child_at, &join(path, &key), limits, report);
             }
             continue;
         }
@@ -286,6 +146,7 @@ fn resolve_file_refs(
             Path::new(file),
             &reference.origin,
             &join(path, &key),
+            limits,
             report,
         ) {
             map.insert(stem.to_owned(), secret);
@@ -297,9 +158,14 @@ fn read_secret_file(
     file: &Path,
     named_by: &Origin,
     key: &str,
+    limits: &Limits,
     report: &mut Report,
 ) -> Option<Node> {
-    match std::fs::read_to_string(file) {
+    let content = files::read_bounded(file, limits.max_file_size).and_then(|bytes| {
+        String::from_utf8(bytes)
+            .map_err(|e| format!("is not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+    });
+    match content {
         Ok(content) => Some(Node::text(
             content.trim_end_matches(['\n', '\r']),
             Origin::SecretFile {
@@ -307,13 +173,10 @@ fn read_secret_file(
                 named_by: Box::new(named_by.clone()),
             },
         )),
-        Err(e) => {
+        Err(why) => {
             report.push(Problem::Input {
                 origin: named_by.clone(),
-                message: format!(
-                    "`{key}` names file {} which cannot be read: {e}",
-                    file.display()
-                ),
+                message: format!("`{key}` names file {} which {why}", file.display()),
             });
             None
         }
@@ -325,6 +188,7 @@ pub(crate) fn env_layer(
     vars: &[(String, String)],
     prefix: &str,
     schema: &Schema,
+    limits: &Limits,
     report: &mut Report,
 ) -> Node {
     let mut layer = Node::empty_map(Origin::Default);
@@ -332,17 +196,15 @@ pub(crate) fn env_layer(
     let all_vars = vars;
     let mut vars: Vec<&(String, String)> = all_vars
         .iter()
-        .filter(|(name, _)| {
-            name.len() > lead.len() && name[..lead.len()].eq_ignore_ascii_case(&lead)
-        })
+        .filter(|(name, _)| name.len() > lead.len() && starts_with_ignore_case(name, &lead))
         .collect();
     vars.sort();
     // `APP_DB__HOST` is a near miss of `APP__DB__HOST`: say so rather than ignore it.
     let near = format!("{prefix}_");
     for (name, _) in all_vars {
         if name.len() > near.len()
-            && name[..near.len()].eq_ignore_ascii_case(&near)
-            && !name[..lead.len().min(name.len())].eq_ignore_ascii_case(&lead)
+            && starts_with_ignore_case(name, &near)
+            && !starts_with_ignore_case(name, &lead)
             && name.contains("__")
         {
             report.push(Problem::Input {
@@ -361,7 +223,7 @@ pub(crate) fn env_layer(
             Mapped::Key(path) => layer.insert_path(&path, Node::text(value, origin)),
             Mapped::FileRef(path) => {
                 if let Some(node) =
-                    read_secret_file(Path::new(value), &origin, &path.join("."), report)
+                    read_secret_file(Path::new(value), &origin, &path.join("."), limits, report)
                 {
                     layer.insert_path(&path, node);
                 }
@@ -428,14 +290,25 @@ fn map_segments(schema: &Schema, segments: &[&str], loose: bool) -> Mapped {
 }
 
 fn strip_file_suffix(segment: &str) -> Option<&str> {
-    let n = segment.len();
-    (n > 5 && segment[n - 5..].eq_ignore_ascii_case("_file")).then(|| &segment[..n - 5])
+    // `get`, not indexing: the segment may end in any character.
+    let n = segment.len().checked_sub(5).filter(|n| *n > 0)?;
+    segment
+        .get(n..)
+        .filter(|suffix| suffix.eq_ignore_ascii_case("_file"))
+        .and_then(|_| segment.get(..n))
+}
+
+/// `name` starts with the ASCII `prefix`, in any case (`name` may be any text).
+fn starts_with_ignore_case(name: &str, prefix: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 /// Applies `key.path=value` overrides (from `--set` or code).
 pub(crate) fn override_layer(
     overrides: &[(String, String, Origin)],
     schema: &Schema,
+    limits: &Limits,
     report: &mut Report,
 ) -> Node {
     let mut layer = Node::empty_map(Origin::Default);
@@ -445,7 +318,7 @@ pub(crate) fn override_layer(
             Mapped::Key(path) => layer.insert_path(&path, Node::text(value, origin.clone())),
             Mapped::FileRef(path) => {
                 if let Some(node) =
-                    read_secret_file(Path::new(value), origin, &path.join("."), report)
+                    read_secret_file(Path::new(value), origin, &path.join("."), limits, report)
                 {
                     layer.insert_path(&path, node);
                 }

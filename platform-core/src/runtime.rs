@@ -82,7 +82,6 @@ pub trait AppSettings: platform_config::Settings + Clone + std::fmt::Debug {}
 impl<S: platform_config::Settings + Clone + std::fmt::Debug> AppSettings for S {}
 
 /// Builds a [`Runtime`]; see [`Runtime::builder`].
-#[derive(Debug)]
 pub struct RuntimeBuilder<S> {
     name: String,
     version: String,
@@ -91,8 +90,28 @@ pub struct RuntimeBuilder<S> {
     default_config_dir: Option<PathBuf>,
     signals: bool,
     telemetry: bool,
+    rules: Vec<Rule<S>>,
     _settings: PhantomData<fn() -> S>,
 }
+
+// By hand: rules are closures.
+impl<S> std::fmt::Debug for RuntimeBuilder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("args", &self.args)
+            .field("loader", &self.loader)
+            .field("default_config_dir", &self.default_config_dir)
+            .field("signals", &self.signals)
+            .field("telemetry", &self.telemetry)
+            .field("rules", &self.rules.len())
+            .finish()
+    }
+}
+
+/// A rule over the whole configuration, added with [`RuntimeBuilder::rule`].
+type Rule<S> = Arc<dyn Fn(&Settings<S>, &mut platform_config::Validation) + Send + Sync>;
 
 impl<S: AppSettings> RuntimeBuilder<S> {
     /// The service's version (default: this crate's; pass `env!("CARGO_PKG_VERSION")`).
@@ -121,6 +140,44 @@ impl<S: AppSettings> RuntimeBuilder<S> {
         self
     }
 
+    /// Adds a rule over the whole configuration (the service's sections and
+    /// the platform's), for what no settings type can know alone. The loader
+    /// checks it, so `--check-config`, start-up and every reload refuse the
+    /// same inputs; keys are relative to the root.
+    pub fn rule(
+        mut self,
+        rule: impl Fn(&Settings<S>, &mut platform_config::Validation) + Send + Sync + 'static,
+    ) -> Self {
+        self.rules.push(Arc::new(rule));
+        self
+    }
+
+    /// The service calls `http.clients.<name>` and cannot start without it
+    /// (what [`Client::for_service`] would refuse at start-up, refused by
+    /// `--check-config` too).
+    ///
+    /// [`Client::for_service`]: https://docs.rs/platform-http
+    pub fn requires_client(self, name: &str) -> Self {
+        let name = name.to_owned();
+        self.rule(move |settings, v| {
+            if !settings.http.clients.contains_key(&name) {
+                let configured: Vec<&str> =
+                    settings.http.clients.keys().map(String::as_str).collect();
+                v.error(
+                    &format!("http.clients.{name}"),
+                    format!(
+                        "missing: this service calls `{name}` (configured clients: {})",
+                        if configured.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            configured.join(", ")
+                        }
+                    ),
+                );
+            }
+        })
+    }
+
     /// Leaves SIGTERM and SIGINT alone (tests, embedding); call
     /// [`Lifecycle::request_shutdown`] instead.
     pub fn without_signal_handlers(mut self) -> Self {
@@ -147,6 +204,9 @@ impl<S: AppSettings> RuntimeBuilder<S> {
         let mut loader = self.loader;
         if let Some(dir) = self.default_config_dir {
             loader = loader.fallback_config_dir(dir);
+        }
+        for rule in self.rules {
+            loader = loader.rule(move |settings: &Settings<S>, v| rule(settings, v));
         }
         let loader = args.apply(loader);
         let loaded: Loaded<Settings<S>> = {
@@ -316,6 +376,7 @@ impl<S: AppSettings> Runtime<S> {
             default_config_dir: None,
             signals: true,
             telemetry: true,
+            rules: Vec::new(),
             _settings: PhantomData,
         }
     }

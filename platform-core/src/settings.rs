@@ -35,6 +35,7 @@ impl<S: Validate> Validate for Settings<S> {
         v.section("server", &self.server);
         v.section("admin", &self.admin);
         v.section("shutdown", &self.shutdown);
+        v.section("telemetry", &self.telemetry);
         v.section("http", &self.http);
         if let Err(crate::discovery::DiscoveryError::InvalidSettings { key, reason }) =
             self.discovery.validate()
@@ -306,18 +307,23 @@ impl ClientSettings {
 
 impl Validate for ClientSettings {
     fn validate(&self, v: &mut Validation) {
-        v.check(
-            self.base_url.starts_with("http://") || self.base_url.starts_with("https://"),
-            "base_url",
-            format!(
-                "expected an http:// or https:// URL, got {:?}",
-                self.base_url
-            ),
-        );
-        if !self.discovery.trim().is_empty()
-            && let Err(e) = self.discovery.parse::<crate::discovery::Target>()
-        {
-            v.error("discovery", e.to_string());
+        if let Err(reason) = base_url(&self.base_url) {
+            v.error("base_url", reason);
+        }
+        if !self.discovery.trim().is_empty() {
+            match self.discovery.parse::<crate::discovery::Target>() {
+                Err(e) => v.error("discovery", e.to_string()),
+                Ok(target) => {
+                    if let Some(feature) = missing_feature(&target) {
+                        v.error(
+                            "discovery",
+                            format!(
+                                "`{target}` needs the cargo feature `{feature}` of platform-core"
+                            ),
+                        );
+                    }
+                }
+            }
         }
         if let Err(crate::balance::BalanceError::InvalidSettings { key, reason }) =
             self.balance.validate()
@@ -339,12 +345,13 @@ impl Validate for ClientSettings {
             "attempt_timeout",
             "must not exceed total_timeout",
         );
-        for name in self.headers.keys() {
-            v.check(
-                http_token(name),
-                &format!("headers.{name}"),
-                "is not a valid header name",
-            );
+        for (name, value) in &self.headers {
+            let key = format!("headers.{name}");
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                v.error(&key, "is not a valid header name");
+            } else if http::HeaderValue::from_str(value).is_err() {
+                v.error(&key, "is not a valid header value (control characters?)");
+            }
         }
         // The policies' own constructors know their rules: report their errors here too.
         if let Err(e) = crate::resilience::Resilience::new("config-check", &self.resilience()) {
@@ -353,10 +360,31 @@ impl Validate for ClientSettings {
     }
 }
 
-/// RFC 9110 token characters, for header names.
-fn http_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+/// A base URL the HTTP client can call: parsed as reqwest parses it (the
+/// `url` crate), http or https, a host and a port, no query or fragment.
+fn base_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{text:?}: expected an http:// or https:// URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{text:?}: a base URL has no query or fragment"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} has no host"));
+    }
+    if url.port_or_known_default().is_none() {
+        return Err(format!("{text:?} has no port"));
+    }
+    Ok(())
+}
+
+/// The cargo feature a discovery target needs, when this build lacks it.
+fn missing_feature(target: &crate::discovery::Target) -> Option<&'static str> {
+    use crate::discovery::Target;
+    match target {
+        Target::Static(_) => None,
+        Target::Dns { .. } | Target::DnsSrv { .. } => (!cfg!(feature = "dns")).then_some("dns"),
+        Target::Etcd { .. } => (!cfg!(feature = "etcd")).then_some("etcd"),
+    }
 }

@@ -134,7 +134,7 @@ pub(crate) fn plan(settings: &TelemetrySettings, service: &ServiceInfo, env: &En
     }
 }
 
-fn config_log_filter(settings: &TelemetrySettings) -> String {
+pub(crate) fn config_log_filter(settings: &TelemetrySettings) -> String {
     let mut parts = vec![settings.logging.level.trim().to_owned()];
     parts.extend(
         settings
@@ -373,21 +373,24 @@ fn parse_resource_attributes(raw: &str) -> Result<Vec<(String, String)>, String>
     Ok(out)
 }
 
+/// Decodes `%XX` escapes. `percent-encoding` passes a malformed escape
+/// through as text; the spec discards the whole variable then, so escapes
+/// are checked first.
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let well_formed = bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 #[cfg(test)]
@@ -602,6 +605,22 @@ mod tests {
             attr(&plan(&s, &service(), &env), "service.name"),
             Some(&Value::from("from-env"))
         );
+    }
+
+    #[test]
+    fn resource_attribute_values_are_percent_decoded() {
+        assert_eq!(
+            parse_resource_attributes("a=us%2Deast, b=caf%C3%A9 ,c=%25,d=plain").unwrap(),
+            [
+                ("a".to_owned(), "us-east".to_owned()),
+                ("b".to_owned(), "café".to_owned()),
+                ("c".to_owned(), "%".to_owned()),
+                ("d".to_owned(), "plain".to_owned()),
+            ]
+        );
+        for bad in ["x=%zz", "x=%2", "x=100%", "x=%C3", "x=%", "=v", "novalue"] {
+            assert!(parse_resource_attributes(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

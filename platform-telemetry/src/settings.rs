@@ -235,55 +235,102 @@ impl Default for MetricsSettings {
 }
 
 impl TelemetrySettings {
-    /// Checks what serde cannot: ranges and sizes that make no sense.
+    /// Checks what serde cannot: ranges and sizes that make no sense, log
+    /// filters, OTLP endpoints and headers. The first problem, for
+    /// [`init`](crate::init); the config loader reports all of them (through
+    /// [`platform_config::Validate`]) before `init` is ever reached.
     pub fn validate(&self) -> Result<(), TelemetryError> {
-        let invalid = |key: &str, value: String, reason: &str| TelemetryError::InvalidSetting {
-            key: key.to_owned(),
-            value,
-            reason: reason.to_owned(),
+        match self.problems().into_iter().next() {
+            None => Ok(()),
+            Some(p) => Err(TelemetryError::InvalidSetting {
+                key: format!("telemetry.{}", p.key),
+                value: p.value,
+                reason: p.reason,
+            }),
+        }
+    }
+
+    /// Every rule this section breaks, keys relative to the section.
+    fn problems(&self) -> Vec<SettingProblem> {
+        let mut out = Vec::new();
+        let mut check = |ok: bool, key: &str, value: String, reason: &str| {
+            if !ok {
+                out.push(SettingProblem {
+                    key: key.to_owned(),
+                    value,
+                    reason: reason.to_owned(),
+                });
+            }
         };
         let t = &self.tracing;
-        if !(0.0..=1.0).contains(&t.sampling_ratio) || t.sampling_ratio.is_nan() {
-            return Err(invalid(
-                "telemetry.tracing.sampling_ratio",
-                t.sampling_ratio.to_string(),
-                "must be between 0.0 and 1.0",
-            ));
+        check(
+            (0.0..=1.0).contains(&t.sampling_ratio),
+            "tracing.sampling_ratio",
+            t.sampling_ratio.to_string(),
+            "must be between 0.0 and 1.0",
+        );
+        check(
+            t.max_queue_size > 0,
+            "tracing.max_queue_size",
+            "0".into(),
+            "must be at least 1",
+        );
+        check(
+            t.max_export_batch_size > 0 && t.max_export_batch_size <= t.max_queue_size,
+            "tracing.max_export_batch_size",
+            t.max_export_batch_size.to_string(),
+            "must be between 1 and max_queue_size",
+        );
+        check(
+            !t.scheduled_delay.is_zero(),
+            "tracing.scheduled_delay",
+            "0s".into(),
+            "must be positive",
+        );
+        if let Err(reason) = crate::logging::parse_filter(&t.level) {
+            check(false, "tracing.level", t.level.clone(), &reason);
         }
-        if t.max_queue_size == 0 {
-            return Err(invalid(
-                "telemetry.tracing.max_queue_size",
-                "0".into(),
-                "must be at least 1",
-            ));
-        }
-        if t.max_export_batch_size == 0 || t.max_export_batch_size > t.max_queue_size {
-            return Err(invalid(
-                "telemetry.tracing.max_export_batch_size",
-                t.max_export_batch_size.to_string(),
-                "must be between 1 and max_queue_size",
-            ));
-        }
-        if t.scheduled_delay.is_zero() {
-            return Err(invalid(
-                "telemetry.tracing.scheduled_delay",
-                "0s".into(),
-                "must be positive",
-            ));
-        }
-        if self.metrics.export_interval.is_zero() {
-            return Err(invalid(
-                "telemetry.metrics.export_interval",
-                "0s".into(),
-                "must be positive",
-            ));
-        }
-        for (key, otlp) in [
-            ("telemetry.tracing.otlp.timeout", &t.otlp),
-            ("telemetry.metrics.otlp.timeout", &self.metrics.otlp),
+        check(
+            !self.metrics.export_interval.is_zero(),
+            "metrics.export_interval",
+            "0s".into(),
+            "must be positive",
+        );
+        for (section, otlp) in [
+            ("tracing.otlp", &t.otlp),
+            ("metrics.otlp", &self.metrics.otlp),
         ] {
-            if otlp.timeout.is_zero() {
-                return Err(invalid(key, "0s".into(), "must be positive"));
+            check(
+                !otlp.timeout.is_zero(),
+                &format!("{section}.timeout"),
+                "0s".into(),
+                "must be positive",
+            );
+            if let Err(reason) = otlp.check_endpoint() {
+                check(
+                    false,
+                    &format!("{section}.endpoint"),
+                    otlp.endpoint.clone(),
+                    &reason,
+                );
+            }
+            for (name, value) in &otlp.headers {
+                let reason = if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    Some("not a valid HTTP header name")
+                } else if http::HeaderValue::from_str(value.expose()).is_err() {
+                    Some("not a valid HTTP header value")
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    // The value is a secret: never echoed.
+                    check(
+                        false,
+                        &format!("{section}.headers.{name}"),
+                        platform_config::REDACTED.to_owned(),
+                        reason,
+                    );
+                }
             }
         }
         // A bare word is a valid filter directive (a target name), so a typo
@@ -293,34 +340,91 @@ impl TelemetrySettings {
                 .parse::<tracing_subscriber::filter::LevelFilter>()
                 .is_ok()
         };
-        if !is_level(&self.logging.level) {
-            return Err(invalid(
-                "telemetry.logging.level",
-                self.logging.level.clone(),
-                "expected trace, debug, info, warn, error or off",
-            ));
-        }
+        let levels = "expected trace, debug, info, warn, error or off";
+        check(
+            is_level(&self.logging.level),
+            "logging.level",
+            self.logging.level.clone(),
+            levels,
+        );
         for (target, level) in &self.logging.targets {
-            if !is_level(level) {
-                return Err(invalid(
-                    &format!("telemetry.logging.targets.{target}"),
-                    level.clone(),
-                    "expected trace, debug, info, warn, error or off",
-                ));
-            }
+            check(
+                is_level(level),
+                &format!("logging.targets.{target}"),
+                level.clone(),
+                levels,
+            );
         }
-        if self.logging.queue_capacity == 0 {
-            return Err(invalid(
-                "telemetry.logging.queue_capacity",
-                "0".into(),
-                "must be at least 1",
-            ));
+        // Levels fine, yet the directives they make may not parse (a target
+        // name with `[` or `=` in it).
+        if self.logging.targets.values().all(|l| is_level(l))
+            && let Err(reason) =
+                crate::logging::parse_filter(&crate::resolve::config_log_filter(self))
+        {
+            check(
+                false,
+                "logging.targets",
+                format!("{:?}", self.logging.targets.keys().collect::<Vec<_>>()),
+                &reason,
+            );
         }
-        if self.shutdown_timeout.is_zero() {
-            return Err(invalid(
-                "telemetry.shutdown_timeout",
-                "0s".into(),
-                "must be positive",
+        check(
+            self.logging.queue_capacity > 0,
+            "logging.queue_capacity",
+            "0".into(),
+            "must be at least 1",
+        );
+        check(
+            !self.shutdown_timeout.is_zero(),
+            "shutdown_timeout",
+            "0s".into(),
+            "must be positive",
+        );
+        out
+    }
+}
+
+/// One broken rule of the telemetry section.
+struct SettingProblem {
+    key: String,
+    value: String,
+    reason: String,
+}
+
+/// The loader validates this section with the rest of the configuration, so
+/// `--check-config`, start-up and reload refuse the same telemetry settings.
+impl platform_config::Validate for TelemetrySettings {
+    fn validate(&self, v: &mut platform_config::Validation) {
+        for p in self.problems() {
+            v.error(&p.key, format!("{} (got {})", p.reason, p.value));
+        }
+    }
+}
+
+impl OtlpSettings {
+    /// An endpoint the exporter can be built for: empty (no export), or an
+    /// `http://` or `https://` URL with a host, over a protocol compiled in.
+    fn check_endpoint(&self) -> Result<(), String> {
+        let endpoint = self.endpoint.trim();
+        if endpoint.is_empty() {
+            return Ok(());
+        }
+        let uri: http::Uri = endpoint.parse().map_err(|e| format!("not a URL: {e}"))?;
+        let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
+        if !matches!(scheme.as_deref(), Some("http" | "https")) || uri.host().is_none() {
+            return Err("expected an http:// or https:// URL with a host".into());
+        }
+        if scheme.as_deref() == Some("https") && cfg!(not(feature = "tls")) {
+            return Err("https needs the cargo feature `tls` of platform-telemetry".into());
+        }
+        let compiled = match self.protocol {
+            OtlpProtocol::Grpc => cfg!(feature = "otlp-grpc"),
+            OtlpProtocol::HttpProtobuf => cfg!(feature = "otlp-http"),
+        };
+        if !compiled {
+            return Err(format!(
+                "protocol {:?} is not compiled in (cargo features `otlp-grpc`, `otlp-http` of platform-telemetry)",
+                self.protocol
             ));
         }
         Ok(())
@@ -403,6 +507,41 @@ mod tests {
     fn unknown_keys_are_rejected() {
         let e = toml::from_str::<TelemetrySettings>("[tracing]\nsample_ratio = 0.5").unwrap_err();
         assert!(e.to_string().contains("sample_ratio"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_to_the_loader_not_only_the_first() {
+        let mut s = TelemetrySettings::default();
+        s.tracing.sampling_ratio = 1.5;
+        s.logging.level = "loud".into();
+        s.tracing.level = "info,[".into();
+        s.tracing.otlp.endpoint = "collector:4317".into();
+        s.metrics
+            .otlp
+            .headers
+            .insert("x-api-key".into(), Secret::new("line\nbreak".to_owned()));
+        let mut v = platform_config::Validation::default();
+        v.section("telemetry", &s);
+        let keys: Vec<&str> = v.errors().iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "telemetry.tracing.sampling_ratio",
+                "telemetry.tracing.level",
+                "telemetry.tracing.otlp.endpoint",
+                "telemetry.metrics.otlp.headers.x-api-key",
+                "telemetry.logging.level",
+            ]
+        );
+        assert!(
+            !format!("{:?}", v.errors()).contains("break"),
+            "secret echoed"
+        );
+        // `init` still refuses, with the first.
+        assert!(matches!(
+            s.validate(),
+            Err(TelemetryError::InvalidSetting { key, .. }) if key == "telemetry.tracing.sampling_ratio"
+        ));
     }
 
     #[test]

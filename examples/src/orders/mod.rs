@@ -44,7 +44,10 @@ impl std::fmt::Debug for OrdersError {
 pub async fn main(args: Option<ConfigArgs>) -> Result<(), OrdersError> {
     let mut builder = platform_core::Runtime::<OrdersSettings>::builder("orders")
         .version(env!("CARGO_PKG_VERSION"))
-        .default_config_dir(CONFIG_DIR);
+        .default_config_dir(CONFIG_DIR)
+        // Checked with the rest of the config: `--check-config` refuses a
+        // config without it, as `Client::for_service` below would.
+        .requires_client("inventory");
     if let Some(args) = args {
         builder = builder.args(args);
     }

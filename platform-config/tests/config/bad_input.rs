@@ -92,6 +92,7 @@ fn one_source_problem(dir: &std::path::Path) -> (std::path::PathBuf, Option<usiz
                 path,
                 line,
                 message,
+                ..
             },
         ] => (path.clone(), *line, message.clone()),
         other => panic!("expected one source problem, got {other:#?}"),
@@ -168,10 +169,10 @@ fn two_files_for_one_layer_are_ambiguous() {
 fn malformed_yaml_and_json_are_reported() {
     let dir = config_dir(&[("default.yaml", "db: [unclosed\n")]);
     let (_, _, message) = one_source_problem(dir.path());
-    assert!(message.contains("Yaml"), "{message}");
+    assert!(message.contains("invalid YAML"), "{message}");
     let dir = config_dir(&[("default.json", "{\"db\": ")]);
     let (_, _, message) = one_source_problem(dir.path());
-    assert!(message.contains("Json"), "{message}");
+    assert!(message.contains("invalid JSON"), "{message}");
 }
 
 #[test]

@@ -96,3 +96,19 @@ async fn file_changes_are_picked_up_and_rapid_writes_debounced() {
     let s = reloader.status();
     assert_eq!((s.reloads, s.generation), (1, 1), "{s:?}");
 }
+
+#[test]
+fn a_rule_added_to_the_loader_is_checked_on_reload_too() {
+    let dir = config_dir(&[("default.toml", "[db]\nhost = \"a\"\n")]);
+    let loader = loader(dir.path()).rule(|root: &Root, v| {
+        v.check(root.db.host != "forbidden", "db.host", "is forbidden here")
+    });
+    let reloader = Reloader::new(loader.clone(), loader.load::<Root>().unwrap());
+    write(dir.path(), "default.toml", "[db]\nhost = \"forbidden\"\n");
+    let e = reloader.reload().unwrap_err();
+    assert!(
+        e.to_string().contains("`db.host`") && e.to_string().contains("default.toml:2"),
+        "{e}"
+    );
+    assert_eq!(reloader.current().db.host, "a");
+}

@@ -33,6 +33,8 @@ pub(crate) struct Server {
     #[serde(with = "platform_config::size")]
     #[schemars(with = "String")]
     pub max_body: u64,
+    /// Share of requests traced.
+    pub sample_ratio: f64,
 }
 
 impl Default for Server {
@@ -42,6 +44,7 @@ impl Default for Server {
             port: 8080,
             timeout: Duration::from_secs(5),
             max_body: 1 << 20,
+            sample_ratio: 1.0,
         }
     }
 }

@@ -236,3 +236,79 @@ async fn discovery_targets_and_settings_are_checked_at_start() {
     );
     assert!(text.contains("discovery.registration.lease_ttl"), "{text}");
 }
+
+/// The loader validates every section: telemetry and client settings are
+/// refused by `--check-config` exactly as by start-up, all at once.
+#[tokio::test]
+async fn telemetry_and_client_settings_are_refused_by_the_loader_all_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[telemetry.tracing]\nsampling_ratio = 1.5\n[telemetry.logging]\nlevel = \"loud\"\n\
+         [http.clients.inventory]\nbase_url = \"http://inventory:99999\"\n\
+         [http.clients.inventory.headers]\nx-team = \"a\\u0001b\"\n",
+    )
+    .unwrap();
+    let e = loader(dir.path())
+        .load::<platform_core::settings::Settings<App>>()
+        .unwrap_err();
+    let keys: Vec<&str> = e
+        .report()
+        .unwrap()
+        .problems
+        .iter()
+        .filter_map(|p| p.key())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "telemetry.tracing.sampling_ratio",
+            "telemetry.logging.level",
+            "http.clients.inventory.base_url",
+            "http.clients.inventory.headers.x-team",
+        ],
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("default.toml:2"),
+        "names the file and line: {text}"
+    );
+    // Start-up refuses with the same report.
+    let started = init(dir.path()).await.unwrap_err().to_string();
+    assert_eq!(started, text);
+}
+
+#[tokio::test]
+async fn a_required_client_is_checked_with_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[http.clients.payments]\nbase_url = \"http://payments\"\n",
+    )
+    .unwrap();
+    let builder = || {
+        Runtime::<App>::builder("svc")
+            .loader(loader(dir.path()))
+            .without_signal_handlers()
+            .without_telemetry()
+            .requires_client("inventory")
+    };
+    let e = builder()
+        .args(ConfigArgs::default())
+        .init()
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("http.clients.inventory") && text.contains("configured clients: payments"),
+        "{text}"
+    );
+    // The other way round: with the client configured, start-up passes.
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[http.clients.inventory]\nbase_url = \"http://inventory\"\n",
+    )
+    .unwrap();
+    builder().args(ConfigArgs::default()).init().await.unwrap();
+}

@@ -3,9 +3,10 @@
 //! The value comes from the server and can be anything. A malformed one is
 //! ignored (the client's own backoff applies) and counted; it never fails
 //! the call. All three date formats recipients must accept are read
-//! (IMF-fixdate, RFC 850, asctime); a date in the past means "now".
+//! (IMF-fixdate, RFC 850, asctime) by `httpdate`, which also refuses a
+//! weekday that does not match the date; a date in the past means "now".
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
@@ -37,79 +38,14 @@ fn parse(text: &str, now: SystemTime) -> Option<Duration> {
         // All digits but beyond u64: the server wants us gone for good.
         return Some(text.parse().map_or(Duration::MAX, Duration::from_secs));
     }
-    let at = http_date(text)?;
+    let at = httpdate::parse_http_date(text).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// An HTTP-date in any of the three formats of RFC 9110 §5.6.7.
-fn http_date(text: &str) -> Option<SystemTime> {
-    let tokens: Vec<&str> = text
-        .split([' ', ',', '-'])
-        .filter(|t| !t.is_empty())
-        .collect();
-    let (day, month, year, time) = match tokens.as_slice() {
-        // IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT"
-        [weekday, day, month, year, time, "GMT"] if is_alpha(weekday) => {
-            (*day, *month, *year, *time)
-        }
-        // asctime "Sun Nov  6 08:49:37 1994"
-        [weekday, month, day, time, year] if is_alpha(weekday) => (*day, *month, *year, *time),
-        _ => return None,
-    };
-    let day: u32 = digits(day, 1, 2)?;
-    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
-    let year: i64 = match year.len() {
-        // RFC 850 two-digit years: 70..99 are 19xx (RFC 9110 asks to read
-        // them as the most recent past century matching; good enough here).
-        2 => {
-            let y: i64 = digits(year, 2, 2)?;
-            if y >= 70 { 1900 + y } else { 2000 + y }
-        }
-        4 => digits(year, 4, 4)?,
-        _ => return None,
-    };
-    let mut hms = time.split(':');
-    let (h, m, s) = (hms.next()?, hms.next()?, hms.next()?);
-    if hms.next().is_some() {
-        return None;
-    }
-    let (h, m, s): (u64, u64, u64) = (digits(h, 2, 2)?, digits(m, 2, 2)?, digits(s, 2, 2)?);
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || year < 1970 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let secs = u64::try_from(days).ok()? * 86400 + h * 3600 + m * 60 + s;
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
-}
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-fn is_alpha(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphabetic())
-}
-
-fn digits<T: std::str::FromStr>(s: &str, min: usize, max: usize) -> Option<T> {
-    ((min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| s.parse().ok())
-        .flatten()
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn headers(value: &[u8]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -183,9 +119,19 @@ mod tests {
     }
 
     #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(1994, 11, 6) * 86400, 784_080_000);
+    fn a_weekday_that_does_not_match_the_date_is_malformed() {
+        // 6 November 1994 was a Sunday.
+        let now = UNIX_EPOCH + Duration::from_secs(DATE - 10);
+        for wrong in [
+            &b"Mon, 06 Nov 1994 08:49:37 GMT"[..],
+            b"Monday, 06-Nov-94 08:49:37 GMT",
+            b"Mon Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(
+                RetryAfter::from_headers(&headers(wrong), now),
+                RetryAfter::Malformed,
+                "{wrong:?}"
+            );
+        }
     }
 }

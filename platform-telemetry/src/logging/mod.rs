@@ -41,13 +41,18 @@ pub(crate) fn is_self_target(target: &str) -> bool {
 
 /// Parses filter directives strictly: a typo is an error naming where it came from.
 pub(crate) fn env_filter(directives: &str, source_name: &str) -> Result<EnvFilter, TelemetryError> {
+    parse_filter(directives).map_err(|reason| TelemetryError::InvalidLogFilter {
+        source_name: source_name.to_owned(),
+        directive: directives.to_owned(),
+        reason,
+    })
+}
+
+/// Parses filter directives; the parser's complaint on error.
+pub(crate) fn parse_filter(directives: &str) -> Result<EnvFilter, String> {
     EnvFilter::builder()
         .parse(directives)
-        .map_err(|e| TelemetryError::InvalidLogFilter {
-            source_name: source_name.to_owned(),
-            directive: directives.to_owned(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| e.to_string())
 }
 
 /// `auto` means text for a person at a terminal, JSON for a log shipper.
