@@ -157,7 +157,7 @@ fn router(shared: Arc<Shared>) -> axum::Router {
                 tokio::time::sleep(Duration::from_micros(delay)).await;
             }
             let every = shared.fail_every.load(Ordering::Relaxed);
-            if every > 0 && n % every == 0 {
+            if every > 0 && n.is_multiple_of(every) {
                 (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             } else {
                 (axum::http::StatusCode::OK, "ok")
