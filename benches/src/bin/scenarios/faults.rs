@@ -50,6 +50,10 @@ struct Outcome {
     budget_refused: u64,
     breaker_opened: u64,
     ejections: u64,
+    /// Requests each instance's handler saw (retries, hedges and requeues included).
+    healthy_requests: u64,
+    slow_requests: u64,
+    flaky_requests: u64,
 }
 
 pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
@@ -122,11 +126,14 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         };
         let met = o.success_rate >= success && o.p99_ms <= p99;
         println!(
-            "  {:<17} success {:.5} (target >= {success}), p99 {:.1} ms (target <= {p99}): {}",
+            "  {:<17} success {:.5} (target >= {success}), p99 {:.1} ms (target <= {p99}): {}; requests seen by healthy / slow / flaky: {} / {} / {}",
             o.fault,
             o.success_rate,
             o.p99_ms,
-            if met { "met" } else { "MISSED" }
+            if met { "met" } else { "MISSED" },
+            o.healthy_requests,
+            o.slow_requests,
+            o.flaky_requests
         );
     }
     let svg = platform_benches::plot::bar_chart(
@@ -222,6 +229,9 @@ fn one(name: &'static str, fault: Option<Fault>, timing: Timing) -> Result<Outco
             Some(("to", "open")),
         ),
         ejections: metrics.counter("platform.resilience.ejections", None),
+        healthy_requests: healthy.requests(),
+        slow_requests: slow.requests(),
+        flaky_requests: flaky.requests(),
     };
     drop((healthy, slow, flaky));
     Ok(outcome)
