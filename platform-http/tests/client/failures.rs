@@ -120,7 +120,7 @@ async fn retry_after_beyond_the_deadline_stops_at_once() {
     let (router, hits) = failing_first(
         100,
         StatusCode::SERVICE_UNAVAILABLE,
-        &[("retry-after", "Fri, 31 Dec 2999 23:59:59 GMT")],
+        &[("retry-after", "Tue, 31 Dec 2999 23:59:59 GMT")],
     );
     let url = serve(router).await;
     let client = Client::from_settings(&target("pushback"), &settings(&url)).unwrap();

@@ -11,7 +11,6 @@
 
 use std::time::{Duration, Instant};
 
-use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use platform_benches::fault_server::{Fault, FaultServer};
 use platform_benches::report::summarize;
@@ -275,8 +274,6 @@ impl Metrics {
             )
             .build();
         opentelemetry::global::set_meter_provider(provider.clone());
-        // Keeps the provider referenced from the scenario's own meter too.
-        let _ = provider.meter("faults");
         Self { provider, exporter }
     }
 
