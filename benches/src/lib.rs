@@ -6,5 +6,6 @@
 
 pub mod fault_server;
 pub mod load;
+pub mod noop;
 pub mod plot;
 pub mod report;

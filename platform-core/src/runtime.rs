@@ -90,6 +90,7 @@ pub struct RuntimeBuilder<S> {
     default_config_dir: Option<PathBuf>,
     signals: bool,
     telemetry: bool,
+    span_exporter: Option<platform_telemetry::SpanExporterHook>,
     rules: Vec<Rule<S>>,
     _settings: PhantomData<fn() -> S>,
 }
@@ -105,6 +106,7 @@ impl<S> std::fmt::Debug for RuntimeBuilder<S> {
             .field("default_config_dir", &self.default_config_dir)
             .field("signals", &self.signals)
             .field("telemetry", &self.telemetry)
+            .field("span_exporter", &self.span_exporter)
             .field("rules", &self.rules.len())
             .finish()
     }
@@ -192,6 +194,13 @@ impl<S: AppSettings> RuntimeBuilder<S> {
         self
     }
 
+    /// Sends sampled spans to `exporter` as well (a vendor's exporter, or a
+    /// test rig's), through the same bounded batch processor as OTLP.
+    pub fn span_exporter(mut self, exporter: platform_telemetry::SpanExporterHook) -> Self {
+        self.span_exporter = Some(exporter);
+        self
+    }
+
     /// Parses the command line, loads and validates config, initialises
     /// telemetry (logs, traces, metrics), creates the
     /// health registry with the built-in checks, starts config reload and
@@ -237,7 +246,12 @@ impl<S: AppSettings> RuntimeBuilder<S> {
             if let Some(profile) = loaded.profile() {
                 service = service.with_environment(profile);
             }
-            Some(platform_telemetry::init(&settings.telemetry, &service)?)
+            Some(match self.span_exporter {
+                Some(exporter) => {
+                    platform_telemetry::init_with_exporter(&settings.telemetry, &service, exporter)?
+                }
+                None => platform_telemetry::init(&settings.telemetry, &service)?,
+            })
         } else {
             None
         };
@@ -376,6 +390,7 @@ impl<S: AppSettings> Runtime<S> {
             default_config_dir: None,
             signals: true,
             telemetry: true,
+            span_exporter: None,
             rules: Vec::new(),
             _settings: PhantomData,
         }

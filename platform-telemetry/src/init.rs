@@ -7,7 +7,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter};
 use tracing_log::AsLog as _;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::Identity;
@@ -18,7 +18,8 @@ use crate::guard::{ExportRuntime, Parts, TelemetryGuard};
 use crate::logging::{self, LogLayer};
 use crate::resolve::{EnvSnapshot, Plan};
 use crate::service::ServiceInfo;
-use crate::settings::{LogOutput, OtlpProtocol, Propagator, TelemetrySettings};
+use crate::settings::{LogOutput, OtlpProtocol, Propagator, TelemetrySettings, TracingSettings};
+use crate::traces::BoundedProcessor;
 use crate::{metrics, propagation, self_metrics, traces};
 
 static INITIALISED: AtomicBool = AtomicBool::new(false);
@@ -51,6 +52,44 @@ pub fn init(
     settings: &TelemetrySettings,
     service: &ServiceInfo,
 ) -> Result<TelemetryGuard, TelemetryError> {
+    init_with(settings, service, None)
+}
+
+/// A span exporter of the service's own (a vendor's, or a file for a test
+/// rig), fed by the same bounded batch processor as OTLP export, with the
+/// same queue limits and drop accounting. It runs beside the OTLP exporter
+/// when one is configured, and takes sampled spans when none is.
+pub struct SpanExporterHook(Box<dyn FnOnce(&TracingSettings) -> BoundedProcessor + Send>);
+
+impl SpanExporterHook {
+    /// Wraps `exporter`.
+    pub fn new<E: SpanExporter + 'static>(exporter: E) -> Self {
+        SpanExporterHook(Box::new(move |settings| {
+            BoundedProcessor::new(exporter, settings)
+        }))
+    }
+}
+
+impl std::fmt::Debug for SpanExporterHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpanExporterHook")
+    }
+}
+
+/// [`init`], with a span exporter of the service's own beside OTLP.
+pub fn init_with_exporter(
+    settings: &TelemetrySettings,
+    service: &ServiceInfo,
+    exporter: SpanExporterHook,
+) -> Result<TelemetryGuard, TelemetryError> {
+    init_with(settings, service, Some(exporter))
+}
+
+fn init_with(
+    settings: &TelemetrySettings,
+    service: &ServiceInfo,
+    exporter: Option<SpanExporterHook>,
+) -> Result<TelemetryGuard, TelemetryError> {
     settings.validate()?;
     if INITIALISED
         .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
@@ -59,7 +98,7 @@ pub fn init(
         return Err(TelemetryError::AlreadyInitialised);
     }
     let plan = crate::resolve::plan(settings, service, &EnvSnapshot::from_process());
-    let result = install(settings, plan);
+    let result = install(settings, plan, exporter);
     if result.is_err() {
         // Nothing global was installed: a corrected retry may succeed.
         INITIALISED.store(false, Ordering::Release);
@@ -67,7 +106,11 @@ pub fn init(
     result
 }
 
-fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, TelemetryError> {
+fn install(
+    settings: &TelemetrySettings,
+    plan: Plan,
+    exporter: Option<SpanExporterHook>,
+) -> Result<TelemetryGuard, TelemetryError> {
     // Parse filters first: a typo fails before any thread is started.
     let log_filter = logging::env_filter(&plan.log_filter, &plan.log_filter_source)?;
     let span_filter = logging::env_filter(&settings.tracing.level, "telemetry.tracing.level")?;
@@ -116,6 +159,9 @@ fn install(settings: &TelemetrySettings, plan: Plan) -> Result<TelemetryGuard, T
         if let Some(target) = trace_target {
             builder = builder
                 .with_span_processor(traces::otlp_span_processor(target, &settings.tracing)?);
+        }
+        if let Some(SpanExporterHook(processor)) = exporter {
+            builder = builder.with_span_processor(processor(&settings.tracing));
         }
         Some(builder.build())
     } else {

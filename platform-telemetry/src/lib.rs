@@ -150,7 +150,7 @@ mod traces;
 
 pub use error::TelemetryError;
 pub use guard::TelemetryGuard;
-pub use init::init;
+pub use init::{SpanExporterHook, init, init_with_exporter};
 pub use metrics::SECONDS_BUCKETS;
 #[cfg(feature = "prometheus")]
 pub use prometheus::PrometheusHandle;

@@ -209,13 +209,27 @@ pub enum CallTrace {
 /// The level is checked against the most verbose level the trace layer's
 /// filter admits anywhere (per-target directives are not consulted).
 pub fn call_span(builder: impl FnOnce() -> SpanBuilder) -> CallTrace {
+    span_with_parent(None, builder)
+}
+
+/// [`call_span`] with `parent` as the parent instead of the current
+/// context: the span of a request a server answers, under the caller's
+/// context taken from the request's headers. On [`CallTrace::Direct`] and
+/// [`CallTrace::Dropped`], attach the returned context while the request's
+/// work runs, so that its spans, calls and log lines belong to it.
+pub fn server_span(parent: Context, builder: impl FnOnce() -> SpanBuilder) -> CallTrace {
+    span_with_parent(Some(parent), builder)
+}
+
+fn span_with_parent(parent: Option<Context>, builder: impl FnOnce() -> SpanBuilder) -> CallTrace {
     // `get_default` takes an `FnMut`; it calls it once.
     let mut builder = Some(builder);
+    let mut parent = Some(parent);
     tracing::dispatcher::get_default(|dispatch| {
         let Some(filter) = dispatch.downcast_ref::<TraceFilter>() else {
             return CallTrace::Layer;
         };
-        let parent = Context::current();
+        let parent = parent.take().flatten().unwrap_or_else(Context::current);
         let level_off = Filter::<tracing_subscriber::Registry>::max_level_hint(&filter.level)
             .is_some_and(|most| most < Level::INFO);
         if level_off || filter.sampler.drops(parent.span().span_context()) == Some(true) {

@@ -113,6 +113,13 @@ impl Deadline {
     pub async fn scope<F: Future>(self, future: F) -> F::Output {
         CURRENT.scope(self.within_current(), future).await
     }
+
+    /// Runs `f` with this deadline installed as the current one, as is: for
+    /// a future's own `poll` that makes its deadline current on each poll
+    /// (a server's request future) without a wrapping future.
+    pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
 }
 
 #[cfg(test)]

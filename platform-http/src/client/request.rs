@@ -202,7 +202,7 @@ impl RequestBuilder {
         // finds every hop's logs; the server layer checked it is sane.
         if !self.headers.contains_key(REQUEST_ID_HEADER)
             && let Some(id) = RequestId::current()
-            && let Ok(value) = HeaderValue::from_str(&id.0)
+            && let Ok(value) = HeaderValue::from_str(id.as_str())
         {
             self.headers.insert(REQUEST_ID_HEADER, value);
         }

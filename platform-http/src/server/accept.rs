@@ -39,6 +39,9 @@ pub async fn serve_listener(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
+    // Turns every handler into its route once; a router used as it is
+    // would do it (and apply every layer again) on each request.
+    let app: axum::Router = app.with_state(());
     let graceful = GracefulShutdown::new();
     // Owning the connection tasks: dropping this future aborts them all.
     let mut connections = tokio::task::JoinSet::new();

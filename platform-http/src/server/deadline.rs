@@ -100,7 +100,7 @@ impl DeadlineLayer {
 
     /// The deadline for a request with these headers, or `None` when the
     /// caller's time is already up.
-    fn deadline_for(&self, headers: &HeaderMap) -> Option<Deadline> {
+    pub(crate) fn deadline_for(&self, headers: &HeaderMap) -> Option<Deadline> {
         let count = |outcome: &'static str| {
             self.instruments
                 .header
@@ -149,7 +149,7 @@ pub struct DeadlineService<S> {
     layer: DeadlineLayer,
 }
 
-fn gateway_timeout<B: From<&'static str>>(message: &'static str) -> Response<B> {
+pub(crate) fn gateway_timeout<B: From<&'static str>>(message: &'static str) -> Response<B> {
     let mut response = Response::new(B::from(message));
     *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
     response

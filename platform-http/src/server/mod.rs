@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use accept::serve_listener;
 pub use deadline::{DEADLINE_HEADER, DeadlineLayer, DeadlineService, HeaderDeadline};
-pub use layer::{InFlight, ServerLayer, ServerService};
+pub use layer::{InFlight, ResponseFuture, ServerLayer, ServerService};
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
 
 /// Runs `router` on `server.bind` and the admin endpoints on `admin.bind`
@@ -101,16 +101,12 @@ impl<S: AppSettings> BoundServer<S> {
                 }
             })
         });
-        let app = self
-            .router
-            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-                layer::panic_response,
-            ))
-            .layer(axum::extract::DefaultBodyLimit::max(
-                usize::try_from(config.server.max_body_size).unwrap_or(usize::MAX),
-            ))
-            .layer(DeadlineLayer::new(config.server.request_timeout))
-            .layer(ServerLayer::new(self.in_flight.clone()));
+        // Every route gets the layer (it needs the route's `MatchedPath`);
+        // one layer, so one more boxed future per request, not one per feature.
+        let app = self.router.layer(ServerLayer::from_settings(
+            &config.server,
+            self.in_flight.clone(),
+        ));
         let api = self.api.map(|listener| {
             let settings = config.server.clone();
             let stop = lifecycle.stop_accepting();

@@ -48,7 +48,7 @@ fn app() -> axum::Router {
             "/request-id",
             get(|| async {
                 platform_http::server::RequestId::current()
-                    .map(|id| id.0)
+                    .map(|id| id.to_string())
                     .unwrap_or_default()
             }),
         )

@@ -10,17 +10,16 @@ use platform_config::Loader;
 use platform_config::cli::ConfigArgs;
 use platform_core::Runtime;
 use platform_core::telemetry::opentelemetry::trace::TraceContextExt;
-use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt;
 use platform_http::BoundServer;
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 struct App {}
 impl platform_config::Validate for App {}
 
-/// Answers the trace id the server span belongs to.
+/// Answers the trace id the server span belongs to: the server's span is
+/// the current OpenTelemetry context while the handler runs.
 async fn trace_id() -> String {
-    tracing::Span::current()
-        .context()
+    opentelemetry::Context::current()
         .span()
         .span_context()
         .trace_id()

@@ -73,16 +73,24 @@ where
         }
         let span = ctx.event_span(event);
         let span_name = span.as_ref().map(|s| s.name());
-        let ids = span.and_then(|leaf| {
-            let dispatch = self.dispatch.get()?.upgrade()?;
-            // The nearest span the OpenTelemetry layer knows (a filtered-out
-            // span, e.g. from hyper, has no context of its own).
-            leaf.scope().find_map(|s| {
-                let cx = tracing_opentelemetry::get_otel_context(&s.id(), &dispatch)?;
+        let ids = span
+            .and_then(|leaf| {
+                let dispatch = self.dispatch.get()?.upgrade()?;
+                // The nearest span the OpenTelemetry layer knows (a filtered-out
+                // span, e.g. from hyper, has no context of its own).
+                leaf.scope().find_map(|s| {
+                    let cx = tracing_opentelemetry::get_otel_context(&s.id(), &dispatch)?;
+                    let sc: SpanContext = cx.span().span_context().clone();
+                    sc.is_valid().then_some(sc)
+                })
+            })
+            .or_else(|| {
+                // A span built straight through the SDK (the server's request
+                // span, a client call's) is current as an attached context.
+                let cx = opentelemetry::Context::current();
                 let sc: SpanContext = cx.span().span_context().clone();
                 sc.is_valid().then_some(sc)
-            })
-        });
+            });
         let mut timestamp = String::new();
         let _ = SystemTime.format_time(&mut Writer::new(&mut timestamp));
         let meta = event.metadata();

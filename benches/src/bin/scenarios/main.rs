@@ -13,6 +13,7 @@ mod outage;
 mod overhead;
 mod probes;
 mod retry_storm;
+mod server_overhead;
 mod slow_backend;
 
 use std::time::Duration;
@@ -29,6 +30,7 @@ type Scenario = fn(Budget) -> Result<serde_json::Value, String>;
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("probes", probes::run),
     ("overhead", overhead::run),
+    ("server-overhead", server_overhead::run),
     ("retry-storm", retry_storm::run),
     ("flaky", flaky::run),
     ("outage", outage::run),
@@ -42,6 +44,20 @@ fn main() {
     if args.first().is_some_and(|a| a == "profile-overhead") {
         if let Err(e) = overhead::profile(&args[1..]) {
             eprintln!("profile-overhead: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
+    if args.first().is_some_and(|a| a == "serve-bench") {
+        if let Err(e) = server_overhead::serve_child(&args[1..]) {
+            eprintln!("serve-bench: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
+    if args.first().is_some_and(|a| a == "profile-server") {
+        if let Err(e) = server_overhead::profile(&args[1..]) {
+            eprintln!("profile-server: {e}");
             std::process::exit(2);
         }
         return;

@@ -21,26 +21,16 @@
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use platform_benches::load::{Mode, TargetServer, thread_cpu_time};
+use platform_benches::noop::NoopExporter;
 use platform_benches::report::summarize;
 use platform_core::telemetry::sampling::{self, SamplerChoice};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::Budget;
-
-#[derive(Debug)]
-struct NoopExporter;
-
-impl SpanExporter for NoopExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        std::hint::black_box(batch);
-        Ok(())
-    }
-}
 
 /// The trace pipeline of a service (the layer `platform_telemetry::init`
 /// installs) over a provider with `sampler` and a no-op exporter behind a
