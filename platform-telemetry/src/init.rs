@@ -152,6 +152,7 @@ fn install(
         .with_attributes(plan.resource.clone())
         .build();
 
+    let mut exported = false;
     let tracer_provider = if traces_on {
         let mut builder = SdkTracerProvider::builder()
             .with_sampler(plan.sampler.to_sdk())
@@ -160,6 +161,7 @@ fn install(
             builder = builder
                 .with_span_processor(traces::otlp_span_processor(target, &settings.tracing)?);
         }
+        exported = trace_target.is_some() || exporter.is_some();
         if let Some(SpanExporterHook(processor)) = exporter {
             builder = builder.with_span_processor(processor(&settings.tracing));
         }
@@ -212,7 +214,12 @@ fn install(
         (Identity::new().boxed(), None)
     };
     let otel_layer = tracer_provider.as_ref().map(|provider| {
-        crate::sampling::trace_layer(provider.tracer(SCOPE), span_filter, plan.sampler.clone())
+        crate::sampling::trace_layer_for(
+            provider.tracer(SCOPE),
+            span_filter,
+            plan.sampler.clone(),
+            exported,
+        )
     });
 
     let parts = Parts {

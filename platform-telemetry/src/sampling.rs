@@ -22,7 +22,10 @@
 //! own tracer, straight through the SDK, and `tracing` only carries a plain
 //! span for log lines. That skips what tracing-opentelemetry adds to every
 //! span it exports (span data in the registry, each field converted and
-//! copied, the context switched on every poll).
+//! copied, the context switched on every poll). When the provider has no
+//! span processor at all (no exporter configured), a kept span would be
+//! dropped at its end anyway: [`call_span`] and [`server_span`] then build
+//! nothing and return the context to propagate, sampled as decided.
 
 use opentelemetry::Context;
 use opentelemetry::trace::{
@@ -90,7 +93,12 @@ impl SamplerChoice {
 pub struct TraceFilter {
     level: EnvFilter,
     sampler: SamplerChoice,
+    /// The same sampler as the SDK's, for decisions that need a trace id.
+    sdk_sampler: Sampler,
     tracer: SdkTracer,
+    /// Whether the provider has a span processor: without one, every span
+    /// is dropped at its end, so [`call_span`] builds none.
+    exported: bool,
 }
 
 impl TraceFilter {
@@ -173,6 +181,23 @@ pub fn trace_layer<S>(
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    trace_layer_for(tracer, level, sampler, true)
+}
+
+/// [`trace_layer`], saying whether the provider exports spans at all.
+pub(crate) fn trace_layer_for<S>(
+    tracer: SdkTracer,
+    level: EnvFilter,
+    sampler: SamplerChoice,
+    exported: bool,
+) -> tracing_subscriber::filter::Filtered<
+    tracing_opentelemetry::OpenTelemetryLayer<S, SdkTracer>,
+    TraceFilter,
+    S,
+>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
     tracing_opentelemetry::layer()
         .with_tracer(tracer.clone())
         // busy_ns/idle_ns cost two clock reads per enter/exit on every
@@ -181,8 +206,10 @@ where
         .with_threads(false)
         .with_filter(TraceFilter {
             level,
+            sdk_sampler: sampler.to_sdk(),
             sampler,
             tracer,
+            exported,
         })
 }
 
@@ -235,6 +262,14 @@ fn span_with_parent(parent: Option<Context>, builder: impl FnOnce() -> SpanBuild
         if level_off || filter.sampler.drops(parent.span().span_context()) == Some(true) {
             return CallTrace::Dropped(unsampled_context_of(parent));
         }
+        if !filter.exported {
+            // Nothing would receive the span: keep only what propagates.
+            let sampled = filter
+                .sampler
+                .drops(parent.span().span_context())
+                .map(|dropped| !dropped);
+            return CallTrace::Dropped(context_without_span(parent, sampled, &filter.sdk_sampler));
+        }
         match builder.take() {
             Some(builder) => {
                 let span = filter.tracer.build_with_context(builder(), &parent);
@@ -270,8 +305,17 @@ pub fn unsampled_context() -> Context {
 }
 
 fn unsampled_context_of(cx: Context) -> Context {
+    context_without_span(cx, Some(false), &Sampler::AlwaysOff)
+}
+
+/// The context of a span that is not built: the parent's trace (or a new
+/// one), a new span id, and the sampled flag as decided, or as `sampler`
+/// decides for the trace id when `sampled` is `None`.
+fn context_without_span(cx: Context, sampled: Option<bool>, sampler: &Sampler) -> Context {
+    use opentelemetry::trace::SpanKind;
+    use opentelemetry_sdk::trace::ShouldSample as _;
     let ids = RandomIdGenerator::default();
-    let (trace_id, trace_state, flags) = {
+    let (trace_id, trace_state, mut flags) = {
         let parent = cx.span();
         let parent = parent.span_context();
         if parent.is_valid() {
@@ -291,6 +335,14 @@ fn unsampled_context_of(cx: Context) -> Context {
             )
         }
     };
+    let sampled = sampled.unwrap_or_else(|| {
+        let decision =
+            sampler.should_sample(Some(&cx), trace_id, "", &SpanKind::Internal, &[], &[]);
+        decision.decision == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample
+    });
+    if sampled {
+        flags = flags | TraceFlags::SAMPLED;
+    }
     let span_context = SpanContext::new(trace_id, new_span_id(&ids), flags, false, trace_state);
     cx.with_remote_span_context(span_context)
 }
@@ -484,6 +536,69 @@ mod tests {
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
         tracing::dispatcher::with_default(&dispatch, || {
             assert!(matches!(call_span(client_span), CallTrace::Dropped(_)));
+        });
+    }
+
+    #[test]
+    fn without_a_span_processor_no_span_is_built_but_the_decision_travels() {
+        let provider = SdkTracerProvider::builder().build();
+        let dispatch_for = |sampler: SamplerChoice| {
+            let layer = trace_layer_for(
+                provider.tracer("test"),
+                EnvFilter::new("info"),
+                sampler,
+                false,
+            );
+            tracing::Dispatch::new(tracing_subscriber::registry().with(layer))
+        };
+        let parent_cx = |sampled| Context::new().with_remote_span_context(parent(sampled));
+        let on = dispatch_for(SamplerChoice::ParentBased(Box::new(
+            SamplerChoice::AlwaysOn,
+        )));
+        tracing::dispatcher::with_default(&on, || {
+            let built = std::cell::Cell::new(false);
+            let CallTrace::Dropped(cx) = server_span(parent_cx(true), || {
+                built.set(true);
+                client_span()
+            }) else {
+                panic!("nothing exports: nothing is built");
+            };
+            assert!(!built.get());
+            let sc = cx.span().span_context().clone();
+            assert_eq!(sc.trace_id(), TraceId::from(7u128));
+            assert_ne!(sc.span_id(), SpanId::from(9u64), "a span id of its own");
+            assert!(sc.is_sampled(), "the caller's sampled decision goes on");
+            let CallTrace::Dropped(cx) = server_span(parent_cx(false), client_span) else {
+                panic!("nothing exports: nothing is built");
+            };
+            assert!(!cx.span().span_context().is_sampled());
+        });
+        // A ratio decided by the trace id, as the SDK's sampler decides it.
+        let ratio = dispatch_for(SamplerChoice::Ratio(0.5));
+        tracing::dispatcher::with_default(&ratio, || {
+            let sdk = Sampler::TraceIdRatioBased(0.5);
+            let (mut sampled, mut dropped) = (0, 0);
+            for _ in 0..200 {
+                let CallTrace::Dropped(cx) = server_span(Context::new(), client_span) else {
+                    panic!("nothing exports: nothing is built");
+                };
+                let sc = cx.span().span_context().clone();
+                use opentelemetry_sdk::trace::ShouldSample as _;
+                let expected = sdk
+                    .should_sample(
+                        None,
+                        sc.trace_id(),
+                        "",
+                        &opentelemetry::trace::SpanKind::Internal,
+                        &[],
+                        &[],
+                    )
+                    .decision
+                    == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample;
+                assert_eq!(sc.is_sampled(), expected);
+                if expected { sampled += 1 } else { dropped += 1 }
+            }
+            assert!(sampled > 0 && dropped > 0, "{sampled} / {dropped}");
         });
     }
 
