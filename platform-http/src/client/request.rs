@@ -21,7 +21,7 @@ use super::propagation::set_deadline;
 use super::retry_after::RetryAfter;
 use super::trace::CallSpan;
 use super::{Client, ClientError, IDEMPOTENCY_KEY_HEADER, Inner, Response};
-use crate::server::{REQUEST_ID_HEADER, RequestId};
+use crate::server::{REQUEST_ID_NAME, RequestId};
 
 enum Body {
     Empty,
@@ -200,11 +200,11 @@ impl RequestBuilder {
         }
         // The request being served goes on under its id, so that one id
         // finds every hop's logs; the server layer checked it is sane.
-        if !self.headers.contains_key(REQUEST_ID_HEADER)
+        if !self.headers.contains_key(REQUEST_ID_NAME)
             && let Some(id) = RequestId::current()
             && let Ok(value) = HeaderValue::from_str(id.as_str())
         {
-            self.headers.insert(REQUEST_ID_HEADER, value);
+            self.headers.insert(REQUEST_ID_NAME, value);
         }
         let idempotent = self.idempotent.unwrap_or_else(|| {
             is_idempotent_method(&self.method) || self.headers.contains_key(IDEMPOTENCY_KEY_HEADER)

@@ -50,7 +50,8 @@ impl HeaderDeadline {
     /// [`HeaderDeadline::Invalid`], a number too large for a `u64` of
     /// milliseconds is the largest duration (and gets clamped by the caller).
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let Some(value) = headers.get(DEADLINE_HEADER) else {
+        const NAME: http::HeaderName = http::HeaderName::from_static(DEADLINE_HEADER);
+        let Some(value) = headers.get(NAME) else {
             return Self::Absent;
         };
         let Ok(text) = value.to_str() else {

@@ -27,7 +27,7 @@ use platform_core::telemetry::sampling::{self, CallTrace};
 use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::deadline::{DeadlineLayer, gateway_timeout};
-use super::request_id::{REQUEST_ID_HEADER, RequestId};
+use super::request_id::{REQUEST_ID_NAME, RequestId};
 
 /// Requests being served now; shared with whoever needs to know (shutdown, tests).
 #[derive(Debug, Clone, Default)]
@@ -60,6 +60,10 @@ struct Shared {
     deadline: DeadlineLayer,
     max_body_size: usize,
 }
+
+/// The body limit axum's extractors apply when no `DefaultBodyLimit` is set
+/// (axum-core's `DEFAULT_LIMIT`; a test checks they agree).
+const AXUM_DEFAULT_BODY_LIMIT: usize = 2_097_152;
 
 /// Adds the platform's server behaviour to a service: request id, server
 /// span continuing the caller's trace, `http.server.request.duration` and
@@ -415,12 +419,15 @@ where
         let (request_id, echo) = match RequestId::given(request.headers()) {
             Some(given) => (
                 RequestId::from_given(given),
-                request.headers().get(REQUEST_ID_HEADER).cloned(),
+                request.headers().get(REQUEST_ID_NAME).cloned(),
             ),
             None => (RequestId::generate(), None),
         };
         request.extensions_mut().insert(request_id.clone());
-        axum::extract::DefaultBodyLimit::max(shared.max_body_size).apply(&mut request);
+        // axum's own default needs no extension (one allocation less per request).
+        if shared.max_body_size != AXUM_DEFAULT_BODY_LIMIT {
+            axum::extract::DefaultBodyLimit::max(shared.max_body_size).apply(&mut request);
+        }
         let span = RequestSpan::start(&request, method.0, route.as_ref(), &request_id);
         let deadline = shared.deadline.deadline_for(request.headers());
         shared.in_flight.0.fetch_add(1, Ordering::SeqCst);
@@ -583,7 +590,7 @@ impl RequestState {
         let result = result.map(|mut response| {
             let value = echo.or_else(|| HeaderValue::from_str(request_id.as_str()).ok());
             if let Some(value) = value {
-                response.headers_mut().insert(REQUEST_ID_HEADER, value);
+                response.headers_mut().insert(REQUEST_ID_NAME, value);
             }
             response
         });
@@ -669,4 +676,40 @@ pub(crate) fn panic_response<B: From<&'static str>>(
     let mut response = Response::new(B::from("internal server error\n"));
     *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt as _;
+
+    /// The layer leaves axum's default limit to axum: it must be the
+    /// settings' default, so a body one byte over is refused and one at the
+    /// limit is read.
+    #[tokio::test]
+    async fn the_default_body_limit_is_axums_own() {
+        let settings = ServerSettings::default();
+        assert_eq!(
+            usize::try_from(settings.max_body_size).unwrap(),
+            AXUM_DEFAULT_BODY_LIMIT
+        );
+        let app = axum::Router::new()
+            .route(
+                "/echo",
+                axum::routing::post(|body: String| async move { body.len().to_string() }),
+            )
+            .layer(ServerLayer::from_settings(&settings, InFlight::default()))
+            .with_state(());
+        for (size, status) in [
+            (AXUM_DEFAULT_BODY_LIMIT, 200),
+            (AXUM_DEFAULT_BODY_LIMIT + 1, 413),
+        ] {
+            let request = Request::post("/echo")
+                .body(axum::body::Body::from("x".repeat(size)))
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), status, "{size} bytes");
+            assert!(response.headers().contains_key(REQUEST_ID_NAME));
+        }
+    }
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 pub use accept::serve_listener;
 pub use deadline::{DEADLINE_HEADER, DeadlineLayer, DeadlineService, HeaderDeadline};
 pub use layer::{InFlight, ResponseFuture, ServerLayer, ServerService};
+pub(crate) use request_id::REQUEST_ID_NAME;
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
 
 /// Runs `router` on `server.bind` and the admin endpoints on `admin.bind`

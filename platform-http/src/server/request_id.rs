@@ -9,6 +9,11 @@ use http::HeaderMap;
 /// The header that carries the request id, both ways.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// [`REQUEST_ID_HEADER`] as a header name, made once: a `&str` name is
+/// parsed on every lookup, and copied into a new allocation on every insert.
+pub(crate) const REQUEST_ID_NAME: http::HeaderName =
+    http::HeaderName::from_static(REQUEST_ID_HEADER);
+
 /// The request id, in the request's extensions for handlers to read, and
 /// current while the handler runs ([`RequestId::current`]): the platform
 /// client sends it on to the services the handler calls. Cheap to clone.
@@ -38,7 +43,7 @@ impl RequestId {
     /// The caller's id, when it is sane.
     pub(crate) fn given(headers: &HeaderMap) -> Option<&str> {
         headers
-            .get(REQUEST_ID_HEADER)
+            .get(REQUEST_ID_NAME)
             .and_then(|v| v.to_str().ok())
             .filter(|v| {
                 !v.is_empty() && v.len() <= MAX_LEN && v.bytes().all(|b| b.is_ascii_graphic())
