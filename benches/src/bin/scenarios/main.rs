@@ -2,9 +2,11 @@
 //! side in one run. Prints a table and writes `target/platform-bench/<name>.json`.
 //!
 //! ```text
-//! cargo run --release -p platform-benches --bin scenarios -- [--quick] [scenario ...]
+//! cargo run --release -p platform-benches --bin scenarios -- [--quick] [--repeat N] [scenario ...]
 //! ```
-//! With no scenario named, all run.
+//! With no scenario named, all run. `--repeat N` runs each N times and
+//! reports the minimum, median and maximum of every ratio (the JSON keeps
+//! every run too).
 
 mod churn;
 mod faults;
@@ -63,10 +65,21 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    let repeat = match args.iter().position(|a| a == "--repeat") {
+        Some(i) => match args.get(i + 1).and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if (1..=20).contains(&n) => n,
+            _ => {
+                eprintln!("--repeat takes a number of runs from 1 to 20");
+                std::process::exit(2);
+            }
+        },
+        None => 1,
+    };
     let wanted: Vec<&str> = args
         .iter()
-        .map(String::as_str)
-        .filter(|a| !a.starts_with("--"))
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && !(*i > 0 && args[i - 1] == "--repeat"))
+        .map(|(_, a)| a.as_str())
         .collect();
     for name in &wanted {
         if !SCENARIOS.iter().any(|(n, _)| n == name) {
@@ -91,17 +104,34 @@ fn main() {
         if !wanted.is_empty() && !wanted.contains(name) {
             continue;
         }
-        println!("\n== {name}");
-        match run(budget) {
-            Ok(result) => match platform_benches::report::write_json(name, &result) {
-                Ok(path) => println!("wrote {}", path.display()),
+        let mut runs = Vec::new();
+        for k in 0..repeat {
+            if repeat > 1 {
+                println!("\n== {name} (run {} of {repeat})", k + 1);
+            } else {
+                println!("\n== {name}");
+            }
+            match run(budget) {
+                Ok(result) => runs.push(result),
                 Err(e) => {
-                    eprintln!("cannot write results of {name}: {e}");
+                    eprintln!("scenario {name} failed: {e}");
                     failed = true;
+                    break;
                 }
-            },
+            }
+        }
+        if runs.len() < repeat {
+            continue;
+        }
+        let result = if repeat > 1 {
+            platform_benches::report::spread(runs)
+        } else {
+            runs.remove(0)
+        };
+        match platform_benches::report::write_json(name, &result) {
+            Ok(path) => println!("wrote {}", path.display()),
             Err(e) => {
-                eprintln!("scenario {name} failed: {e}");
+                eprintln!("cannot write results of {name}: {e}");
                 failed = true;
             }
         }
