@@ -78,7 +78,8 @@ fn main() {
     let wanted: Vec<&str> = args
         .iter()
         .enumerate()
-        .filter(|(i, a)| !a.starts_with("--") && !(*i > 0 && args[i - 1] == "--repeat"))
+        // Flags, and the count after `--repeat`, are not scenario names.
+        .filter(|(i, a)| !(a.starts_with("--") || (*i > 0 && args[i - 1] == "--repeat")))
         .map(|(_, a)| a.as_str())
         .collect();
     for name in &wanted {
