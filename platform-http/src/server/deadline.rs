@@ -1,8 +1,8 @@
 //! Deadline propagation, server side: the caller's remaining time becomes the
 //! handler's deadline.
 //!
-//! A client that has 800 ms left sends `x-request-timeout-ms: 800`. The layer
-//! reads it, answers `504 Gateway Timeout` at once when nothing is left (the
+//! A client that has 800 ms left sends `x-request-timeout-ms: 800`. The
+//! server layer ([`ServerLayer`](super::ServerLayer)) reads it, answers `504 Gateway Timeout` at once when nothing is left (the
 //! caller has given up, so any work would be wasted), and otherwise runs the
 //! handler inside [`Deadline::scope`], so every resilient call the handler
 //! makes inherits the rest of the caller's time instead of starting a fresh
@@ -20,12 +20,9 @@
 //! debug level and counted in `platform.http.server.deadline.header` with
 //! `outcome = invalid`; clamped and expired deadlines are counted there too.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use platform_core::resilience::Deadline;
@@ -74,26 +71,26 @@ struct Instruments {
     header: Counter<u64>,
 }
 
-/// Reads the caller's deadline from [`DEADLINE_HEADER`] and makes it the
-/// handler's: 504 at once when it has expired, the handler run inside
-/// [`Deadline::scope`] otherwise (and answered 504 if it outlives it). No
-/// header means `server.request_timeout`, which also caps what a caller asks.
+/// The deadline of each request: the caller's, read from [`DEADLINE_HEADER`],
+/// or `server.request_timeout`, which also caps what a caller asks. The
+/// server layer answers 504 at once when it has expired, and runs the
+/// handler inside it otherwise (answering 504 if the handler outlives it).
 #[derive(Debug, Clone)]
-pub struct DeadlineLayer {
+pub(crate) struct Deadlines {
     max: Duration,
     instruments: Instruments,
 }
 
-impl DeadlineLayer {
-    /// A layer whose default (and largest) deadline is `request_timeout`.
-    pub fn new(request_timeout: Duration) -> Self {
+impl Deadlines {
+    /// Deadlines whose default (and largest) is `request_timeout`.
+    pub(crate) fn new(request_timeout: Duration) -> Self {
         let header = opentelemetry::global::meter("platform-http")
             .u64_counter("platform.http.server.deadline.header")
             .with_description(
                 "Deadline headers that were invalid (ignored), clamped to server.request_timeout, or already expired.",
             )
             .build();
-        DeadlineLayer {
+        Deadlines {
             max: request_timeout,
             instruments: Instruments { header },
         }
@@ -132,71 +129,10 @@ impl DeadlineLayer {
     }
 }
 
-impl<S> tower::Layer<S> for DeadlineLayer {
-    type Service = DeadlineService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// See [`DeadlineLayer`].
-#[derive(Debug, Clone)]
-pub struct DeadlineService<S> {
-    inner: S,
-    layer: DeadlineLayer,
-}
-
 pub(crate) fn gateway_timeout<B: From<&'static str>>(message: &'static str) -> Response<B> {
     let mut response = Response::new(B::from(message));
     *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
     response
-}
-
-impl<S, B, ResB> tower::Service<Request<B>> for DeadlineService<S>
-where
-    S: tower::Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-    ResB: From<&'static str> + Send + 'static,
-{
-    type Response = Response<ResB>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResB>, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let Some(deadline) = self.layer.deadline_for(request.headers()) else {
-            tracing::debug!("caller's deadline already expired: 504 without running the handler");
-            return Box::pin(async {
-                Ok(gateway_timeout(
-                    "deadline expired before the request was handled\n",
-                ))
-            });
-        };
-        // The clone that was polled ready serves this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let handler = deadline.scope(inner.call(request));
-        Box::pin(async move {
-            match tokio::time::timeout_at(deadline.instant(), handler).await {
-                Ok(result) => result,
-                Err(_elapsed) => {
-                    tracing::debug!("request deadline passed while handling: 504");
-                    Ok(gateway_timeout(
-                        "deadline passed while the request was handled\n",
-                    ))
-                }
-            }
-        })
-    }
 }
 
 #[cfg(test)]
@@ -241,7 +177,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn deadlines_are_capped_by_the_server_default() {
-        let layer = DeadlineLayer::new(Duration::from_secs(30));
+        let layer = Deadlines::new(Duration::from_secs(30));
         let left = |h: &HeaderMap| layer.deadline_for(h).map(|d| d.remaining());
         assert_eq!(left(&HeaderMap::new()), Some(Duration::from_secs(30)));
         assert_eq!(left(&headers(b"250")), Some(Duration::from_millis(250)));

@@ -26,7 +26,7 @@ use platform_core::settings::ServerSettings;
 use platform_core::telemetry::sampling::{self, CallTrace};
 use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::deadline::{DeadlineLayer, gateway_timeout};
+use super::deadline::{Deadlines, gateway_timeout};
 use super::request_id::{REQUEST_ID_NAME, RequestId};
 
 /// Requests being served now; shared with whoever needs to know (shutdown, tests).
@@ -57,7 +57,7 @@ struct Shared {
     duration: Histogram<f64>,
     // Reads `in_flight` when metrics are collected: no work per request.
     _active: ObservableUpDownCounter<i64>,
-    deadline: DeadlineLayer,
+    deadline: Deadlines,
     max_body_size: usize,
 }
 
@@ -107,7 +107,7 @@ impl ServerLayer {
                 in_flight,
                 duration,
                 _active: active,
-                deadline: DeadlineLayer::new(settings.request_timeout),
+                deadline: Deadlines::new(settings.request_timeout),
                 max_body_size: usize::try_from(settings.max_body_size).unwrap_or(usize::MAX),
             }),
         }
@@ -533,14 +533,14 @@ where
         };
         let result = if let Some(ready) = this.ready.take() {
             Ok(ready)
-        } else if let Some(inner) = this.inner.as_mut().as_pin_mut() {
-            let deadline = state.deadline;
+        } else if let (Some(inner), Some(deadline)) =
+            (this.inner.as_mut().as_pin_mut(), state.deadline)
+        {
             let polled = state.span.in_scope(|| {
-                state.request_id.sync_scope(|| match deadline {
-                    Some(deadline) => deadline.sync_scope(|| {
+                state.request_id.sync_scope(|| {
+                    deadline.sync_scope(|| {
                         std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx)))
-                    }),
-                    None => std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))),
+                    })
                 })
             });
             match polled {

@@ -11,7 +11,7 @@ use platform_core::{AppSettings, Error, Runtime};
 use tokio_util::sync::CancellationToken;
 
 pub use accept::serve_listener;
-pub use deadline::{DEADLINE_HEADER, DeadlineLayer, DeadlineService, HeaderDeadline};
+pub use deadline::{DEADLINE_HEADER, HeaderDeadline};
 pub use layer::{InFlight, ResponseFuture, ServerLayer, ServerService};
 pub(crate) use request_id::REQUEST_ID_NAME;
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
