@@ -8,14 +8,15 @@
 use std::sync::Arc;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::metrics::{BoundCounter, Counter, Histogram};
 
 /// Counters and histograms shared by the policies of one target.
 #[derive(Clone)]
 pub(crate) struct Instruments {
     pub(crate) target: Arc<str>,
     target_attr: KeyValue,
-    attempts: Counter<u64>,
+    /// Bound to `target`: counted on every attempt without hashing it.
+    attempts: BoundCounter<u64>,
     retries: Counter<u64>,
     backoff: Histogram<f64>,
     budget_exhausted: Counter<u64>,
@@ -46,13 +47,15 @@ impl Instruments {
                 .with_unit("{event}")
                 .build()
         };
+        let target_attr = KeyValue::new("target", target.clone());
         Self {
-            target_attr: KeyValue::new("target", target.clone()),
+            target_attr: target_attr.clone(),
             target,
             attempts: counter(
                 "platform.resilience.attempts",
                 "Attempts made by resilient calls, first attempts, retries and hedges included.",
-            ),
+            )
+            .bind(std::slice::from_ref(&target_attr)),
             retries: counter(
                 "platform.resilience.retries",
                 "Retries made by resilient calls.",
@@ -102,7 +105,7 @@ impl Instruments {
     }
 
     pub(crate) fn attempt(&self) {
-        self.attempts.add(1, self.attrs());
+        self.attempts.add(1);
     }
 
     pub(crate) fn retry(&self, delay_secs: f64, reason: &'static str) {

@@ -549,22 +549,30 @@ impl Exchange<'_> {
                 failure => (None, Some(failure.error_type())),
             },
         };
-        // On the stack, in the order the attributes always had: no
-        // allocation per attempt.
-        let method = KeyValue::new("http.request.method", self.method_attribute);
-        let address = KeyValue::new("server.address", endpoint.address.clone());
-        let port = KeyValue::new("server.port", i64::from(endpoint.port));
-        let status =
-            status.map(|s| KeyValue::new("http.response.status_code", i64::from(s.as_u16())));
-        let error_type = error_type.map(|e| KeyValue::new("error.type", e));
-        let duration = &self.inner.instruments.duration;
-        let seconds = elapsed.as_secs_f64();
-        match (status, error_type) {
-            (Some(s), Some(e)) => duration.record(seconds, &[method, address, port, s, e]),
-            (Some(s), None) => duration.record(seconds, &[method, address, port, s]),
-            (None, Some(e)) => duration.record(seconds, &[method, address, port, e]),
-            (None, None) => duration.record(seconds, &[method, address, port]),
-        }
+        let method = self.method_attribute;
+        let key = (method, status.map(|s| s.as_u16()), error_type);
+        endpoint.durations.record(
+            &self.inner.instruments.duration,
+            key,
+            elapsed.as_secs_f64(),
+            || {
+                let mut attributes = vec![
+                    KeyValue::new("http.request.method", method),
+                    KeyValue::new("server.address", endpoint.address.clone()),
+                    KeyValue::new("server.port", i64::from(endpoint.port)),
+                ];
+                if let Some(status) = status {
+                    attributes.push(KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(status.as_u16()),
+                    ));
+                }
+                if let Some(error_type) = error_type {
+                    attributes.push(KeyValue::new("error.type", error_type));
+                }
+                attributes
+            },
+        );
         let outcome = match (result, classification.verdict) {
             (Ok(_), _) => "answered",
             (Err(_), Verdict::Retryable { .. }) => "retryable failure",

@@ -96,7 +96,7 @@ pub fn inject_context(cx: &Context, headers: &mut HeaderMap) {
         return;
     }
     if active & TRACE_CONTEXT != 0 {
-        inject_trace_context(cx, &mut injector);
+        insert_trace_context(cx, injector.0);
     }
     if active & BAGGAGE_FORMAT != 0 {
         inject_baggage(cx, &mut injector);
@@ -215,10 +215,42 @@ fn random_may_be_lost(flags: TraceFlags, parent_based: bool) -> bool {
 }
 
 fn inject_trace_context(cx: &Context, injector: &mut dyn Injector) {
+    if let Some((traceparent, tracestate)) = trace_context_values(cx) {
+        // ASCII throughout: the conversion cannot fail.
+        injector.set(
+            TRACEPARENT,
+            String::from_utf8(traceparent.to_vec()).unwrap_or_default(),
+        );
+        if !tracestate.is_empty() {
+            injector.set(TRACESTATE, tracestate);
+        }
+    }
+}
+
+/// [`inject_trace_context`] straight into a header map: the `traceparent`
+/// bytes become the header value without a `String` in between.
+fn insert_trace_context(cx: &Context, headers: &mut HeaderMap) {
+    const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
+    const TRACESTATE_NAME: HeaderName = HeaderName::from_static(TRACESTATE);
+    if let Some((traceparent, tracestate)) = trace_context_values(cx) {
+        if let Ok(value) = HeaderValue::from_bytes(&traceparent) {
+            headers.insert(TRACEPARENT_NAME, value);
+        }
+        if !tracestate.is_empty()
+            && let Ok(value) = HeaderValue::try_from(tracestate)
+        {
+            headers.insert(TRACESTATE_NAME, value);
+        }
+    }
+}
+
+/// The `traceparent` and `tracestate` (empty: none) to send for `cx`, if its
+/// span context is valid.
+fn trace_context_values(cx: &Context) -> Option<([u8; 55], String)> {
     let span = cx.span();
     let span_context = span.span_context();
     if !span_context.is_valid() {
-        return;
+        return None;
     }
     // Only while this is the trace that came in: a span may start another.
     let inbound = cx
@@ -228,21 +260,14 @@ fn inject_trace_context(cx: &Context, injector: &mut dyn Injector) {
     if inbound.is_some_and(|inbound| inbound.random) {
         flags |= RANDOM;
     }
-    let value = traceparent::format(span_context.trace_id(), span_context.span_id(), flags);
-    // ASCII throughout: the conversion cannot fail.
-    injector.set(
-        TRACEPARENT,
-        String::from_utf8(value.to_vec()).unwrap_or_default(),
-    );
-    let state = match inbound.and_then(|inbound| inbound.unheld.as_ref()) {
+    let traceparent = traceparent::format(span_context.trace_id(), span_context.span_id(), flags);
+    // W3C Trace Context asks vendors to avoid sending empty `tracestate`s
+    // (the SDK sends one): the callers skip an empty one.
+    let tracestate = match inbound.and_then(|inbound| inbound.unheld.as_ref()) {
         Some(unheld) => unheld.header(span_context.trace_state()),
         None => tracestate::header(span_context.trace_state()),
     };
-    // W3C Trace Context asks vendors to avoid sending empty `tracestate`s
-    // (the SDK sends one).
-    if !state.is_empty() {
-        injector.set(TRACESTATE, state);
-    }
+    Some((traceparent, tracestate))
 }
 
 fn extract_baggage<'a>(cx: &Context, fields: impl Iterator<Item = &'a [u8]>) -> Context {
@@ -351,11 +376,15 @@ pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        // The names written on every request are known: no parsing for them.
+        // The names written on every request are known: made at compile
+        // time (`from_static` outside a const checks the name on every call).
+        const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
+        const TRACESTATE_NAME: HeaderName = HeaderName::from_static(TRACESTATE);
+        const BAGGAGE_NAME: HeaderName = HeaderName::from_static(BAGGAGE);
         let name = match key {
-            TRACEPARENT => Ok(HeaderName::from_static(TRACEPARENT)),
-            TRACESTATE => Ok(HeaderName::from_static(TRACESTATE)),
-            BAGGAGE => Ok(HeaderName::from_static(BAGGAGE)),
+            TRACEPARENT => Ok(TRACEPARENT_NAME),
+            TRACESTATE => Ok(TRACESTATE_NAME),
+            BAGGAGE => Ok(BAGGAGE_NAME),
             other => HeaderName::from_bytes(other.as_bytes()),
         };
         // From the `String` itself: validated, not copied.
