@@ -77,7 +77,9 @@ pub struct ServerSettings {
     pub enabled: bool,
     /// Address and port of the API.
     pub bind: String,
-    /// A client must send its request headers within this time.
+    /// An HTTP/1 connection with no progress for this long (no request head
+    /// completed, no handler running, no response bytes written) is closed:
+    /// a client must send its request headers within this time.
     #[serde(with = "platform_config::duration")]
     #[schemars(with = "String")]
     pub header_read_timeout: Duration,

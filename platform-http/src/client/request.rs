@@ -202,9 +202,8 @@ impl RequestBuilder {
         // finds every hop's logs; the server layer checked it is sane.
         if !self.headers.contains_key(REQUEST_ID_NAME)
             && let Some(id) = RequestId::current()
-            && let Ok(value) = HeaderValue::from_str(id.as_str())
         {
-            self.headers.insert(REQUEST_ID_NAME, value);
+            self.headers.insert(REQUEST_ID_NAME, id.header_value());
         }
         let idempotent = self.idempotent.unwrap_or_else(|| {
             is_idempotent_method(&self.method) || self.headers.contains_key(IDEMPOTENCY_KEY_HEADER)

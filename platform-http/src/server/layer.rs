@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::MatchedPath;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use opentelemetry::metrics::{BoundHistogram, Histogram, ObservableUpDownCounter};
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{KeyValue, StringValue};
@@ -415,15 +415,10 @@ where
                 },
             }
         });
-        // The caller's id goes back as it came; a new one is made up.
-        let (request_id, echo) = match RequestId::given(request.headers()) {
-            Some(given) => (
-                RequestId::from_given(given),
-                request.headers().get(REQUEST_ID_NAME).cloned(),
-            ),
-            None => (RequestId::generate(), None),
-        };
-        request.extensions_mut().insert(request_id.clone());
+        // The caller's id goes back as it came; a new one is made up. It
+        // reaches handlers as the current id, not as an extension: a fifth
+        // extension would make the request's map grow, a copy of the table.
+        let request_id = RequestId::given(request.headers()).unwrap_or_else(RequestId::generate);
         // axum's own default needs no extension (one allocation less per request).
         if shared.max_body_size != AXUM_DEFAULT_BODY_LIMIT {
             axum::extract::DefaultBodyLimit::max(shared.max_body_size).apply(&mut request);
@@ -455,11 +450,10 @@ where
                     })
                 });
                 match called {
-                    Ok(future) => (
-                        Some(future),
-                        Some(tokio::time::sleep_until(deadline.instant())),
-                        None,
-                    ),
+                    // The timer starts when the handler first waits: most
+                    // answer at once, and a timer costs a registration in
+                    // tokio's wheel and its removal.
+                    Ok(future) => (Some(future), None, None),
                     Err(panic) => (None, None, Some(panic_response(panic))),
                 }
             }
@@ -475,7 +469,6 @@ where
                 span,
                 request_id,
                 deadline,
-                echo,
                 shared,
                 _guard: guard,
             }),
@@ -491,7 +484,6 @@ struct RequestState {
     span: RequestSpan,
     request_id: RequestId,
     deadline: Option<platform_core::resilience::Deadline>,
-    echo: Option<HeaderValue>,
     shared: Arc<Shared>,
     _guard: InFlightGuard,
 }
@@ -547,6 +539,10 @@ where
                 Ok(Poll::Ready(result)) => result,
                 Err(panic) => state.span.in_scope(|| Ok(panic_response(panic))),
                 Ok(Poll::Pending) => {
+                    if this.sleep.is_none() {
+                        this.sleep
+                            .set(Some(tokio::time::sleep_until(deadline.instant())));
+                    }
                     match this.sleep.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
                         Some(Poll::Ready(())) => state.span.in_scope(|| {
                             tracing::debug!("request deadline passed while handling: 504");
@@ -585,13 +581,10 @@ impl RequestState {
                 None
             }
         };
-        let request_id = &self.request_id;
-        let echo = self.echo;
         let result = result.map(|mut response| {
-            let value = echo.or_else(|| HeaderValue::from_str(request_id.as_str()).ok());
-            if let Some(value) = value {
-                response.headers_mut().insert(REQUEST_ID_NAME, value);
-            }
+            response
+                .headers_mut()
+                .insert(REQUEST_ID_NAME, self.request_id.header_value());
             response
         });
         self.span.end(status);

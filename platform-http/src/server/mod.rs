@@ -4,13 +4,14 @@ mod accept;
 mod deadline;
 mod layer;
 mod request_id;
+mod stall;
 
 use std::net::SocketAddr;
 
 use platform_core::{AppSettings, Error, Runtime};
 use tokio_util::sync::CancellationToken;
 
-pub use accept::serve_listener;
+pub use accept::{ClientAddr, serve_listener};
 pub use deadline::{DEADLINE_HEADER, HeaderDeadline};
 pub use layer::{InFlight, ResponseFuture, ServerLayer, ServerService};
 pub(crate) use request_id::REQUEST_ID_NAME;

@@ -1,10 +1,9 @@
 //! Request ids: forwarded when the caller sent a sane one, made up otherwise.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 /// The header that carries the request id, both ways.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -14,11 +13,12 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub(crate) const REQUEST_ID_NAME: http::HeaderName =
     http::HeaderName::from_static(REQUEST_ID_HEADER);
 
-/// The request id, in the request's extensions for handlers to read, and
-/// current while the handler runs ([`RequestId::current`]): the platform
-/// client sends it on to the services the handler calls. Cheap to clone.
+/// The request id: current while the handler runs ([`RequestId::current`],
+/// or as a handler argument in axum), on the response, and sent on by the
+/// platform client with the calls the handler makes. Cheap to clone: it
+/// shares the bytes of the request's header, or of the id made up for it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RequestId(Arc<str>);
+pub struct RequestId(HeaderValue);
 
 tokio::task_local! {
     static CURRENT: RequestId;
@@ -30,29 +30,31 @@ impl RequestId {
     /// The caller's id if it is short, visible ASCII; otherwise a new one.
     pub fn from_headers(headers: &HeaderMap) -> (RequestId, bool) {
         match Self::given(headers) {
-            Some(id) => (RequestId::from_given(id), true),
+            Some(id) => (id, true),
             None => (RequestId::generate(), false),
         }
     }
 
-    /// An id the caller gave (checked by [`RequestId::given`]).
-    pub(crate) fn from_given(given: &str) -> RequestId {
-        RequestId(Arc::from(given))
-    }
-
-    /// The caller's id, when it is sane.
-    pub(crate) fn given(headers: &HeaderMap) -> Option<&str> {
+    /// The caller's id, when it is sane: 1 to 128 visible ASCII characters.
+    pub(crate) fn given(headers: &HeaderMap) -> Option<RequestId> {
         headers
             .get(REQUEST_ID_NAME)
-            .and_then(|v| v.to_str().ok())
             .filter(|v| {
-                !v.is_empty() && v.len() <= MAX_LEN && v.bytes().all(|b| b.is_ascii_graphic())
+                let v = v.as_bytes();
+                !v.is_empty() && v.len() <= MAX_LEN && v.iter().all(u8::is_ascii_graphic)
             })
+            .map(|v| RequestId(v.clone()))
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Visible ASCII, checked when the id was taken or made.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as a header value, for the response and outgoing calls.
+    pub(crate) fn header_value(&self) -> HeaderValue {
+        self.0.clone()
     }
 
     /// The id of the request being handled, inside the server layer's scope
@@ -100,18 +102,38 @@ impl RequestId {
         for (i, digit) in counter.iter_mut().enumerate() {
             *digit = HEX[((n >> (28 - 4 * i)) & 0xf) as usize];
         }
-        RequestId(Arc::from(std::str::from_utf8(&text).unwrap_or("0")))
+        // One allocation, shared by every clone (a `Bytes` made from a
+        // `Vec` would allocate again on its first clone).
+        let value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text));
+        RequestId(value.unwrap_or_else(|_| HeaderValue::from_static("0")))
     }
 
-    /// The id as an OpenTelemetry attribute value, without copying it.
+    /// The id as an OpenTelemetry attribute value.
     pub(crate) fn attribute_value(&self) -> opentelemetry::StringValue {
-        opentelemetry::StringValue::from(self.0.clone())
+        opentelemetry::StringValue::from(self.as_str().to_owned())
     }
 }
 
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+/// A handler argument: `async fn handler(id: RequestId)`. Outside the
+/// server layer (a router served some other way) the request is refused
+/// with a 500 naming the cause, as axum's `Extension` does.
+impl<S: Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = (http::StatusCode, &'static str);
+
+    async fn from_request_parts(
+        _parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        RequestId::current().ok_or((
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "no request id: the router is not served through platform_http::serve or ServerLayer",
+        ))
     }
 }
 
@@ -123,10 +145,9 @@ mod tests {
     fn forwards_sane_ids_and_replaces_garbage() {
         let mut h = HeaderMap::new();
         h.insert(REQUEST_ID_HEADER, "abc-123".parse().unwrap());
-        assert_eq!(
-            RequestId::from_headers(&h),
-            (RequestId(Arc::from("abc-123")), true)
-        );
+        let (id, forwarded) = RequestId::from_headers(&h);
+        assert!(forwarded);
+        assert_eq!(id.as_str(), "abc-123");
         for bad in ["", "has space", &"x".repeat(200)] {
             h.insert(REQUEST_ID_HEADER, bad.parse().unwrap());
             let (id, forwarded) = RequestId::from_headers(&h);

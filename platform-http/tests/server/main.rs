@@ -8,6 +8,7 @@ use platform_config::cli::ConfigArgs;
 use platform_core::Runtime;
 use platform_http::BoundServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt as _;
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -53,6 +54,15 @@ fn app() -> axum::Router {
             }),
         )
         .route(
+            "/whoami",
+            get(
+                |id: platform_http::server::RequestId,
+                 platform_http::server::ClientAddr(addr): platform_http::server::ClientAddr| async move {
+                    format!("{id} {addr}")
+                },
+            ),
+        )
+        .route(
             "/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_millis(800)).await;
@@ -62,6 +72,20 @@ fn app() -> axum::Router {
         .route(
             "/echo",
             axum::routing::post(|body: String| async move { body }),
+        )
+        .route(
+            "/stream",
+            get(|| async {
+                // Ten chunks 100 ms apart: a response longer than header_read_timeout.
+                let chunks = futures::stream::unfold(0, |n| async move {
+                    if n == 10 {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Some((Ok::<_, std::io::Error>(format!("chunk{n};")), n + 1))
+                });
+                axum::body::Body::from_stream(chunks)
+            }),
         )
 }
 
@@ -227,6 +251,48 @@ async fn request_ids_are_forwarded_or_made_up() {
         .await
         .unwrap();
     assert_eq!(r.text().await.unwrap(), "abc-2");
+
+    // Handler arguments: the request id and the client's address.
+    let mut stream = tokio::net::TcpStream::connect(s.api.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let local = stream.local_addr().unwrap();
+    stream
+        .write_all(
+            b"GET /whoami HTTP/1.1\r\nhost: x\r\nx-request-id: abc-3\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let (text, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(text.ends_with(&format!("\r\n\r\nabc-3 {local}")), "{text}");
+    let r = client
+        .get(format!("{}/whoami", s.api))
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .starts_with(&format!("{id} 127.0.0.1:"))
+    );
+
+    // Outside `serve` the arguments refuse the request, naming the cause.
+    let plain = app().oneshot(
+        http::Request::get("/whoami")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    );
+    let answer = plain.await.unwrap();
+    assert_eq!(answer.status(), 500);
+    let body = axum::body::to_bytes(answer.into_body(), 1024)
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&body).contains("no request id"),
+        "{body:?}"
+    );
     s.rt.lifecycle().request_shutdown("test");
     s.task.await.unwrap().unwrap();
 }
@@ -239,6 +305,89 @@ async fn raw(addr: &str, request: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads until the server closes the connection or `limit` passes; the
+/// text read and when it ended.
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    limit: Duration,
+) -> (String, Option<Duration>) {
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    (text, closed.is_ok().then(|| started.elapsed()))
+}
+
+#[tokio::test]
+async fn stalled_connections_are_cut_and_working_ones_are_not() {
+    // header_read_timeout is 300 ms here.
+    let s = start(&[]).await;
+    let addr = s.api.trim_start_matches("http://").to_owned();
+
+    // Slowloris: a head trickled a byte every 100 ms never completes.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(b"GET /hello HTTP/1.1\r\n").await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if writer.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut out)).await;
+    trickle.abort();
+    assert!(closed.is_ok(), "a trickled head is cut off");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!String::from_utf8_lossy(&out).contains("hello"));
+
+    // An idle keep-alive connection is closed after its answer.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (text, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("hello"),
+        "{text}"
+    );
+    assert!(
+        closed.is_some_and(|after| after < Duration::from_millis(1500)),
+        "{closed:?}"
+    );
+
+    // A handler slower than the timeout, and a response streamed for longer
+    // than it, are not progress-free: both arrive whole.
+    for (path, body) in [
+        ("/slow", "slow done".to_owned()),
+        (
+            "/stream",
+            (0..10).map(|n| format!("chunk{n};")).collect::<String>(),
+        ),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let (text, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
+        let without_chunk_sizes: String = text
+            .split("\r\n")
+            .filter(|line| !line.chars().all(|c| c.is_ascii_hexdigit()))
+            .collect();
+        assert!(without_chunk_sizes.ends_with(&body), "{path}: {text}");
+    }
+    s.rt.lifecycle().request_shutdown("test");
+    s.task.await.unwrap().unwrap();
 }
 
 #[tokio::test]

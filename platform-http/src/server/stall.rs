@@ -1,0 +1,337 @@
+//! Stalled HTTP/1 connections, watched at a cost per connection rather
+//! than per request.
+//!
+//! `server.header_read_timeout` protects the server from clients that open
+//! a connection and trickle a request head (slowloris) or keep it idle. Hyper
+//! can do this itself, but it does so per request: a boxed timer is made,
+//! registered with tokio's timer wheel, removed and freed around every
+//! request head, and the connection is polled once more after each
+//! response. On a trivial route that was 1.7k instructions a request, more
+//! than any other feature of the server layer.
+//!
+//! Here one task per listener sweeps its connections every quarter of the
+//! timeout instead. A connection counts as making progress when a request
+//! head completes, a handler is running, or response bytes are written; one
+//! that makes none for a whole timeout (between 1 and 1.25 timeouts, given
+//! the sweep's granularity) is closed: its next read or write fails with
+//! `TimedOut`, and hyper drops it. So a client trickling a head, an idle
+//! keep-alive connection and a client that stops reading its response are
+//! all cut off, while a slow handler, a long upload being read and a long
+//! download being written are not. On the request path this costs a few
+//! relaxed atomic operations on memory only the connection's task writes.
+//!
+//! HTTP/2 connections are not watched, as before: hyper has no header
+//! timeout for them, and their clients keep idle connections open on purpose.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Sweeps per timeout: a stalled connection is closed between 1 and
+/// `1 + 1/SWEEPS` timeouts after its last progress.
+const SWEEPS: u32 = 4;
+
+/// The first bytes of an HTTP/2 connection (RFC 9113, section 3.4).
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// What a connection's task and the sweeping task share.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Request heads completed plus response writes. Written only by the
+    /// connection's task, so a load and a store are enough.
+    events: AtomicU64,
+    /// Handlers running on the connection.
+    busy: AtomicU64,
+    /// HTTP/2: not watched.
+    exempt: AtomicBool,
+    /// Set by the sweep: the connection's next read or write fails.
+    cut: AtomicBool,
+    /// The connection's task, woken when the connection is cut.
+    waker: AtomicWaker,
+}
+
+impl Progress {
+    fn bump(counter: &AtomicU64, by: i64) {
+        let now = counter.load(Ordering::Relaxed);
+        counter.store(now.wrapping_add_signed(by), Ordering::Relaxed);
+    }
+
+    /// A request head arrived and its handler starts; the guard marks its end.
+    pub(crate) fn request_started(self: &Arc<Self>) -> Busy {
+        Self::bump(&self.events, 1);
+        Self::bump(&self.busy, 1);
+        Busy(self.clone())
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.cut.load(Ordering::Relaxed) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no request head, handler or response progress within server.header_read_timeout",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Called when the socket is not ready: the task waits on it, so the
+    /// sweep must be able to wake it.
+    fn waiting<T>(&self, cx: &Context<'_>, polled: Poll<T>) -> Poll<T> {
+        if polled.is_pending() {
+            self.waker.register(cx.waker());
+            // Cut between the check and the registration: the sweep's wake
+            // was missed, and the connection is no longer swept.
+            if self.cut.load(Ordering::Relaxed) {
+                cx.waker().wake_by_ref();
+            }
+        }
+        polled
+    }
+}
+
+/// A handler running; ends when dropped.
+#[derive(Debug)]
+pub(crate) struct Busy(Arc<Progress>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        Progress::bump(&self.0.busy, -1);
+        // The end of a handler is progress too: the idle time starts now.
+        Progress::bump(&self.0.events, 1);
+    }
+}
+
+/// The connections of one listener, swept by [`StallWatch::run`].
+#[derive(Debug)]
+pub(crate) struct StallWatch {
+    timeout: Duration,
+    connections: Mutex<Vec<Watched>>,
+}
+
+#[derive(Debug)]
+struct Watched {
+    progress: Weak<Progress>,
+    seen: u64,
+    quiet_sweeps: u32,
+}
+
+impl StallWatch {
+    /// Closes connections with no progress for `timeout`.
+    pub(crate) fn new(timeout: Duration) -> Arc<Self> {
+        Arc::new(StallWatch {
+            timeout,
+            connections: Mutex::default(),
+        })
+    }
+
+    /// Starts watching a new connection.
+    pub(crate) fn watch<T>(&self, io: T) -> (WatchedIo<T>, Arc<Progress>) {
+        let progress = Arc::new(Progress::default());
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Watched {
+                progress: Arc::downgrade(&progress),
+                seen: 0,
+                quiet_sweeps: 0,
+            });
+        let io = WatchedIo {
+            io,
+            progress: progress.clone(),
+            first_read: true,
+        };
+        (io, progress)
+    }
+
+    /// Sweeps until dropped.
+    pub(crate) async fn run(self: Arc<Self>) {
+        let period = (self.timeout / SWEEPS).max(Duration::from_millis(1));
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            self.sweep();
+        }
+    }
+
+    /// One pass: forgets closed and HTTP/2 connections, cuts stalled ones.
+    fn sweep(&self) {
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        connections.retain_mut(|watched| {
+            let Some(progress) = watched.progress.upgrade() else {
+                return false;
+            };
+            if progress.exempt.load(Ordering::Relaxed) {
+                return false;
+            }
+            let events = progress.events.load(Ordering::Relaxed);
+            if events != watched.seen || progress.busy.load(Ordering::Relaxed) != 0 {
+                watched.seen = events;
+                watched.quiet_sweeps = 0;
+                return true;
+            }
+            watched.quiet_sweeps += 1;
+            if watched.quiet_sweeps < SWEEPS {
+                return true;
+            }
+            tracing::debug!("closing a connection stalled for server.header_read_timeout");
+            progress.cut.store(true, Ordering::Relaxed);
+            progress.waker.wake();
+            false
+        });
+    }
+}
+
+/// A connection's socket, reporting to its [`Progress`].
+#[derive(Debug)]
+pub(crate) struct WatchedIo<T> {
+    io: T,
+    progress: Arc<Progress>,
+    first_read: bool,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.progress.check()?;
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let polled = self.progress.waiting(cx, polled);
+        if self.first_read && matches!(polled, Poll::Ready(Ok(()))) {
+            self.first_read = false;
+            let read = &buf.filled()[before..];
+            let n = read.len().min(HTTP2_PREFACE.len());
+            if n > 0 && read[..n] == HTTP2_PREFACE[..n] {
+                self.progress.exempt.store(true, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.progress.check()?;
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        let polled = self.progress.waiting(cx, polled);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            Progress::bump(&self.progress.events, 1);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.progress.check()?;
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        let polled = self.progress.waiting(cx, polled);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            Progress::bump(&self.progress.events, 1);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A handler's future, marking the connection busy until it ends.
+    pub(crate) struct Handling<F> {
+        #[pin]
+        future: F,
+        busy: Busy,
+    }
+}
+
+impl<F> Handling<F> {
+    pub(crate) fn new(future: F, busy: Busy) -> Self {
+        Handling { future, busy }
+    }
+}
+
+impl<F: Future> Future for Handling<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().future.poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stalled_after(watch: &StallWatch, progress: &Progress, sweeps: u32) -> bool {
+        for _ in 0..sweeps {
+            watch.sweep();
+        }
+        progress.cut.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_quiet_connection_is_cut_after_a_whole_timeout_of_sweeps() {
+        let watch = StallWatch::new(Duration::from_secs(1));
+        let (_io, progress) = watch.watch(());
+        assert!(!stalled_after(&watch, &progress, SWEEPS - 1));
+        assert!(stalled_after(&watch, &progress, 1));
+        // Forgotten once cut.
+        assert!(watch.connections.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn progress_or_a_running_handler_keeps_a_connection() {
+        let watch = StallWatch::new(Duration::from_secs(1));
+        let (_io, progress) = watch.watch(());
+        for _ in 0..3 * SWEEPS {
+            Progress::bump(&progress.events, 1);
+            assert!(!stalled_after(&watch, &progress, SWEEPS - 1));
+        }
+        let busy = progress.request_started();
+        assert!(
+            !stalled_after(&watch, &progress, 3 * SWEEPS),
+            "handler running"
+        );
+        drop(busy);
+        // The sweep that sees the handler's end starts the quiet time.
+        assert!(!stalled_after(&watch, &progress, SWEEPS));
+        assert!(stalled_after(&watch, &progress, 1));
+    }
+
+    #[test]
+    fn closed_and_http2_connections_are_forgotten() {
+        let watch = StallWatch::new(Duration::from_secs(1));
+        let (io, progress) = watch.watch(());
+        drop((io, progress));
+        let (_io, progress) = watch.watch(());
+        progress.exempt.store(true, Ordering::Relaxed);
+        watch.sweep();
+        assert!(watch.connections.lock().unwrap().is_empty());
+        assert!(!progress.cut.load(Ordering::Relaxed));
+    }
+}
