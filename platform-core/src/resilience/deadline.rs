@@ -52,7 +52,12 @@ impl Deadline {
     /// The deadline `timeout` from now. A huge timeout (as read from a
     /// malformed header) means "about 30 years", never an overflow.
     pub fn after(timeout: Duration) -> Self {
-        let now = Instant::now();
+        Self::after_from(Instant::now(), timeout)
+    }
+
+    /// The deadline `timeout` after `now`: for a caller that has just read
+    /// the clock.
+    pub fn after_from(now: Instant, timeout: Duration) -> Self {
         Self {
             at: now
                 .checked_add(timeout.min(FAR_FUTURE))

@@ -96,15 +96,26 @@ impl Deadlines {
         }
     }
 
-    /// The deadline for a request with these headers, or `None` when the
-    /// caller's time is already up.
-    pub(crate) fn deadline_for(&self, headers: &HeaderMap) -> Option<Deadline> {
+    /// The deadline for a request with these headers that arrived at `now`,
+    /// or `None` when the caller's time is already up. `header` says whether
+    /// the headers may hold [`DEADLINE_HEADER`] (see `propagation::present`).
+    pub(crate) fn deadline_for(
+        &self,
+        headers: &HeaderMap,
+        header: bool,
+        now: tokio::time::Instant,
+    ) -> Option<Deadline> {
         let count = |outcome: &'static str| {
             self.instruments
                 .header
                 .add(1, &[KeyValue::new("outcome", outcome)]);
         };
-        let remaining = match HeaderDeadline::from_headers(headers) {
+        let read = if header {
+            HeaderDeadline::from_headers(headers)
+        } else {
+            HeaderDeadline::Absent
+        };
+        let remaining = match read {
             HeaderDeadline::Absent => self.max,
             HeaderDeadline::Invalid => {
                 count("invalid");
@@ -125,7 +136,7 @@ impl Deadlines {
             }
             HeaderDeadline::Remaining(d) => d,
         };
-        Some(Deadline::after(remaining))
+        Some(Deadline::after_from(now, remaining))
     }
 }
 
@@ -178,7 +189,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn deadlines_are_capped_by_the_server_default() {
         let layer = Deadlines::new(Duration::from_secs(30));
-        let left = |h: &HeaderMap| layer.deadline_for(h).map(|d| d.remaining());
+        let left = |h: &HeaderMap| {
+            layer
+                .deadline_for(h, true, tokio::time::Instant::now())
+                .map(|d| d.remaining())
+        };
         assert_eq!(left(&HeaderMap::new()), Some(Duration::from_secs(30)));
         assert_eq!(left(&headers(b"250")), Some(Duration::from_millis(250)));
         assert_eq!(

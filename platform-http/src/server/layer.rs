@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::MatchedPath;
 use http::{Request, Response};
@@ -23,6 +23,7 @@ use opentelemetry::metrics::{BoundHistogram, Histogram, ObservableUpDownCounter}
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{KeyValue, StringValue};
 use platform_core::settings::ServerSettings;
+use platform_core::telemetry::propagation;
 use platform_core::telemetry::sampling::{self, CallTrace};
 use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -397,7 +398,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let started = Instant::now();
+        // tokio's clock, as deadlines use it (a paused clock in tests).
+        let started = tokio::time::Instant::now();
         let shared = self.shared.clone();
         let method = method_attribute(request.method());
         let route = request.extensions().get::<MatchedPath>().map(|path| {
@@ -418,13 +420,22 @@ where
         // The caller's id goes back as it came; a new one is made up. It
         // reaches handlers as the current id, not as an extension: a fifth
         // extension would make the request's map grow, a copy of the table.
-        let request_id = RequestId::given(request.headers()).unwrap_or_else(RequestId::generate);
+        let [id_header, deadline_header] = propagation::present(
+            request.headers(),
+            [super::REQUEST_ID_HEADER, super::DEADLINE_HEADER],
+        );
+        let request_id = id_header
+            .then(|| RequestId::given(request.headers()))
+            .flatten()
+            .unwrap_or_else(RequestId::generate);
         // axum's own default needs no extension (one allocation less per request).
         if shared.max_body_size != AXUM_DEFAULT_BODY_LIMIT {
             axum::extract::DefaultBodyLimit::max(shared.max_body_size).apply(&mut request);
         }
         let span = RequestSpan::start(&request, method.0, route.as_ref(), &request_id);
-        let deadline = shared.deadline.deadline_for(request.headers());
+        let deadline = shared
+            .deadline
+            .deadline_for(request.headers(), deadline_header, started);
         shared.in_flight.0.fetch_add(1, Ordering::SeqCst);
         let guard = InFlightGuard(shared.in_flight.clone());
 
@@ -439,13 +450,18 @@ where
                 (None, None, Some(expired))
             }
             Some(deadline) => {
-                // The clone that was polled ready serves this request.
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
+                // Called here, on the instance `poll_ready` readied: no clone
+                // is needed (a boxed route's clone is an allocation). The
+                // request goes through the scopes by reference: moved into
+                // each closure it would be copied at each.
+                let inner = &mut self.inner;
+                let mut request = Some(request);
                 let called = span.in_scope(|| {
                     request_id.sync_scope(|| {
                         deadline.sync_scope(|| {
-                            std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(request)))
+                            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                request.take().map(|request| inner.call(request))
+                            }))
                         })
                     })
                 });
@@ -453,7 +469,7 @@ where
                     // The timer starts when the handler first waits: most
                     // answer at once, and a timer costs a registration in
                     // tokio's wheel and its removal.
-                    Ok(future) => (Some(future), None, None),
+                    Ok(future) => (future, None, None),
                     Err(panic) => (None, None, Some(panic_response(panic))),
                 }
             }
@@ -478,7 +494,7 @@ where
 
 /// What a request's future carries to its end.
 struct RequestState {
-    started: Instant,
+    started: tokio::time::Instant,
     method: &'static str,
     route: Option<Route>,
     span: RequestSpan,

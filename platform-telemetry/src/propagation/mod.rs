@@ -124,14 +124,36 @@ pub fn extract(headers: &HeaderMap) -> Context {
     const TRACESTATE_NAME: HeaderName = HeaderName::from_static(TRACESTATE);
     const BAGGAGE_NAME: HeaderName = HeaderName::from_static(BAGGAGE);
     let fields = |name: HeaderName| headers.get_all(name).into_iter().map(HeaderValue::as_bytes);
+    let [traceparent, tracestate, baggage] = present(headers, [TRACEPARENT, TRACESTATE, BAGGAGE]);
     let mut cx = Context::current();
-    if active & TRACE_CONTEXT != 0 {
+    if active & TRACE_CONTEXT != 0 && (traceparent || tracestate) {
         cx = extract_trace_context(&cx, fields(TRACEPARENT_NAME), fields(TRACESTATE_NAME));
     }
-    if active & BAGGAGE_FORMAT != 0 {
+    if active & BAGGAGE_FORMAT != 0 && baggage {
         cx = extract_baggage(&cx, fields(BAGGAGE_NAME));
     }
     cx
+}
+
+/// Which of `names` (lower case, as header names are) `headers` holds.
+///
+/// Finding a name the map does not hold still hashes it, byte by byte; most
+/// requests carry a handful of headers and none of the optional ones a
+/// server looks for, so one pass comparing names is cheaper. A large map
+/// gets `true` for every name: look them up.
+pub fn present<const N: usize>(headers: &HeaderMap, names: [&str; N]) -> [bool; N] {
+    const SCANNED: usize = 16;
+    if headers.keys_len() > SCANNED {
+        return [true; N];
+    }
+    let mut found = [false; N];
+    for name in headers.keys() {
+        let name = name.as_str();
+        for (wanted, found) in names.iter().zip(found.iter_mut()) {
+            *found |= name == *wanted;
+        }
+    }
+    found
 }
 
 /// What a received trace context needs beyond what the span context keeps

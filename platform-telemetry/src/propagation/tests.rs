@@ -466,3 +466,24 @@ fn huge_headers_cost_no_more_than_the_limits() {
     let cx = extract_from(&[("baggage", distinct.as_bytes())]);
     assert_eq!(cx.baggage().len(), baggage::MAX_MEMBERS);
 }
+
+#[test]
+fn present_finds_names_in_a_small_map_and_says_yes_to_all_in_a_large_one() {
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("x"));
+    headers.append("tracestate", HeaderValue::from_static("a=1"));
+    headers.append("tracestate", HeaderValue::from_static("b=2"));
+    assert_eq!(
+        present(&headers, [TRACEPARENT, TRACESTATE, BAGGAGE, "host"]),
+        [false, true, false, true]
+    );
+    for i in 0..20 {
+        headers.insert(
+            http::HeaderName::try_from(format!("x-filler-{i}")).unwrap(),
+            HeaderValue::from_static("1"),
+        );
+    }
+    assert_eq!(present(&headers, [TRACEPARENT, BAGGAGE]), [true, true]);
+    // Looked up, a name that is absent is still absent: the context is the caller's.
+    assert!(!extract(&headers).span().span_context().is_valid());
+}
