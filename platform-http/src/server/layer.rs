@@ -455,21 +455,15 @@ where
                 // request goes through the scopes by reference: moved into
                 // each closure it would be copied at each.
                 let inner = &mut self.inner;
-                let mut request = Some(request);
-                let called = span.in_scope(|| {
-                    request_id.sync_scope(|| {
-                        deadline.sync_scope(|| {
-                            std::panic::catch_unwind(AssertUnwindSafe(|| {
-                                request.take().map(|request| inner.call(request))
-                            }))
-                        })
-                    })
+                let mut future = None;
+                let called = in_request_scope(&span, &request_id, deadline, || {
+                    future = Some(inner.call(request));
                 });
                 match called {
                     // The timer starts when the handler first waits: most
                     // answer at once, and a timer costs a registration in
                     // tokio's wheel and its removal.
-                    Ok(future) => (future, None, None),
+                    Ok(()) => (future, None, None),
                     Err(panic) => (None, None, Some(panic_response(panic))),
                 }
             }
@@ -490,6 +484,22 @@ where
             }),
         }
     }
+}
+
+/// Runs `f` (calling or polling the handler) inside the request's span, id
+/// and deadline, with a panic caught. `f` leaves its result in the caller's
+/// variables rather than returning it: returned, the handler's future or
+/// response would be copied out through each scope.
+fn in_request_scope(
+    span: &RequestSpan,
+    request_id: &RequestId,
+    deadline: platform_core::resilience::Deadline,
+    f: impl FnOnce(),
+) -> std::thread::Result<()> {
+    span.in_scope(|| {
+        request_id
+            .sync_scope(|| deadline.sync_scope(|| std::panic::catch_unwind(AssertUnwindSafe(f))))
+    })
 }
 
 /// What a request's future carries to its end.
@@ -544,17 +554,14 @@ where
         } else if let (Some(inner), Some(deadline)) =
             (this.inner.as_mut().as_pin_mut(), state.deadline)
         {
-            let polled = state.span.in_scope(|| {
-                state.request_id.sync_scope(|| {
-                    deadline.sync_scope(|| {
-                        std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx)))
-                    })
-                })
+            let mut polled = Poll::Pending;
+            let outcome = in_request_scope(&state.span, &state.request_id, deadline, || {
+                polled = inner.poll(cx);
             });
-            match polled {
-                Ok(Poll::Ready(result)) => result,
-                Err(panic) => state.span.in_scope(|| Ok(panic_response(panic))),
-                Ok(Poll::Pending) => {
+            match (outcome, polled) {
+                (Ok(()), Poll::Ready(result)) => result,
+                (Err(panic), _) => state.span.in_scope(|| Ok(panic_response(panic))),
+                (Ok(()), Poll::Pending) => {
                     if this.sleep.is_none() {
                         this.sleep
                             .set(Some(tokio::time::sleep_until(deadline.instant())));
