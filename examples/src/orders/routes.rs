@@ -85,10 +85,14 @@ async fn create_order(
     let status = response.status();
     if !status.is_success() {
         let body = response.text();
-        let code = if status.is_client_error() {
-            StatusCode::CONFLICT
-        } else {
-            StatusCode::BAD_GATEWAY
+        let code = match status {
+            // Inventory is overloaded or down, after our retries: tell our
+            // caller to back off too.
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            s if s.is_client_error() => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_GATEWAY,
         };
         return Err((code, format!("inventory said {status}: {body}")));
     }

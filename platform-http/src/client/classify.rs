@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderMap, StatusCode, Version};
 use platform_core::resilience::{Classification, EndpointOutcome, ResilienceError};
 
 use super::ClientError;
@@ -50,9 +50,12 @@ pub(crate) enum Failure {
     NoEndpoint(String),
     /// The answer's body was over the limit; an answer, not a transient fault.
     TooLarge(u64),
-    /// A retryable status.
+    /// A retryable status: an answer, kept whole, since it is what the
+    /// caller gets if retrying stops.
     Status {
         status: StatusCode,
+        version: Version,
+        headers: HeaderMap,
         retry_after: Option<Duration>,
         body: Bytes,
     },
@@ -166,9 +169,29 @@ fn is_refused(error: &reqwest::Error) -> bool {
 }
 
 impl AttemptError {
-    pub(crate) fn into_client_error(self, target: Arc<str>, attempts: u32) -> ClientError {
+    /// The caller's outcome of the call whose last attempt this was: an
+    /// answer (a retryable status, after retrying stopped) is the response;
+    /// anything else is the error.
+    fn into_outcome(self, target: Arc<str>, attempts: u32) -> Result<Response, ClientError> {
         let endpoint = self.endpoint;
-        match self.failure {
+        Err(match self.failure {
+            Failure::Status {
+                status,
+                version,
+                headers,
+                body,
+                ..
+            } => {
+                return Ok(Response {
+                    status,
+                    version,
+                    headers,
+                    body,
+                    target,
+                    endpoint,
+                    attempts,
+                });
+            }
             Failure::Connect(source) => ClientError::Connect {
                 target,
                 endpoint,
@@ -197,46 +220,44 @@ impl AttemptError {
                 attempts,
                 source,
             },
-            Failure::Status {
-                status,
-                retry_after,
-                body,
-                ..
-            } => ClientError::Status {
-                target,
-                endpoint,
-                attempts,
-                status,
-                retry_after,
-                body,
-            },
-        }
+        })
     }
 }
 
-/// Why the resilience loop stopped, as the client's error.
-pub(crate) fn client_error(error: ResilienceError<AttemptError>) -> ClientError {
+/// What the caller gets when the resilience loop stopped without a final
+/// answer it liked: the last answer if the last attempt got one (a 503
+/// after the attempts, the budget or the deadline ran out is still the
+/// server's answer: `Ok`, as every other status is), else why no answer came.
+pub(crate) fn outcome(error: ResilienceError<AttemptError>) -> Result<Response, ClientError> {
     let target: Arc<str> = Arc::from(error.target());
     let attempts = error.attempts();
     match error {
-        ResilienceError::CircuitOpen { .. } => ClientError::CircuitOpen { target, attempts },
-        ResilienceError::DeadlineExceeded { last, .. } => ClientError::DeadlineExceeded {
+        ResilienceError::CircuitOpen { .. } => Err(ClientError::CircuitOpen { target, attempts }),
+        ResilienceError::DeadlineExceeded {
+            last: Some(last), ..
+        } if matches!(last.failure, Failure::Status { .. }) => last.into_outcome(target, attempts),
+        ResilienceError::DeadlineExceeded { last, .. } => Err(ClientError::DeadlineExceeded {
             target,
             endpoint: last.map(|e| e.endpoint),
             attempts,
-        },
-        ResilienceError::BudgetExhausted { last, .. } => ClientError::BudgetExhausted {
-            target: target.clone(),
-            endpoint: Some(last.endpoint.clone()),
-            attempts,
-            last: Box::new(last.into_client_error(target, attempts)),
-        },
+        }),
+        ResilienceError::BudgetExhausted { last, .. } => {
+            let endpoint = Some(last.endpoint.clone());
+            last.into_outcome(target.clone(), attempts).map_err(|last| {
+                ClientError::BudgetExhausted {
+                    target,
+                    endpoint,
+                    attempts,
+                    last: Box::new(last),
+                }
+            })
+        }
         // The server's pushback does not fit in the deadline: its answer stands.
         ResilienceError::PushbackBeyondDeadline { last, .. }
         | ResilienceError::AttemptsExhausted { last, .. }
         | ResilienceError::NotRetryable { source: last, .. }
         | ResilienceError::NotIdempotent { source: last, .. } => {
-            last.into_client_error(target, attempts)
+            last.into_outcome(target, attempts)
         }
     }
 }

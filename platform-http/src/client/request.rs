@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::classify::{
-    AttemptError, Failure, StaticStatus as _, classify, classify_failure, client_error,
-    endpoint_outcome, is_retryable_status,
+    AttemptError, Failure, StaticStatus as _, classify, classify_failure, endpoint_outcome,
+    is_retryable_status, outcome,
 };
 use super::endpoints::TriedSet;
 use super::propagation::set_deadline;
@@ -171,9 +171,11 @@ impl RequestBuilder {
 
     /// Sends the request through the target's policies and reads the answer.
     ///
-    /// `Ok` holds every final answer, 4xx and 500 included (see
-    /// [`Response::error_for_status`]); a retryable status that outlasted
-    /// the retries is [`ClientError::Status`] (or `BudgetExhausted`).
+    /// `Ok` holds the final answer whatever its status: a 404, a 500, and a
+    /// 503 that retrying gave up on (attempts, budget or deadline spent)
+    /// alike; [`Response::error_for_status`] turns 4xx and 5xx into
+    /// [`ClientError::Status`]. `Err` means no answer came: no connection,
+    /// a timeout, a reset, the breaker open, a body over the limit.
     pub async fn send(self) -> Result<Response, ClientError> {
         let client = self.client.clone();
         let inner = &*client.inner;
@@ -268,6 +270,39 @@ impl RequestBuilder {
 
         let elapsed = started.elapsed();
         let result = match result {
+            Ok(response) => Ok(response),
+            Err(stopped) => {
+                let reason = stop_reason(&stopped);
+                let result = outcome(stopped);
+                if trace.recording() {
+                    let mut attributes = Vec::with_capacity(3);
+                    attributes.push(KeyValue::new("reason", reason));
+                    let attempts = match &result {
+                        Ok(response) => Some(response.attempts),
+                        Err(error) => error.attempts(),
+                    };
+                    if let Some(attempts) = attempts {
+                        attributes.push(KeyValue::new("attempts", i64::from(attempts)));
+                    }
+                    let error_type = match &result {
+                        // A retryable status retrying gave up on.
+                        Ok(response) => response.status.as_str_static(),
+                        Err(error) => error.error_type(),
+                    };
+                    attributes.push(KeyValue::new("error.type", error_type));
+                    trace.event("http.client.stopped", attributes);
+                }
+                if let Ok(response) = &result {
+                    tracing::debug!(
+                        reason,
+                        status = response.status.as_u16(),
+                        "retrying stopped at an answer"
+                    );
+                }
+                result
+            }
+        };
+        let result = match result {
             Ok(response) => {
                 trace.status_code(response.status);
                 trace.attempts(response.attempts);
@@ -283,28 +318,13 @@ impl RequestBuilder {
                 Ok(response)
             }
             Err(error) => {
-                let reason = stop_reason(&error);
-                let error = client_error(error);
-                if let Some(status) = error.status() {
-                    trace.status_code(status);
-                }
                 if let Some(attempts) = error.attempts() {
                     trace.attempts(attempts);
                 }
                 trace.error(error.error_type());
-                if trace.recording() {
-                    let mut attributes = Vec::with_capacity(3);
-                    attributes.push(KeyValue::new("reason", reason));
-                    if let Some(attempts) = error.attempts() {
-                        attributes.push(KeyValue::new("attempts", i64::from(attempts)));
-                    }
-                    attributes.push(KeyValue::new("error.type", error.error_type()));
-                    trace.event("http.client.stopped", attributes);
-                }
                 // Debug like the resilience layer's own events: during an
                 // outage every call fails, and the span carries error.type.
                 tracing::debug!(
-                    reason,
                     attempts = error.attempts(),
                     endpoint = error.endpoint(),
                     elapsed = ?elapsed,
@@ -518,6 +538,8 @@ impl Exchange<'_> {
             };
             return Err(Failure::Status {
                 status,
+                version,
+                headers,
                 retry_after,
                 body,
             });

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Version};
 
 use super::ClientError;
+use super::retry_after::RetryAfter;
 
 /// An HTTP answer. The body was read within the attempt (so a body cut
 /// short is retried like any other transient failure), which is why its
@@ -67,15 +68,24 @@ impl Response {
         })
     }
 
-    /// This response if its status is below 400, else [`ClientError::Status`].
+    /// This response if its status is below 400, else [`ClientError::Status`]
+    /// (with the server's `Retry-After`, when it sent a valid one). Every
+    /// answer is an `Ok` from `send`, whatever its status, including one
+    /// that retrying gave up on: this is how a caller that wants only
+    /// successes says so, as with reqwest.
     pub fn error_for_status(self) -> Result<Self, ClientError> {
         if self.status.is_client_error() || self.status.is_server_error() {
+            let retry_after =
+                match RetryAfter::from_headers(&self.headers, std::time::SystemTime::now()) {
+                    RetryAfter::Delay(delay) => Some(delay),
+                    RetryAfter::Absent | RetryAfter::Malformed => None,
+                };
             return Err(ClientError::Status {
                 target: self.target,
                 endpoint: self.endpoint,
                 attempts: self.attempts,
                 status: self.status,
-                retry_after: None,
+                retry_after,
                 body: self.body,
             });
         }

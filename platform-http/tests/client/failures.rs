@@ -57,7 +57,13 @@ async fn retrying_stops_after_max_attempts_with_the_last_status() {
     let (router, hits) = failing_first(100, StatusCode::BAD_GATEWAY, &[]);
     let url = serve(router).await;
     let client = Client::from_settings(&target("exhaust"), &settings(&url)).unwrap();
-    let err = client.get("/").send().await.unwrap_err();
+    // The last answer is the call's answer; `error_for_status` makes it an error.
+    let response = client.get("/").send().await.unwrap();
+    assert_eq!(
+        (response.status(), response.attempts()),
+        (StatusCode::BAD_GATEWAY, 3)
+    );
+    let err = response.error_for_status().unwrap_err();
     match &err {
         ClientError::Status {
             status,
@@ -124,7 +130,13 @@ async fn retry_after_beyond_the_deadline_stops_at_once() {
     );
     let url = serve(router).await;
     let client = Client::from_settings(&target("pushback"), &settings(&url)).unwrap();
-    let err = client.get("/").send().await.unwrap_err();
+    let err = client
+        .get("/")
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap_err();
     match err {
         ClientError::Status {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -158,10 +170,10 @@ async fn a_post_is_not_retried_once_it_may_have_reached_the_server() {
     let (router, hits) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[]);
     let url = serve(router).await;
     let client = Client::from_settings(&target("post"), &settings(&url)).unwrap();
-    let err = client.post("/").body("order").send().await.unwrap_err();
-    assert!(
-        matches!(err, ClientError::Status { attempts: 1, .. }),
-        "{err:?}"
+    let response = client.post("/").body("order").send().await.unwrap();
+    assert_eq!(
+        (response.status(), response.attempts()),
+        (StatusCode::SERVICE_UNAVAILABLE, 1)
     );
     assert_eq!(hits.get(), 1);
 }
@@ -192,7 +204,8 @@ async fn a_post_with_an_idempotency_key_or_opt_in_is_retried() {
     let (router, hits) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[]);
     let url = serve(router).await;
     let client = Client::from_settings(&target("get-opt-out"), &settings(&url)).unwrap();
-    assert!(client.get("/").idempotent(false).send().await.is_err());
+    let response = client.get("/").idempotent(false).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(hits.get(), 1);
 }
 
@@ -390,30 +403,30 @@ async fn large_and_streaming_bodies_are_sent_once() {
     let mut s = settings(&url);
     s.max_replay_body = 4;
     let client = Client::from_settings(&target("large-body"), &s).unwrap();
-    let err = client
+    let response = client
         .put("/")
         .body("more than four bytes")
         .send()
         .await
-        .unwrap_err();
-    assert!(
-        matches!(err, ClientError::Status { attempts: 1, .. }),
-        "{err:?}"
+        .unwrap();
+    assert_eq!(
+        (response.status(), response.attempts()),
+        (StatusCode::SERVICE_UNAVAILABLE, 1)
     );
     assert_eq!(hits.get(), 1);
 
     let (router, hits) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[]);
     let url = serve(router).await;
     let client = Client::from_settings(&target("stream-body"), &settings(&url)).unwrap();
-    let err = client
+    let response = client
         .put("/")
         .streaming_body(reqwest::Body::from("streamed"))
         .send()
         .await
-        .unwrap_err();
-    assert!(
-        matches!(err, ClientError::Status { attempts: 1, .. }),
-        "{err:?}"
+        .unwrap();
+    assert_eq!(
+        (response.status(), response.attempts()),
+        (StatusCode::SERVICE_UNAVAILABLE, 1)
     );
     assert_eq!(hits.get(), 1);
 
@@ -528,4 +541,40 @@ async fn a_retry_to_an_endpoint_not_yet_tried_waits_no_backoff() {
     let client = Client::from_settings(&target("same-place"), &s).unwrap();
     let response = client.get("/").send().await.unwrap();
     assert_eq!(response.attempts(), 2);
+}
+
+#[tokio::test]
+async fn every_answer_is_ok_and_error_for_status_turns_4xx_and_5xx_into_errors() {
+    // Whatever the class, retried or not, an answer is `Ok`; `Err` means
+    // no answer came (see the connect, timeout and breaker tests).
+    for (status, attempts) in [
+        (StatusCode::OK, 1),
+        (StatusCode::NO_CONTENT, 1),
+        (StatusCode::FOUND, 1),
+        (StatusCode::NOT_FOUND, 1),
+        (StatusCode::TOO_MANY_REQUESTS, 3),
+        (StatusCode::INTERNAL_SERVER_ERROR, 1),
+        (StatusCode::SERVICE_UNAVAILABLE, 3),
+    ] {
+        let (router, hits) = failing_first(usize::MAX, status, &[("retry-after", "0")]);
+        let url = serve(router).await;
+        let client = Client::from_settings(&target("classes"), &settings(&url)).unwrap();
+        let response = client.get("/").send().await.unwrap();
+        assert_eq!((response.status(), response.attempts()), (status, attempts));
+        assert_eq!(hits.get(), attempts as usize, "{status}");
+        match response.error_for_status() {
+            Ok(response) => assert!(status.as_u16() < 400, "{status}: {response:?}"),
+            Err(ClientError::Status {
+                status: got,
+                attempts: made,
+                retry_after,
+                ..
+            }) => {
+                assert!(status.as_u16() >= 400);
+                assert_eq!((got, made), (status, attempts));
+                assert_eq!(retry_after, Some(Duration::ZERO), "Retry-After kept");
+            }
+            Err(other) => panic!("{status}: {other:?}"),
+        }
+    }
 }
