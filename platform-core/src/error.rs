@@ -38,6 +38,12 @@ pub enum Error {
     /// Telemetry could not be initialised.
     #[error("telemetry: {0}")]
     Telemetry(#[from] platform_telemetry::TelemetryError),
+    /// A client of another service (`platform_http::Client`, ...) could not
+    /// be built: the crate that defines the client converts its error into
+    /// this one, so that `main` uses `?` on it too. Downcast the source to
+    /// match on it (`platform_http::ClientError` for the HTTP client).
+    #[error(transparent)]
+    Client(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A server stopped with an error.
     #[error("{what} server failed: {source}")]
     Serve {

@@ -44,6 +44,33 @@ mod runtime;
 pub mod settings;
 
 pub use error::{Error, HealthError};
+
+/// [`Runtime::builder`] named and versioned after the calling crate
+/// (`CARGO_PKG_NAME`, `CARGO_PKG_VERSION`), so that a service cannot report
+/// the wrong `service.version` by forgetting to pass it. With the settings
+/// type: `runtime!(Settings)`; without, the type is inferred.
+///
+/// ```no_run
+/// # #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// # struct Settings {}
+/// # impl platform_config::Validate for Settings {}
+/// # async fn run() -> Result<(), platform_core::Error> {
+/// let rt = platform_core::runtime!(Settings).init().await?;
+/// # let _ = rt; Ok(()) }
+/// ```
+///
+/// A package with several services (several binaries) names each with
+/// `Runtime::builder("name").version(env!("CARGO_PKG_VERSION"))` instead.
+#[macro_export]
+macro_rules! runtime {
+    () => {
+        $crate::Runtime::builder(env!("CARGO_PKG_NAME")).version(env!("CARGO_PKG_VERSION"))
+    };
+    ($settings:ty) => {
+        $crate::Runtime::<$settings>::builder(env!("CARGO_PKG_NAME"))
+            .version(env!("CARGO_PKG_VERSION"))
+    };
+}
 /// The telemetry crate, re-exported so a service links the same version
 /// (and so the same OpenTelemetry) as the platform.
 pub use platform_telemetry as telemetry;

@@ -68,7 +68,14 @@ fn parse_command_line(name: &str, version: &str) -> ConfigArgs {
     let command = ServiceArgs::command()
         .name(name.to_owned())
         .bin_name(name.to_owned())
-        .version(version.to_owned())
+        .version(
+            if version.is_empty() {
+                "unknown"
+            } else {
+                version
+            }
+            .to_owned(),
+        )
         // ServiceArgs' own doc comment describes the type, not the service.
         .about(None::<&'static str>)
         .long_about(None::<&'static str>);
@@ -116,7 +123,8 @@ impl<S> std::fmt::Debug for RuntimeBuilder<S> {
 type Rule<S> = Arc<dyn Fn(&Settings<S>, &mut platform_config::Validation) + Send + Sync>;
 
 impl<S: AppSettings> RuntimeBuilder<S> {
-    /// The service's version (default: this crate's; pass `env!("CARGO_PKG_VERSION")`).
+    /// The service's version (`service.version`). Without it none is
+    /// reported; [`runtime!`](crate::runtime) takes the calling crate's.
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
         self
@@ -380,11 +388,15 @@ struct Inner<S> {
 }
 
 impl<S: AppSettings> Runtime<S> {
-    /// Starts building the runtime of the service `name`.
+    /// Starts building the runtime of the service `name`; give its version
+    /// with [`RuntimeBuilder::version`], or use [`runtime!`](crate::runtime),
+    /// which takes both from the calling crate.
     pub fn builder(name: impl Into<String>) -> RuntimeBuilder<S> {
         RuntimeBuilder {
             name: name.into(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            // Not the SDK's own version: that would be reported as the
+            // service's. Unknown until given.
+            version: String::new(),
             args: None,
             loader: Loader::new(),
             default_config_dir: None,

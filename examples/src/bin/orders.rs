@@ -2,6 +2,6 @@
 //! is in `src/orders/`. Try `cargo run -p platform-examples --bin orders -- --help`.
 
 #[tokio::main]
-async fn main() -> Result<(), platform_examples::orders::OrdersError> {
+async fn main() -> Result<(), platform_core::Error> {
     platform_examples::orders::main(None).await
 }

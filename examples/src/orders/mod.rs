@@ -18,30 +18,9 @@ pub use settings::OrdersSettings;
 /// Where the shipped config files are: `default.toml`, then one per profile.
 const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/orders");
 
-/// Why orders could not start or serve.
-#[derive(thiserror::Error)]
-pub enum OrdersError {
-    /// Start-up or serving failed (config, bind, health, ...).
-    #[error(transparent)]
-    Platform(#[from] platform_core::Error),
-    /// The inventory client's settings are not usable.
-    #[error(transparent)]
-    Client(#[from] platform_http::ClientError),
-}
-
-// `main` returning `Err` prints Debug: make it the readable report.
-impl std::fmt::Debug for OrdersError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OrdersError::Platform(e) => write!(f, "{e:?}"),
-            OrdersError::Client(e) => write!(f, "{e}"),
-        }
-    }
-}
-
 /// Runs orders until it is told to stop. `args` replaces the process's
 /// command line (the demo passes its own); `None` parses it.
-pub async fn main(args: Option<ConfigArgs>) -> Result<(), OrdersError> {
+pub async fn main(args: Option<ConfigArgs>) -> Result<(), platform_core::Error> {
     let mut builder = platform_core::Runtime::<OrdersSettings>::builder("orders")
         .version(env!("CARGO_PKG_VERSION"))
         .default_config_dir(CONFIG_DIR)
@@ -61,13 +40,11 @@ pub async fn main(args: Option<ConfigArgs>) -> Result<(), OrdersError> {
     // taking it out of the load balancer would not bring inventory back:
     // report it (warn), never fail readiness over it.
     let watched = inventory.clone();
-    rt.health()
-        .register_sync(
-            "dependency:inventory",
-            CheckOptions::new(Kind::Readiness).interval(Duration::from_secs(5)),
-            move || dependency_check(&watched),
-        )
-        .map_err(platform_core::Error::from)?;
+    rt.health().register_sync(
+        "dependency:inventory",
+        CheckOptions::new(Kind::Readiness).interval(Duration::from_secs(5)),
+        move || dependency_check(&watched),
+    )?;
 
     let orders = routes::Orders {
         inventory,
@@ -75,7 +52,7 @@ pub async fn main(args: Option<ConfigArgs>) -> Result<(), OrdersError> {
         instance: rt.info().instance_id.clone().into(),
         next_key: Default::default(),
     };
-    Ok(platform_http::serve(&rt, routes::router(orders)).await?)
+    platform_http::serve(&rt, routes::router(orders)).await
 }
 
 /// How calls to inventory are going: its breaker and its ejected instances.

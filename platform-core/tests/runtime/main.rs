@@ -199,6 +199,26 @@ async fn the_service_info_names_the_process() {
         ("svc", "1.2.3")
     );
     assert!(!info.instance_id.is_empty());
+
+    // From the calling crate (this test is in platform-core), and never the
+    // SDK's own version by default.
+    let dir = tempfile::tempdir().unwrap();
+    let start = |builder: platform_core::RuntimeBuilder<App>| {
+        builder
+            .args(ConfigArgs::default())
+            .loader(loader(dir.path()))
+            .without_signal_handlers()
+            .without_telemetry()
+            .init()
+    };
+    let rt = start(platform_core::runtime!(App)).await.unwrap();
+    let info = rt.info();
+    assert_eq!(
+        (info.name.as_str(), info.version.as_str()),
+        ("platform-core", env!("CARGO_PKG_VERSION"))
+    );
+    let rt = start(Runtime::<App>::builder("svc")).await.unwrap();
+    assert_eq!(rt.info().version, "", "no version given: none reported");
 }
 
 #[tokio::test]

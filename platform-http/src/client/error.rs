@@ -152,6 +152,14 @@ pub enum ClientError {
     },
 }
 
+/// So that `main` returns the platform's one error type, `?` included on
+/// `Client::for_service`.
+impl From<ClientError> for platform_core::Error {
+    fn from(error: ClientError) -> Self {
+        platform_core::Error::Client(Box::new(error))
+    }
+}
+
 impl ClientError {
     /// The target called (the client's name).
     pub fn target(&self) -> &str {
@@ -234,5 +242,30 @@ impl ClientError {
             Self::ResponseTooLarge { .. } => "response_too_large",
             Self::Decode { .. } => "decode",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn main_returns_the_platform_error_and_prints_the_client_error_readably() {
+        let invalid = || ClientError::Config {
+            target: "inventory".into(),
+            key: "discovery".into(),
+            reason: "unknown scheme".into(),
+        };
+        let error: platform_core::Error = invalid().into();
+        // What `main` prints when it returns this error: the message, not a struct dump.
+        assert_eq!(format!("{error:?}"), invalid().to_string());
+        // Still matchable through the source.
+        let platform_core::Error::Client(source) = error else {
+            panic!("expected the client variant");
+        };
+        assert!(matches!(
+            source.downcast_ref::<ClientError>(),
+            Some(ClientError::Config { key, .. }) if key == "discovery"
+        ));
     }
 }
