@@ -154,6 +154,7 @@ fn check(service: &str) {
     let api_port = port_of(config["server"]["bind"].as_str().unwrap());
     let drain = seconds(config["shutdown"]["drain_delay"].as_str().unwrap());
     let grace = seconds(config["shutdown"]["grace_period"].as_str().unwrap());
+    let flush = seconds(config["telemetry"]["shutdown_timeout"].as_str().unwrap());
 
     let pod = &deployment.doc["spec"]["template"]["spec"];
     let named_port = |name: &str| {
@@ -189,10 +190,15 @@ fn check(service: &str) {
         "{manifest}: readiness failure noticed after {noticed_after}s, but the drain delay is {drain}s"
     );
 
+    // The exact worst case of the shutdown sequence (docs/operations.md,
+    // "Shutdown"): one budget of drain delay + grace period, the telemetry
+    // flush, then at most 1 s for the admin server.
+    let worst = drain + grace + flush + 1.0;
     let termination = pod["terminationGracePeriodSeconds"].as_i64().unwrap() as f64;
     assert!(
-        termination >= drain + grace && termination <= drain + grace + 15.0,
-        "{manifest}: terminationGracePeriodSeconds {termination} vs drain {drain} + grace {grace}"
+        termination >= worst && termination <= worst + 10.0,
+        "{manifest}: terminationGracePeriodSeconds {termination} vs the worst case {worst} \
+         (drain {drain} + grace {grace} + flush {flush} + 1)"
     );
 
     let env = container["env"].as_vec().unwrap();

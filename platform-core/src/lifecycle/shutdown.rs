@@ -201,9 +201,8 @@ impl Lifecycle {
         &self,
         phase: HookPhase,
         hooks: Vec<(String, JoinHandle<()>)>,
-        limit: Duration,
+        deadline: tokio::time::Instant,
     ) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
         let mut clean = true;
         for (name, mut handle) in hooks {
             let completed = tokio::time::timeout_at(deadline, &mut handle).await.is_ok();
@@ -237,6 +236,7 @@ impl Lifecycle {
                 self.request_shutdown("server ended");
             }
         }
+        let budget = ShutdownBudget::from_now(&settings);
         let reason = lock(&self.inner.reason).clone().unwrap_or_default();
         self.record(LifecycleEvent::ShutdownRequested { reason });
         readiness.set(CheckOutcome::fail("shutting down"));
@@ -253,14 +253,14 @@ impl Lifecycle {
             }
         }
         clean &= self
-            .await_hooks(HookPhase::Draining, draining, settings.grace_period)
+            .await_hooks(HookPhase::Draining, draining, budget.serving_ends)
             .await;
         self.record(LifecycleEvent::DrainDelayElapsed);
 
         self.record(LifecycleEvent::StopAccepting);
         self.inner.stop_accepting.cancel();
         if server_result.is_none() {
-            match tokio::time::timeout(settings.grace_period, &mut server).await {
+            match tokio::time::timeout_at(budget.serving_ends, &mut server).await {
                 Ok(r) => {
                     server_result = Some(r);
                     self.record(LifecycleEvent::InFlightCompleted);
@@ -276,8 +276,9 @@ impl Lifecycle {
 
         self.inner.tasks_cancel.cancel();
         let tasks: Vec<_> = lock(&self.inner.tasks).drain(..).collect();
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_secs(5).min(settings.grace_period);
+        let deadline = budget
+            .ends
+            .min(tokio::time::Instant::now() + TASKS_STOP_WITHIN);
         let mut aborted = Vec::new();
         for (name, mut handle) in tasks {
             if tokio::time::timeout_at(deadline, &mut handle)
@@ -293,12 +294,39 @@ impl Lifecycle {
 
         let stopped = self.spawn_hooks(HookPhase::Stopped);
         clean &= self
-            .await_hooks(HookPhase::Stopped, stopped, settings.grace_period)
+            .await_hooks(HookPhase::Stopped, stopped, budget.ends)
             .await;
         self.record(LifecycleEvent::Stopped);
         ShutdownOutcome {
             clean,
             server_error: server_result.and_then(|r| r.err()).map(|e| e.to_string()),
+        }
+    }
+}
+
+/// Background tasks get at most this long to stop once cancelled.
+const TASKS_STOP_WITHIN: Duration = Duration::from_secs(5);
+
+/// One budget for the whole sequence, from the shutdown request:
+/// `drain_delay + grace_period`, never a full grace period per phase. The
+/// API serves (drain delay, then in-flight requests) until `serving_ends`;
+/// what is kept back after it, a fifth of the grace period and at most
+/// 5 s, lets background tasks and `Stopped` hooks finish (close pools,
+/// flush buffers) even when requests used all their time.
+#[derive(Debug, Clone, Copy)]
+struct ShutdownBudget {
+    serving_ends: tokio::time::Instant,
+    ends: tokio::time::Instant,
+}
+
+impl ShutdownBudget {
+    fn from_now(settings: &ShutdownSettings) -> Self {
+        let start = tokio::time::Instant::now();
+        let ends = start + settings.drain_delay + settings.grace_period;
+        let kept_back = (settings.grace_period / 5).min(Duration::from_secs(5));
+        ShutdownBudget {
+            serving_ends: ends - kept_back,
+            ends,
         }
     }
 }
@@ -398,12 +426,56 @@ mod tests {
         let started = tokio::time::Instant::now();
         let outcome = lc.run(&ready, std::future::pending()).await;
         assert!(!outcome.clean);
-        assert_eq!(started.elapsed(), Duration::from_secs(5 + 25 + 5));
+        // One budget: drain delay + grace period, whatever hangs.
+        assert_eq!(started.elapsed(), Duration::from_secs(5 + 25));
         let events = lc.events();
         assert!(events.contains(&LifecycleEvent::GracePeriodExpired));
         assert!(events.contains(&LifecycleEvent::TasksStopped {
             aborted: vec!["stubborn".into()]
         }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn everything_hanging_still_ends_within_one_budget() {
+        let health = HealthRegistry::new();
+        let ready = health
+            .manual("shutdown", &[Kind::Readiness], Status::Pass)
+            .unwrap();
+        let lc = Lifecycle::new(settings());
+        lc.spawn_task("stubborn", |_token| std::future::pending());
+        lc.on_shutdown(HookPhase::Draining, "hangs-draining", std::future::pending);
+        lc.on_shutdown(HookPhase::Stopped, "hangs-stopped", std::future::pending);
+        let stop = lc.stop_accepting();
+        let stopped_at = Arc::new(std::sync::Mutex::new(None));
+        let at = stopped_at.clone();
+        let server = async move {
+            stop.await;
+            *at.lock().unwrap() = Some(tokio::time::Instant::now());
+            std::future::pending().await
+        };
+        lc.request_shutdown("SIGTERM");
+        let started = tokio::time::Instant::now();
+        let outcome = lc.run(&ready, server).await;
+        assert!(!outcome.clean);
+        // A hanging Draining hook holds the listener open until the serving
+        // part of the budget is over, no longer; the rest is kept for cleanup.
+        let stopped_after = stopped_at.lock().unwrap().unwrap() - started;
+        assert_eq!(stopped_after, Duration::from_secs(5 + 25 - 5));
+        assert_eq!(started.elapsed(), Duration::from_secs(5 + 25));
+        let aborted_hooks = lc
+            .events()
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    LifecycleEvent::HookFinished {
+                        completed: false,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(aborted_hooks, 2);
     }
 
     #[tokio::test(start_paused = true)]
