@@ -26,5 +26,7 @@ pub mod admin;
 pub mod client;
 pub mod server;
 
-pub use client::{Client, ClientBuilder, ClientError, RequestBuilder, Response};
+pub use client::{
+    CallInfo, Client, ClientBuilder, ClientError, HttpService, RequestBuilder, Response,
+};
 pub use server::{BoundServer, InFlight, ServerLayer, serve};

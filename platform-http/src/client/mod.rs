@@ -78,6 +78,7 @@ mod propagation;
 mod request;
 mod response;
 mod retry_after;
+mod service;
 mod trace;
 
 use std::sync::{Arc, OnceLock};
@@ -93,6 +94,7 @@ use platform_core::{AppSettings, Runtime};
 pub use error::ClientError;
 pub use request::RequestBuilder;
 pub use response::Response;
+pub use service::{CallInfo, HttpService};
 
 use endpoints::{Endpoint, Endpoints};
 use metrics::Instruments;

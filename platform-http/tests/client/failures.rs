@@ -578,3 +578,71 @@ async fn every_answer_is_ok_and_error_for_status_turns_4xx_and_5xx_into_errors()
         }
     }
 }
+
+#[tokio::test]
+async fn a_tower_http_layer_wraps_the_client_and_its_policies_still_apply() {
+    use tower::{ServiceBuilder, ServiceExt as _};
+    // The first answer is a 503: the retry happens inside the wrapped client.
+    let hits = Hits::default();
+    let h = hits.clone();
+    let router = axum::Router::new().route(
+        "/echo",
+        post(
+            move |headers: HeaderMap, query: axum::extract::RawQuery, body: String| {
+                let h = h.clone();
+                async move {
+                    if h.bump() == 1 {
+                        return (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response();
+                    }
+                    let tag = headers.get("x-tag").map(|v| v.to_str().unwrap().to_owned());
+                    format!(
+                        "{} {} {body}",
+                        tag.unwrap_or_default(),
+                        query.0.unwrap_or_default()
+                    )
+                    .into_response()
+                }
+            },
+        ),
+    );
+    let url = serve(router).await;
+    let client = Client::from_settings(&target("tower"), &settings(&url)).unwrap();
+    let service = ServiceBuilder::new()
+        .layer(tower_http::set_header::SetRequestHeaderLayer::overriding(
+            http::HeaderName::from_static("x-tag"),
+            http::HeaderValue::from_static("layered"),
+        ))
+        .service(client.http_service());
+    let request = || {
+        http::Request::post("/echo?sku=apple")
+            .header("idempotency-key", "k-1")
+            .body(bytes::Bytes::from_static(b"order"))
+            .unwrap()
+    };
+    let response = service.oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(&response.body()[..], b"layered sku=apple order");
+    let info = response
+        .extensions()
+        .get::<platform_http::CallInfo>()
+        .unwrap();
+    assert_eq!(
+        (info.attempts, hits.get()),
+        (2, 2),
+        "retried inside the layer"
+    );
+
+    // The client itself is a service too, answering the platform's Response:
+    // tower's own layers wrap it.
+    let tagged = ServiceBuilder::new()
+        .map_request(|mut request: http::Request<bytes::Bytes>| {
+            request
+                .headers_mut()
+                .insert("x-tag", http::HeaderValue::from_static("mapped"));
+            request
+        })
+        .service(client);
+    let response = tagged.oneshot(request()).await.unwrap();
+    assert_eq!(response.text(), "mapped sku=apple order");
+    assert_eq!(response.attempts(), 1);
+}
