@@ -9,11 +9,12 @@
 //! axum's whole request path.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -186,35 +187,63 @@ struct Interned {
 
 /// Routes and span names, leaked once each so that spans and metric
 /// attributes take them without copying. A program has a fixed set of
-/// routes; the cap only guards against a router made anew per request.
-fn intern(route: &str, method: (&'static str, usize)) -> Option<Interned> {
-    use std::collections::HashMap;
-    use std::sync::RwLock;
-    const CAP: usize = 4096;
-    static NAMES: OnceLock<RwLock<HashMap<(usize, String), Interned>>> = OnceLock::new();
-    let names = NAMES.get_or_init(RwLock::default);
-    let key = (method.1, route.to_owned());
-    if let Some(found) = names.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return Some(*found);
+/// routes; the cap guards against a router made anew per request and, for
+/// gRPC methods (which come from the request), against a client sending
+/// made-up ones: past it a route is not interned (and a gRPC method is
+/// not a route, so that metric series stay bounded).
+struct RouteTable {
+    names: OnceLock<RwLock<HashMap<String, [Option<Interned>; METHODS.len()]>>>,
+    cap: usize,
+}
+
+/// The routes axum matched.
+static ROUTES: RouteTable = RouteTable::new(4096);
+/// The gRPC methods asked for, served by a service that is not a router.
+static GRPC_METHODS: RouteTable = RouteTable::new(256);
+
+impl RouteTable {
+    const fn new(cap: usize) -> Self {
+        RouteTable {
+            names: OnceLock::new(),
+            cap,
+        }
     }
-    let mut names = names.write().unwrap_or_else(|p| p.into_inner());
-    if names.len() >= CAP {
-        return None;
+
+    fn intern(&self, route: &str, method: (&'static str, usize)) -> Option<Interned> {
+        let names = self.names.get_or_init(RwLock::default);
+        let found = names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(route)
+            .and_then(|by_method| by_method[method.1]);
+        if found.is_some() {
+            return found;
+        }
+        let mut names = names.write().unwrap_or_else(|p| p.into_inner());
+        if names.len() >= self.cap && !names.contains_key(route) {
+            return None;
+        }
+        let by_method = names.entry(route.to_owned()).or_default();
+        let interned = by_method[method.1].get_or_insert_with(|| Interned {
+            route: Box::leak(route.to_owned().into_boxed_str()),
+            span_name: Box::leak(format!("{} {route}", method.0).into_boxed_str()),
+        });
+        Some(*interned)
     }
-    let interned = *names.entry(key).or_insert_with(|| Interned {
-        route: Box::leak(route.to_owned().into_boxed_str()),
-        span_name: Box::leak(format!("{} {route}", method.0).into_boxed_str()),
-    });
-    Some(interned)
 }
 
 impl RouteNames {
     /// The entry of `route` under `method`, unless this instance serves
     /// another route too (a nested service) or the interner is full.
-    fn get(&self, route: &str, method: (&'static str, usize)) -> Option<&RouteEntry> {
+    fn get(
+        &self,
+        table: &RouteTable,
+        route: &str,
+        method: (&'static str, usize),
+    ) -> Option<&RouteEntry> {
         self.names[method.1]
             .get_or_init(|| {
-                intern(route, method).map(|names| RouteEntry {
+                table.intern(route, method).map(|names| RouteEntry {
                     names,
                     by_status: Default::default(),
                 })
@@ -243,12 +272,31 @@ impl RouteEntry {
     }
 }
 
+/// The route of a request: the one axum matched, or for a gRPC request
+/// served by any other service, its method (`/package.Service/Method`, a
+/// fixed set, as a route is). A plain request outside a router has none.
+fn route_of<B>(request: &Request<B>) -> Option<(&str, &'static RouteTable)> {
+    if let Some(path) = request.extensions().get::<MatchedPath>() {
+        return Some((path.as_str(), &ROUTES));
+    }
+    let grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+    grpc.then(|| (request.uri().path(), &GRPC_METHODS))
+}
+
 /// The route a request matched.
 enum Route {
     /// Interned, with its bound histograms.
     Known {
         names: Arc<RouteNames>,
         method: usize,
+        name: &'static str,
+        route: &'static str,
+    },
+    /// Interned, served by an instance that serves other routes too.
+    Interned {
         name: &'static str,
         route: &'static str,
     },
@@ -259,21 +307,21 @@ enum Route {
 impl Route {
     fn as_str(&self) -> &str {
         match self {
-            Route::Known { route, .. } => route,
+            Route::Known { route, .. } | Route::Interned { route, .. } => route,
             Route::Other { route, .. } => route,
         }
     }
 
     fn value(&self) -> StringValue {
         match self {
-            Route::Known { route, .. } => StringValue::from(*route),
+            Route::Known { route, .. } | Route::Interned { route, .. } => StringValue::from(*route),
             Route::Other { route, .. } => StringValue::from(route.clone()),
         }
     }
 
     fn span_name(&self) -> Cow<'static, str> {
         match self {
-            Route::Known { name, .. } => Cow::Borrowed(name),
+            Route::Known { name, .. } | Route::Interned { name, .. } => Cow::Borrowed(name),
             Route::Other { name, .. } => Cow::Owned(name.clone()),
         }
     }
@@ -402,19 +450,26 @@ where
         let started = tokio::time::Instant::now();
         let shared = self.shared.clone();
         let method = method_attribute(request.method());
-        let route = request.extensions().get::<MatchedPath>().map(|path| {
-            let path = path.as_str();
-            match self.names.get(path, method) {
-                Some(entry) => Route::Known {
+        let route = route_of(&request).and_then(|(path, table)| {
+            if let Some(entry) = self.names.get(table, path, method) {
+                return Some(Route::Known {
                     names: self.names.clone(),
                     method: method.1,
                     name: entry.names.span_name,
                     route: entry.names.route,
-                },
-                None => Route::Other {
+                });
+            }
+            // One service for many routes (gRPC methods behind a fallback).
+            match table.intern(path, method) {
+                Some(names) => Some(Route::Interned {
+                    name: names.span_name,
+                    route: names.route,
+                }),
+                None if std::ptr::eq(table, &GRPC_METHODS) => None,
+                None => Some(Route::Other {
                     route: path.to_owned(),
                     name: format!("{} {path}", method.0),
-                },
+                }),
             }
         });
         // The caller's id goes back as it came; a new one is made up. It

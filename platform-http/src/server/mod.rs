@@ -17,13 +17,53 @@ pub use layer::{InFlight, ResponseFuture, ServerLayer, ServerService};
 pub(crate) use request_id::REQUEST_ID_NAME;
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
 
-/// Runs `router` on `server.bind` and the admin endpoints on `admin.bind`
+/// Runs `app` on `server.bind` and the admin endpoints on `admin.bind`
 /// until SIGTERM or SIGINT, then shuts down gracefully: readiness fails at
 /// once, the API keeps serving for the drain delay, stops accepting, and
 /// in-flight requests get the grace period. Returns when the sequence is
 /// over; `main` then returns and the process exits 0.
-pub async fn serve<S: AppSettings>(rt: &Runtime<S>, router: axum::Router) -> Result<(), Error> {
-    BoundServer::bind(rt, router).await?.run().await
+///
+/// `app` is an axum `Router` or any other tower service that answers HTTP
+/// requests: a tonic service or `Routes`, a `service_fn` (see [`App`]).
+pub async fn serve<S: AppSettings, A: App>(rt: &Runtime<S>, app: A) -> Result<(), Error> {
+    BoundServer::bind(rt, app).await?.run().await
+}
+
+/// What [`serve`] runs: any tower service that answers HTTP requests and
+/// cannot fail (errors are answers), as axum's `Router`, tonic's `Routes`
+/// and generated servers, and `service_fn`s answering `Infallible` are.
+///
+/// A `Router` gets the server layer on each route, where axum has matched
+/// the route: `http.route` and the span name carry it. Any other service is
+/// served as a router's fallback; the route is then the gRPC method (the
+/// request path) for gRPC requests, and absent otherwise, as the semantic
+/// conventions ask when the route is unknown.
+pub trait App: Send + 'static {
+    /// This app as an axum router.
+    fn into_router(self) -> axum::Router;
+}
+
+impl<T> App for T
+where
+    T: tower::Service<http::Request<axum::body::Body>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    T::Response: axum::response::IntoResponse + 'static,
+    T::Future: Send + 'static,
+{
+    fn into_router(self) -> axum::Router {
+        // A router is one too; it keeps its routes (a fallback would hide them).
+        let mut app = Some(self);
+        let any = &mut app as &mut dyn std::any::Any;
+        if let Some(router) = any.downcast_mut::<Option<axum::Router>>() {
+            return router.take().unwrap_or_default();
+        }
+        app.map_or_else(axum::Router::new, |service| {
+            axum::Router::new().fallback_service(service)
+        })
+    }
 }
 
 /// The API and admin listeners, bound but not yet serving: lets a caller
@@ -39,7 +79,8 @@ pub struct BoundServer<S> {
 
 impl<S: AppSettings> BoundServer<S> {
     /// Binds the listeners named in config.
-    pub async fn bind(rt: &Runtime<S>, router: axum::Router) -> Result<Self, Error> {
+    pub async fn bind(rt: &Runtime<S>, app: impl App) -> Result<Self, Error> {
+        let router = app.into_router();
         let config = rt.config();
         let bind = |what: &'static str, addr: String| async move {
             tokio::net::TcpListener::bind(&addr)

@@ -74,7 +74,10 @@ async fn endpoint_churn_never_fails_a_request() {
     }
     let resolver = ManualResolver::new("churn-test");
     resolver.set(endpoints.clone());
-    let client = Client::builder(&target("churn"), &settings("http://inventory"))
+    // No hedges: the hits below count requests exactly.
+    let mut s = settings("http://inventory");
+    s.hedge.enabled = false;
+    let client = Client::builder(&target("churn"), &s)
         .resolver(resolver.clone())
         .build()
         .unwrap();

@@ -431,3 +431,27 @@ async fn malformed_slow_and_oversized_requests_cannot_pin_the_server() {
     s.rt.lifecycle().request_shutdown("test");
     s.task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn any_tower_service_is_served_with_the_layer() {
+    let rt = runtime(&[]).await;
+    // Not a router: a plain service, as a tonic server or a hand-written one is.
+    let plain = tower::service_fn(|request: http::Request<axum::body::Body>| async move {
+        let id = platform_http::server::RequestId::current().map(|id| id.to_string());
+        let body = format!("{} {}", request.uri().path(), id.unwrap_or_default());
+        Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::from(body)))
+    });
+    let server = BoundServer::bind(&rt, plain).await.unwrap();
+    let api = format!("http://{}", server.api_addr().unwrap());
+    let task = tokio::spawn(server.run());
+    let r = reqwest::Client::new()
+        .get(format!("{api}/any/path"))
+        .header("x-request-id", "plain-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "plain-1");
+    assert_eq!(r.text().await.unwrap(), "/any/path plain-1");
+    rt.lifecycle().request_shutdown("test");
+    task.await.unwrap().unwrap();
+}
