@@ -339,61 +339,94 @@ impl Resilience {
             let Some((result, classification)) = finished else {
                 return Err(self.deadline_exceeded(attempts, last));
             };
-            let pushback = match classification.verdict {
-                Verdict::Success => {
-                    return result.map_err(|source| ResilienceError::NotRetryable {
-                        target: target.clone(),
-                        attempts,
-                        source,
-                    });
-                }
-                Verdict::NotRetryable => {
-                    tracing::debug!(resilience.target = %target, attempts, "attempt failed: not retryable");
-                    return result.map_err(|source| ResilienceError::NotRetryable {
-                        target: target.clone(),
-                        attempts,
-                        source,
-                    });
-                }
-                Verdict::Retryable { pushback } => pushback,
+            let progress = Progress {
+                attempts,
+                requeues: &mut requeues,
+                max_attempts,
+                deadline,
             };
+            match self.after_attempt(result, classification, options, progress) {
+                Next::Done(result) => return result,
+                Next::Again {
+                    delay,
+                    last: failed,
+                } => {
+                    last = failed;
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        }
+    }
 
-            if classification.requeue
-                && classification.elsewhere
-                && requeues < inner.retry.max_requeues()
-            {
-                // Never reached a server: at once, to another endpoint, free.
-                // With nowhere else to go it is an ordinary retry (backoff,
-                // budget): sending it at once to the same place would fail alike.
-                requeues += 1;
-                inner.instruments.requeue();
-                tracing::debug!(resilience.target = %target, attempt = attempts + 1, requeues, "requeueing: the attempt never reached a server");
-                last = result.err();
-                continue;
+    /// What the call does after an attempt: return its result, requeue it
+    /// at once elsewhere (it never reached a server), or retry after a delay.
+    fn after_attempt<T, E>(
+        &self,
+        result: Result<T, E>,
+        classification: Classification,
+        options: &CallOptions,
+        progress: Progress<'_>,
+    ) -> Next<T, E> {
+        let inner = &*self.inner;
+        let target = &inner.instruments.target;
+        let attempts = progress.attempts;
+        let pushback = match classification.verdict {
+            Verdict::Success => {
+                return Next::Done(result.map_err(|source| ResilienceError::NotRetryable {
+                    target: target.clone(),
+                    attempts,
+                    source,
+                }));
             }
-            let used = attempts - requeues;
-            let decision = if !options.idempotent && classification.may_have_reached_server {
-                Err(Stop::NotIdempotent)
-            } else if used >= max_attempts {
-                Err(Stop::AttemptsExhausted)
-            } else {
-                self.delay_before_retry(used, pushback, deadline, classification.elsewhere)
-            };
-            let delay = match decision {
-                Ok(delay) => delay,
-                Err(stop) => return self.stop(stop, attempts, result),
-            };
-            let reason = match (pushback, classification.elsewhere) {
-                (Some(_), _) => "pushback",
-                (None, true) => "elsewhere",
-                (None, false) => "backoff",
-            };
-            inner.instruments.retry(delay.as_secs_f64(), reason);
-            tracing::debug!(resilience.target = %target, attempt = attempts + 1, delay = ?delay, reason, "retrying");
-            last = result.err();
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+            Verdict::NotRetryable => {
+                tracing::debug!(resilience.target = %target, attempts, "attempt failed: not retryable");
+                return Next::Done(result.map_err(|source| ResilienceError::NotRetryable {
+                    target: target.clone(),
+                    attempts,
+                    source,
+                }));
             }
+            Verdict::Retryable { pushback } => pushback,
+        };
+        if classification.requeue
+            && classification.elsewhere
+            && *progress.requeues < inner.retry.max_requeues()
+        {
+            // Never reached a server: at once, to another endpoint, free.
+            // With nowhere else to go it is an ordinary retry (backoff,
+            // budget): sending it at once to the same place would fail alike.
+            *progress.requeues += 1;
+            inner.instruments.requeue();
+            tracing::debug!(resilience.target = %target, attempt = attempts + 1, requeues = *progress.requeues, "requeueing: the attempt never reached a server");
+            return Next::Again {
+                delay: Duration::ZERO,
+                last: result.err(),
+            };
+        }
+        let used = attempts - *progress.requeues;
+        let decision = if !options.idempotent && classification.may_have_reached_server {
+            Err(Stop::NotIdempotent)
+        } else if used >= progress.max_attempts {
+            Err(Stop::AttemptsExhausted)
+        } else {
+            self.delay_before_retry(used, pushback, progress.deadline, classification.elsewhere)
+        };
+        let delay = match decision {
+            Ok(delay) => delay,
+            Err(stop) => return Next::Done(self.stop(stop, attempts, result)),
+        };
+        let reason = match (pushback, classification.elsewhere) {
+            (Some(_), _) => "pushback",
+            (None, true) => "elsewhere",
+            (None, false) => "backoff",
+        };
+        inner.instruments.retry(delay.as_secs_f64(), reason);
+        tracing::debug!(resilience.target = %target, attempt = attempts + 1, delay = ?delay, reason, "retrying");
+        Next::Again {
+            delay,
+            last: result.err(),
         }
     }
 
@@ -645,4 +678,21 @@ impl Resilience {
             }
         }
     }
+}
+
+/// Where a call stands after an attempt (see `Resilience::after_attempt`).
+struct Progress<'a> {
+    attempts: u32,
+    /// Requeued attempts never reached a server: they use up no attempt.
+    requeues: &'a mut u32,
+    max_attempts: u32,
+    deadline: Deadline,
+}
+
+/// What the call does next.
+enum Next<T, E> {
+    /// Ends with this.
+    Done(Result<T, ResilienceError<E>>),
+    /// Another attempt after `delay`; `last` is the failure that stands until then.
+    Again { delay: Duration, last: Option<E> },
 }

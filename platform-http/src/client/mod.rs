@@ -337,15 +337,8 @@ impl ClientBuilder {
         if settings.attempt_timeout.is_zero() {
             return Err(config("attempt_timeout", "must be above zero".into()));
         }
-        let mut default_headers = HeaderMap::new();
-        for (key, value) in &settings.headers {
-            let header = HeaderName::from_bytes(key.as_bytes())
-                .map_err(|_| config(&format!("headers.{key}"), "not a valid header name".into()))?;
-            let value = HeaderValue::from_str(value).map_err(|_| {
-                config(&format!("headers.{key}"), "not a valid header value".into())
-            })?;
-            default_headers.append(header, value);
-        }
+        let default_headers =
+            default_headers(settings).map_err(|(key, reason)| config(&key, reason))?;
         let resilience = match self.resilience {
             Some(resilience) => resilience,
             None => self
@@ -358,28 +351,26 @@ impl ClientBuilder {
         let http = http_client(settings.connect_timeout)
             .build()
             .map_err(|e| config("", format!("cannot build the HTTP client: {e}")))?;
-        let discovery = settings.discovery.trim();
-        let endpoints = if let Some(resolver) = self.resolver {
-            Endpoints::discovered(
-                &settings.base_url,
+        // Keyed by index for a fixed list, by address for discovered endpoints.
+        let endpoints = match (self.resolver, explicit_endpoints) {
+            (Some(resolver), _) => discovered(
+                settings,
                 SharedResolver(resolver),
-                &settings.balance,
                 resilience.new_outlier_detector(),
             )
-            .map_err(|reason| config("discovery", reason))?
-        } else if discovery.is_empty() || explicit_endpoints {
-            Endpoints::new(list, resilience.new_outlier_detector())
-        } else {
-            // Needs a tokio runtime: the resolver refreshes in the background.
-            let resolver = TargetResolver::parse(discovery, &self.discovery.unwrap_or_default())
-                .map_err(|e| config("discovery", e.to_string()))?;
-            Endpoints::discovered(
-                &settings.base_url,
-                resolver,
-                &settings.balance,
-                resilience.new_outlier_detector(),
-            )
-            .map_err(|reason| config("discovery", reason))?
+            .map_err(|reason| config("discovery", reason))?,
+            (None, true) => Endpoints::new(list, resilience.new_outlier_detector()),
+            (None, false) => match settings.discovery.trim() {
+                "" => Endpoints::new(list, resilience.new_outlier_detector()),
+                // Needs a tokio runtime: the resolver refreshes in the background.
+                discovery => {
+                    let resolver =
+                        TargetResolver::parse(discovery, &self.discovery.unwrap_or_default())
+                            .map_err(|e| config("discovery", e.to_string()))?;
+                    discovered(settings, resolver, resilience.new_outlier_detector())
+                        .map_err(|reason| config("discovery", reason))?
+                }
+            },
         };
         let target = Arc::from(name.as_str());
         Ok(Client {
@@ -396,6 +387,33 @@ impl ClientBuilder {
             }),
         })
     }
+}
+
+/// The target's `headers` setting as a header map, or the key and what is
+/// wrong with it.
+fn default_headers(settings: &ClientSettings) -> Result<HeaderMap, (String, String)> {
+    let mut headers = HeaderMap::new();
+    for (key, value) in &settings.headers {
+        let invalid = |what: &str| {
+            (
+                format!("headers.{key}"),
+                format!("not a valid header {what}"),
+            )
+        };
+        let name = HeaderName::from_bytes(key.as_bytes()).map_err(|_| invalid("name"))?;
+        let value = HeaderValue::from_str(value).map_err(|_| invalid("value"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// Endpoints kept current by `resolver`, or what is wrong with the target.
+fn discovered(
+    settings: &ClientSettings,
+    resolver: impl Resolver + 'static,
+    outliers: platform_core::resilience::OutlierDetector<platform_core::discovery::EndpointId>,
+) -> Result<Endpoints, String> {
+    Endpoints::discovered(&settings.base_url, resolver, &settings.balance, outliers)
 }
 
 /// The reqwest client under every [`Client`].

@@ -16,7 +16,7 @@ use super::classify::{
     AttemptError, Failure, StaticStatus as _, classify, classify_failure, endpoint_outcome,
     is_retryable_status, outcome,
 };
-use super::endpoints::TriedSet;
+use super::endpoints::{Endpoint, PickKey, TriedSet};
 use super::propagation::set_deadline;
 use super::retry_after::RetryAfter;
 use super::trace::CallSpan;
@@ -189,11 +189,54 @@ impl RequestBuilder {
     }
 
     async fn run(
-        mut self,
+        self,
         inner: &Inner,
         method_attribute: &'static str,
         trace: CallSpan,
     ) -> Result<Response, ClientError> {
+        let Prepared {
+            method,
+            path,
+            query,
+            headers,
+            options,
+            buffered,
+            mut streaming,
+        } = self.prepare(inner)?;
+        let exchange = Exchange {
+            inner,
+            method: &method,
+            method_attribute,
+            path: &path,
+            query: &query,
+            headers: &headers,
+            last_end: Mutex::new(None),
+            trace: &trace,
+            tried: Mutex::new(TriedSet::default()),
+        };
+        let started = Instant::now();
+        let classifier = |result: &Result<Response, AttemptError>| classify(result);
+        let result = inner
+            .resilience
+            .call(&classifier, &options, |attempt| {
+                let body = match (&buffered, streaming.take()) {
+                    (Some(bytes), _) => Some(reqwest::Body::from(bytes.clone())),
+                    (None, Some(stream)) => Some(stream),
+                    (None, None) => None,
+                };
+                exchange.attempt(attempt, body)
+            })
+            .await
+            .or_else(|stopped| stopped_at(stopped, &trace));
+        report(&result, &trace, started.elapsed());
+        trace.end();
+        result
+    }
+
+    /// The call as the resilience loop runs it: the request id sent on,
+    /// the idempotency and body rules turned into call options, the
+    /// target's default headers under the call's own.
+    fn prepare(mut self, inner: &Inner) -> Result<Prepared, ClientError> {
         if let Some(reason) = self.error {
             return Err(ClientError::InvalidRequest {
                 target: inner.target.clone(),
@@ -220,7 +263,7 @@ impl RequestBuilder {
         if let Some(timeout) = self.timeout {
             options = options.with_deadline(Deadline::after(timeout));
         }
-        let (buffered, mut streaming) = match self.body {
+        let (buffered, streaming) = match self.body {
             Body::Empty => (None, None),
             Body::Buffered(bytes) => (Some(bytes), None),
             Body::Streaming(body) => (None, Some(body)),
@@ -242,100 +285,99 @@ impl RequestBuilder {
             headers.remove(name);
         }
         headers.extend(self.headers);
+        Ok(Prepared {
+            method: self.method,
+            path: self.path,
+            query: self.query,
+            headers,
+            options,
+            buffered,
+            streaming,
+        })
+    }
+}
 
-        let exchange = Exchange {
-            inner,
-            method: &self.method,
-            method_attribute,
-            path: &self.path,
-            query: &self.query,
-            headers: &headers,
-            last_end: Mutex::new(None),
-            trace: &trace,
-            tried: Mutex::new(TriedSet::default()),
-        };
-        let started = Instant::now();
-        let classifier = |result: &Result<Response, AttemptError>| classify(result);
-        let result = inner
-            .resilience
-            .call(&classifier, &options, |attempt| {
-                let body = match (&buffered, streaming.take()) {
-                    (Some(bytes), _) => Some(reqwest::Body::from(bytes.clone())),
-                    (None, Some(stream)) => Some(stream),
-                    (None, None) => None,
-                };
-                exchange.attempt(attempt, body)
-            })
-            .await;
+/// An answer as read within an attempt: status, version, headers, body.
+type Answer = (http::StatusCode, http::Version, HeaderMap, Bytes);
 
-        let elapsed = started.elapsed();
-        let result = match result {
-            Ok(response) => Ok(response),
-            Err(stopped) => {
-                let reason = stop_reason(&stopped);
-                let result = outcome(stopped);
-                if trace.recording() {
-                    let mut attributes = Vec::with_capacity(3);
-                    attributes.push(KeyValue::new("reason", reason));
-                    let attempts = match &result {
-                        Ok(response) => Some(response.attempts),
-                        Err(error) => error.attempts(),
-                    };
-                    if let Some(attempts) = attempts {
-                        attributes.push(KeyValue::new("attempts", i64::from(attempts)));
-                    }
-                    let error_type = match &result {
-                        // A retryable status retrying gave up on.
-                        Ok(response) => response.status.as_str_static(),
-                        Err(error) => error.error_type(),
-                    };
-                    attributes.push(KeyValue::new("error.type", error_type));
-                    trace.event("http.client.stopped", attributes);
-                }
-                if let Ok(response) = &result {
-                    tracing::debug!(
-                        reason,
-                        status = response.status.as_u16(),
-                        "retrying stopped at an answer"
-                    );
-                }
-                result
-            }
+/// A request ready for the resilience loop (see `RequestBuilder::prepare`).
+struct Prepared {
+    method: Method,
+    path: String,
+    query: Vec<(String, String)>,
+    headers: HeaderMap,
+    options: CallOptions,
+    buffered: Option<Bytes>,
+    streaming: Option<reqwest::Body>,
+}
+
+/// What the caller gets when the resilience loop stopped without an answer
+/// it liked (see `classify::outcome`), with the closing event on the span.
+fn stopped_at(
+    stopped: ResilienceError<AttemptError>,
+    trace: &CallSpan,
+) -> Result<Response, ClientError> {
+    let reason = stop_reason(&stopped);
+    let result = outcome(stopped);
+    if trace.recording() {
+        let mut attributes = Vec::with_capacity(3);
+        attributes.push(KeyValue::new("reason", reason));
+        let attempts = match &result {
+            Ok(response) => Some(response.attempts),
+            Err(error) => error.attempts(),
         };
-        let result = match result {
-            Ok(response) => {
-                trace.status_code(response.status);
-                trace.attempts(response.attempts);
-                if response.status.is_server_error() {
-                    trace.error(response.status.as_str_static());
-                }
-                tracing::debug!(
-                    attempts = response.attempts,
-                    status = response.status.as_u16(),
-                    elapsed = ?elapsed,
-                    "http.client.request answered"
-                );
-                Ok(response)
-            }
-            Err(error) => {
-                if let Some(attempts) = error.attempts() {
-                    trace.attempts(attempts);
-                }
-                trace.error(error.error_type());
-                // Debug like the resilience layer's own events: during an
-                // outage every call fails, and the span carries error.type.
-                tracing::debug!(
-                    attempts = error.attempts(),
-                    endpoint = error.endpoint(),
-                    elapsed = ?elapsed,
-                    error = %error,
-                    "http.client.request failed"
-                );
-                Err(error)
-            }
+        if let Some(attempts) = attempts {
+            attributes.push(KeyValue::new("attempts", i64::from(attempts)));
+        }
+        let error_type = match &result {
+            // A retryable status retrying gave up on.
+            Ok(response) => response.status.as_str_static(),
+            Err(error) => error.error_type(),
         };
-        trace.end();
-        result
+        attributes.push(KeyValue::new("error.type", error_type));
+        trace.event("http.client.stopped", attributes);
+    }
+    if let Ok(response) = &result {
+        tracing::debug!(
+            reason,
+            status = response.status.as_u16(),
+            "retrying stopped at an answer"
+        );
+    }
+    result
+}
+
+/// The call's outcome on its span and in the debug log.
+fn report(result: &Result<Response, ClientError>, trace: &CallSpan, elapsed: Duration) {
+    match result {
+        Ok(response) => {
+            trace.status_code(response.status);
+            trace.attempts(response.attempts);
+            if response.status.is_server_error() {
+                trace.error(response.status.as_str_static());
+            }
+            tracing::debug!(
+                attempts = response.attempts,
+                status = response.status.as_u16(),
+                elapsed = ?elapsed,
+                "http.client.request answered"
+            );
+        }
+        Err(error) => {
+            if let Some(attempts) = error.attempts() {
+                trace.attempts(attempts);
+            }
+            trace.error(error.error_type());
+            // Debug like the resilience layer's own events: during an
+            // outage every call fails, and the span carries error.type.
+            tracing::debug!(
+                attempts = error.attempts(),
+                endpoint = error.endpoint(),
+                elapsed = ?elapsed,
+                error = %error,
+                "http.client.request failed"
+            );
+        }
     }
 }
 
@@ -390,27 +432,7 @@ impl Exchange<'_> {
         attempt: Attempt,
         body: Option<reqwest::Body>,
     ) -> Result<Response, AttemptError> {
-        let inner = self.inner;
-        let picked = {
-            let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
-            let picked = inner.endpoints.pick(&tried);
-            if let Ok((key, _)) = &picked {
-                tried.insert(key.tried());
-            }
-            picked
-        };
-        let (key, endpoint) = match picked {
-            Ok(picked) => picked,
-            // Discovery has not answered yet (or never had endpoints): the
-            // request never left; the resilience layer may retry it.
-            Err(reason) => {
-                return Err(AttemptError {
-                    endpoint: Arc::from(""),
-                    failure: Failure::NoEndpoint(reason),
-                    elsewhere: false,
-                });
-            }
-        };
+        let (key, endpoint) = self.pick()?;
         let endpoint = &*endpoint;
         // One clock read for the start, the deadline header and the timer.
         let started = Instant::now();
@@ -419,39 +441,7 @@ impl Exchange<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .map(|end| started.saturating_duration_since(end));
-        let deadline = attempt.deadline.instant();
-        // One timer per attempt, at the earlier of its own timeout and the
-        // call's deadline (the resilience layer arms none: see
-        // `CallOptions::attempts_enforce_deadline`).
-        let (limit, cut_by_deadline) = match started.checked_add(inner.attempt_timeout) {
-            Some(own) if own < deadline => (own, false),
-            _ => (deadline, true),
-        };
-        let mut deadline_passed = false;
-        let result = match endpoint.url(self.path, self.query) {
-            Err(reason) => Err(Failure::Invalid(reason)),
-            Ok(url) => {
-                let mut request = reqwest::Request::new(self.method.clone(), url);
-                let headers = request.headers_mut();
-                // Sized once for the call's headers and the ones added here
-                // (deadline, traceparent, tracestate or baggage), rather than
-                // a clone that grows on the first insert.
-                headers.reserve(self.headers.len() + 3);
-                for (name, value) in self.headers {
-                    headers.append(name.clone(), value.clone());
-                }
-                set_deadline(headers, deadline.saturating_duration_since(started));
-                self.trace.inject(headers);
-                *request.body_mut() = body;
-                match tokio::time::timeout_at(limit, self.exchange(request)).await {
-                    Ok(result) => result,
-                    Err(_elapsed) => {
-                        deadline_passed = cut_by_deadline;
-                        Err(Failure::Timeout)
-                    }
-                }
-            }
-        };
+        let (result, deadline_passed) = self.send(endpoint, &attempt, body, started).await;
         let end = Instant::now();
         let elapsed = end.saturating_duration_since(started);
         *self.last_end.lock().unwrap_or_else(|p| p.into_inner()) = Some(end);
@@ -461,7 +451,7 @@ impl Exchange<'_> {
                 version,
                 headers,
                 body,
-                target: inner.target.clone(),
+                target: self.inner.target.clone(),
                 endpoint: endpoint.label.clone(),
                 attempts: attempt.number,
             })
@@ -484,32 +474,97 @@ impl Exchange<'_> {
             );
             return result;
         }
+        let result = self.settle(key, result);
+        let classification = classify(&result);
+        self.record(&attempt, endpoint, &result, classification, elapsed, delay);
+        result
+    }
+
+    /// The endpoint for the next attempt, one this call has not tried while
+    /// there is one, marked as tried.
+    fn pick(&self) -> Result<(PickKey, Arc<Endpoint>), AttemptError> {
+        let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+        match self.inner.endpoints.pick(&tried) {
+            Ok((key, endpoint)) => {
+                tried.insert(key.tried());
+                Ok((key, endpoint))
+            }
+            // Discovery has not answered yet (or never had endpoints): the
+            // request never left; the resilience layer may retry it.
+            Err(reason) => Err(AttemptError {
+                endpoint: Arc::from(""),
+                failure: Failure::NoEndpoint(reason),
+                elsewhere: false,
+            }),
+        }
+    }
+
+    /// Sends the attempt to `endpoint` under one timer, at the earlier of
+    /// the attempt's own timeout and the call's deadline (the resilience
+    /// layer arms none: see `CallOptions::attempts_enforce_deadline`); says
+    /// whether it was the deadline that cut it.
+    async fn send(
+        &self,
+        endpoint: &Endpoint,
+        attempt: &Attempt,
+        body: Option<reqwest::Body>,
+        started: Instant,
+    ) -> (Result<Answer, Failure>, bool) {
+        let deadline = attempt.deadline.instant();
+        let (limit, cut_by_deadline) = match started.checked_add(self.inner.attempt_timeout) {
+            Some(own) if own < deadline => (own, false),
+            _ => (deadline, true),
+        };
+        let url = match endpoint.url(self.path, self.query) {
+            Ok(url) => url,
+            Err(reason) => return (Err(Failure::Invalid(reason)), false),
+        };
+        let mut request = reqwest::Request::new(self.method.clone(), url);
+        let headers = request.headers_mut();
+        // Sized once for the call's headers and the ones added here
+        // (deadline, traceparent, tracestate or baggage), rather than a
+        // clone that grows on the first insert.
+        headers.reserve(self.headers.len() + 3);
+        for (name, value) in self.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        set_deadline(headers, deadline.saturating_duration_since(started));
+        self.trace.inject(headers);
+        *request.body_mut() = body;
+        match tokio::time::timeout_at(limit, self.exchange(request)).await {
+            Ok(result) => (result, false),
+            Err(_elapsed) => (Err(Failure::Timeout), cut_by_deadline),
+        }
+    }
+
+    /// Records the attempt's outcome against its endpoint (ejection, the
+    /// balancer's view) and, for a failure, whether another endpoint is
+    /// left to retry on.
+    fn settle(
+        &self,
+        key: PickKey,
+        mut result: Result<Response, AttemptError>,
+    ) -> Result<Response, AttemptError> {
         let outcome = match &result {
             Err(error) if !classify_failure(&error.failure).is_healthy() => {
                 endpoint_outcome(&error.failure)
             }
             _ => EndpointOutcome::Success,
         };
-        inner.endpoints.record(key, outcome);
-        let mut result = result;
+        self.inner.endpoints.record(key, outcome);
         if let Err(error) = &mut result
             && outcome != EndpointOutcome::Success
         {
             // Asked after the outcome is recorded: an endpoint it just
             // ejected is not somewhere else to go.
             let tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
-            error.elsewhere = inner.endpoints.any_other(&tried);
+            error.elsewhere = self.inner.endpoints.any_other(&tried);
         }
-        let classification = classify(&result);
-        self.record(&attempt, endpoint, &result, classification, elapsed, delay);
         result
     }
 
     /// Sends the request and reads the whole answer.
-    async fn exchange(
-        &self,
-        request: reqwest::Request,
-    ) -> Result<(http::StatusCode, http::Version, HeaderMap, Bytes), Failure> {
+    async fn exchange(&self, request: reqwest::Request) -> Result<Answer, Failure> {
         let mut response = self
             .inner
             .http

@@ -429,6 +429,33 @@ impl RequestSpan {
     }
 }
 
+impl<S> ServerService<S> {
+    /// The request's route, with its names made once (see `RouteTable`).
+    fn route<B>(&self, request: &Request<B>, method: (&'static str, usize)) -> Option<Route> {
+        let (path, table) = route_of(request)?;
+        if let Some(entry) = self.names.get(table, path, method) {
+            return Some(Route::Known {
+                names: self.names.clone(),
+                method: method.1,
+                name: entry.names.span_name,
+                route: entry.names.route,
+            });
+        }
+        // One service for many routes (gRPC methods behind a fallback).
+        match table.intern(path, method) {
+            Some(names) => Some(Route::Interned {
+                name: names.span_name,
+                route: names.route,
+            }),
+            None if std::ptr::eq(table, &GRPC_METHODS) => None,
+            None => Some(Route::Other {
+                route: path.to_owned(),
+                name: format!("{} {path}", method.0),
+            }),
+        }
+    }
+}
+
 impl<S, B, ResB> tower::Service<Request<B>> for ServerService<S>
 where
     S: tower::Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -450,28 +477,7 @@ where
         let started = tokio::time::Instant::now();
         let shared = self.shared.clone();
         let method = method_attribute(request.method());
-        let route = route_of(&request).and_then(|(path, table)| {
-            if let Some(entry) = self.names.get(table, path, method) {
-                return Some(Route::Known {
-                    names: self.names.clone(),
-                    method: method.1,
-                    name: entry.names.span_name,
-                    route: entry.names.route,
-                });
-            }
-            // One service for many routes (gRPC methods behind a fallback).
-            match table.intern(path, method) {
-                Some(names) => Some(Route::Interned {
-                    name: names.span_name,
-                    route: names.route,
-                }),
-                None if std::ptr::eq(table, &GRPC_METHODS) => None,
-                None => Some(Route::Other {
-                    route: path.to_owned(),
-                    name: format!("{} {path}", method.0),
-                }),
-            }
-        });
+        let route = self.route(&request, method);
         // The caller's id goes back as it came; a new one is made up. It
         // reaches handlers as the current id, not as an extension: a fifth
         // extension would make the request's map grow, a copy of the table.
