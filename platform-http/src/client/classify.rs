@@ -55,7 +55,9 @@ pub(crate) enum Failure {
     Status {
         status: StatusCode,
         version: Version,
-        headers: HeaderMap,
+        // Boxed: every attempt's result carries a `Failure`, and a header
+        // map would make them all three times larger for a rare case.
+        headers: Box<HeaderMap>,
         retry_after: Option<Duration>,
         body: Bytes,
     },
@@ -185,7 +187,7 @@ impl AttemptError {
                 return Ok(Response {
                     status,
                     version,
-                    headers,
+                    headers: *headers,
                     body,
                     target,
                     endpoint,

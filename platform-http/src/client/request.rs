@@ -594,7 +594,7 @@ impl Exchange<'_> {
             return Err(Failure::Status {
                 status,
                 version,
-                headers,
+                headers: Box::new(headers),
                 retry_after,
                 body,
             });
