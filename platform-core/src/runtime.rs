@@ -12,6 +12,7 @@ use platform_config::{Loaded, Loader};
 use crate::error::Error;
 use crate::health::{CheckOutcome, HealthRegistry, Kind, ManualCheck, Status};
 use crate::lifecycle::{Lifecycle, ShutdownOutcome, install_signal_handlers};
+use crate::resilience::ResilienceRegistry;
 use crate::settings::Settings;
 
 /// Names of the built-in health checks.
@@ -336,6 +337,7 @@ impl<S: AppSettings> RuntimeBuilder<S> {
                 watch: Mutex::new(watch),
                 prometheus: telemetry.as_ref().and_then(|t| t.prometheus()),
                 telemetry: Mutex::new(telemetry),
+                targets: ResilienceRegistry::new(),
             }),
         })
     }
@@ -385,6 +387,7 @@ struct Inner<S> {
     watch: Mutex<Option<WatchGuard>>,
     telemetry: Mutex<Option<platform_telemetry::TelemetryGuard>>,
     prometheus: Option<platform_telemetry::PrometheusHandle>,
+    targets: ResilienceRegistry,
 }
 
 impl<S: AppSettings> Runtime<S> {
@@ -431,6 +434,13 @@ impl<S: AppSettings> Runtime<S> {
     /// The health registry: add the service's own checks here.
     pub fn health(&self) -> &HealthRegistry {
         &self.inner.health
+    }
+
+    /// The resilience policies (budget, breaker, ...) of each target this
+    /// process calls, shared by all its clients of that target. Owned by the
+    /// runtime, not the process: two runtimes (tests) share nothing.
+    pub fn targets(&self) -> &ResilienceRegistry {
+        &self.inner.targets
     }
 
     /// Shutdown signal, background tasks and hooks.

@@ -48,7 +48,7 @@ pub use deadline::Deadline;
 pub use error::{ResilienceError, SettingsError};
 pub use hedge::{HedgePolicy, LatencyEstimate};
 pub use layer::{ResilienceLayer, ResilienceService};
-pub use registry::ResilienceRegistry;
+pub use registry::{RegistryError, ResilienceRegistry};
 pub use retry::{
     Backoff, Classification, Classifier, MAX_ATTEMPTS_CEILING, MAX_REQUEUES_CEILING, RetryBudget,
     RetryErrors, RetryPolicy, Verdict,

@@ -5,8 +5,31 @@ use std::sync::{Arc, Mutex};
 
 use super::{Resilience, ResilienceSettings, SettingsError};
 
-/// The policies of each target and the settings they were built from.
-type Targets = HashMap<Arc<str>, (ResilienceSettings, Resilience)>;
+/// The policies of each target, the settings they were built from and
+/// where those came from.
+type Targets = HashMap<Arc<str>, (ResilienceSettings, Arc<str>, Resilience)>;
+
+/// Why a target's policies could not be handed out.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RegistryError {
+    /// The settings cannot make working policies.
+    #[error(transparent)]
+    Invalid(#[from] SettingsError),
+    /// Two clients of one target with different settings: one budget and one
+    /// breaker cannot follow both, and keeping either would silently ignore
+    /// the other.
+    #[error(
+        "resilience settings of target {target} from {second} differ from those it already has from {first}"
+    )]
+    Conflict {
+        /// The target.
+        target: String,
+        /// Where the settings in use came from.
+        first: String,
+        /// Where the conflicting ones came from.
+        second: String,
+    },
+}
 
 /// Hands out the [`Resilience`] of each target, building it on first use,
 /// so that every client of a target shares its budget and breaker.
@@ -21,30 +44,35 @@ impl ResilienceRegistry {
         Self::default()
     }
 
-    /// The policies of `target`, built from `settings` the first time. A
-    /// later request with different settings gets the existing policies (the
-    /// budget must stay shared) and a warning; change settings by building a
-    /// new registry on reload.
+    /// The policies of `target`, built from `settings` the first time;
+    /// `source` says where the settings come from (`http.clients.inventory`,
+    /// `Client::builder("inventory")`), for the error when a later caller
+    /// brings different ones.
     pub fn get_or_insert(
         &self,
         target: &str,
         settings: &ResilienceSettings,
-    ) -> Result<Resilience, SettingsError> {
+        source: &str,
+    ) -> Result<Resilience, RegistryError> {
         let mut targets = self
             .targets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((existing, resilience)) = targets.get(target) {
+        if let Some((existing, first, resilience)) = targets.get(target) {
             if existing != settings {
-                tracing::warn!(
-                    resilience.target = target,
-                    "resilience settings differ from the first client of this target; keeping the first"
-                );
+                return Err(RegistryError::Conflict {
+                    target: target.to_owned(),
+                    first: first.to_string(),
+                    second: source.to_owned(),
+                });
             }
             return Ok(resilience.clone());
         }
         let resilience = Resilience::new(target, settings)?;
-        targets.insert(Arc::from(target), (settings.clone(), resilience.clone()));
+        targets.insert(
+            Arc::from(target),
+            (settings.clone(), Arc::from(source), resilience.clone()),
+        );
         Ok(resilience)
     }
 
@@ -54,7 +82,7 @@ impl ResilienceRegistry {
             .targets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        targets.get(target).map(|(_, r)| r.clone())
+        targets.get(target).map(|(_, _, r)| r.clone())
     }
 }
 
@@ -66,9 +94,9 @@ mod tests {
     fn one_budget_per_target() {
         let registry = ResilienceRegistry::new();
         let settings = ResilienceSettings::default();
-        let a = registry.get_or_insert("inventory", &settings).unwrap();
-        let b = registry.get_or_insert("inventory", &settings).unwrap();
-        let other = registry.get_or_insert("payments", &settings).unwrap();
+        let a = registry.get_or_insert("inventory", &settings, "a").unwrap();
+        let b = registry.get_or_insert("inventory", &settings, "b").unwrap();
+        let other = registry.get_or_insert("payments", &settings, "c").unwrap();
         let before = b.budget().balance();
         assert!(a.budget().try_withdraw());
         assert!((before - b.budget().balance() - 1.0).abs() < 1e-9, "shared");
@@ -85,8 +113,37 @@ mod tests {
         let registry = ResilienceRegistry::new();
         let mut settings = ResilienceSettings::default();
         settings.retry.max_attempts = 9;
-        let err = registry.get_or_insert("inventory", &settings).unwrap_err();
-        assert_eq!(err.key, "retry.max_attempts");
+        let err = registry
+            .get_or_insert("inventory", &settings, "a")
+            .unwrap_err();
+        assert!(
+            matches!(&err, RegistryError::Invalid(e) if e.key == "retry.max_attempts"),
+            "{err:?}"
+        );
         assert!(registry.get("inventory").is_none());
+    }
+
+    #[test]
+    fn different_settings_for_one_target_are_an_error_naming_both_sources() {
+        let registry = ResilienceRegistry::new();
+        let settings = ResilienceSettings::default();
+        registry
+            .get_or_insert("inventory", &settings, "http.clients.inventory")
+            .unwrap();
+        let mut other = settings.clone();
+        other.retry.max_attempts = 2;
+        let err = registry
+            .get_or_insert("inventory", &other, "Client::builder(\"inventory\")")
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RegistryError::Conflict {
+                target: "inventory".into(),
+                first: "http.clients.inventory".into(),
+                second: "Client::builder(\"inventory\")".into(),
+            }
+        );
+        let message = err.to_string();
+        assert!(message.contains("http.clients.inventory") && message.contains("Client::builder"));
     }
 }

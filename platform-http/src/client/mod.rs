@@ -81,13 +81,13 @@ mod retry_after;
 mod service;
 mod trace;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use platform_core::discovery::{DiscoverySettings, EndpointSet, Resolver, TargetResolver};
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
-use platform_core::resilience::{Resilience, ResilienceRegistry};
+use platform_core::resilience::{RegistryError, Resilience, ResilienceRegistry, SettingsError};
 use platform_core::settings::ClientSettings;
 use platform_core::{AppSettings, Runtime};
 
@@ -122,11 +122,6 @@ struct Inner {
 }
 
 /// The registry of clients built without one of their own.
-fn process_registry() -> &'static ResilienceRegistry {
-    static REGISTRY: OnceLock<ResilienceRegistry> = OnceLock::new();
-    REGISTRY.get_or_init(ResilienceRegistry::new)
-}
-
 impl Client {
     /// The client for `name`, configured by `http.clients.<name>` of the
     /// runtime's config; an error when that entry is missing or invalid.
@@ -147,9 +142,11 @@ impl Client {
                 ),
             }
         })?;
-        let client = Self::builder(name, settings)
+        let mut builder = Self::builder(name, settings)
             .discovery_settings(&config.discovery)
-            .build()?;
+            .registry(rt.targets());
+        builder.source = format!("http.clients.{name}");
+        let client = builder.build()?;
         if client.inner.endpoints.discovered_set().is_some() {
             // Stale or missing discovery data is worth a look, not an outage:
             // the last known endpoints keep serving.
@@ -187,7 +184,8 @@ impl Client {
         }
     }
 
-    /// A client for `name` from its settings.
+    /// A client for `name` from its settings, with policies of its own
+    /// (shared with no other client: see [`ClientBuilder::registry`]).
     pub fn from_settings(name: &str, settings: &ClientSettings) -> Result<Self, ClientError> {
         Self::builder(name, settings).build()
     }
@@ -199,6 +197,7 @@ impl Client {
             settings: settings.clone(),
             endpoints: None,
             registry: None,
+            source: format!("Client::builder({name:?})"),
             resilience: None,
             discovery: None,
             resolver: None,
@@ -264,6 +263,8 @@ pub struct ClientBuilder {
     settings: ClientSettings,
     endpoints: Option<Vec<String>>,
     registry: Option<ResilienceRegistry>,
+    /// Where the settings come from, for a conflict in the registry.
+    source: String,
     resilience: Option<Resilience>,
     discovery: Option<DiscoverySettings>,
     resolver: Option<Arc<dyn Resolver>>,
@@ -295,7 +296,12 @@ impl ClientBuilder {
         self
     }
 
-    /// Takes the target's policies from `registry` instead of the process-wide one.
+    /// Shares the target's policies (budget, breaker, ejection) through
+    /// `registry` with every other client of the target built from it:
+    /// [`Client::for_service`] uses the runtime's ([`Runtime::targets`]).
+    /// Without one, the client has policies of its own. Settings that
+    /// differ from those the target already has in the registry are an
+    /// error naming both sources.
     pub fn registry(mut self, registry: &ResilienceRegistry) -> Self {
         self.registry = Some(registry.clone());
         self
@@ -339,14 +345,19 @@ impl ClientBuilder {
         }
         let default_headers =
             default_headers(settings).map_err(|(key, reason)| config(&key, reason))?;
-        let resilience = match self.resilience {
-            Some(resilience) => resilience,
-            None => self
-                .registry
-                .as_ref()
-                .unwrap_or_else(|| process_registry())
-                .get_or_insert(&name, &settings.resilience())
-                .map_err(|e| config(e.key, format!("{} (got {})", e.reason, e.value)))?,
+        let invalid = |e: SettingsError| config(e.key, format!("{} (got {})", e.reason, e.value));
+        let resilience = match (self.resilience, &self.registry) {
+            (Some(resilience), _) => resilience,
+            (None, Some(registry)) => registry
+                .get_or_insert(&name, &settings.resilience(), &self.source)
+                .map_err(|e| match e {
+                    RegistryError::Invalid(e) => invalid(e),
+                    conflict @ RegistryError::Conflict { .. } => config("", conflict.to_string()),
+                })?,
+            // Its own policies: shared with no other client.
+            (None, None) => {
+                Resilience::new(name.as_str(), &settings.resilience()).map_err(invalid)?
+            }
         };
         let http = http_client(settings.connect_timeout)
             .build()

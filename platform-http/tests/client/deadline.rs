@@ -229,3 +229,37 @@ async fn clients_come_from_the_runtime_config() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn the_runtime_owns_the_targets_and_refuses_conflicting_settings() {
+    let extra = [("http.clients.shared.base_url", "http://127.0.0.1:9")];
+    let rt = runtime(&extra).await;
+    let a = Client::for_service(&rt, "shared").unwrap();
+    let b = Client::for_service(&rt, "shared").unwrap();
+    // One budget for the target, held by this runtime.
+    let before = b.resilience().budget().balance();
+    assert!(a.resilience().budget().try_withdraw());
+    assert!(before - b.resilience().budget().balance() > 0.5, "shared");
+    assert!(rt.targets().get("shared").is_some());
+
+    // A client built in code with other settings for the same target.
+    let mut other = settings("http://127.0.0.1:9");
+    other.retry.max_attempts = 2;
+    let err = Client::builder("shared", &other)
+        .registry(rt.targets())
+        .build()
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("http.clients.shared") && message.contains("Client::builder(\"shared\")"),
+        "{message}"
+    );
+
+    // Another runtime (a second test, say) shares nothing with this one.
+    let other_rt = runtime(&extra).await;
+    let c = Client::for_service(&other_rt, "shared").unwrap();
+    assert!(
+        (c.resilience().budget().balance() - before).abs() < 1e-9,
+        "a fresh budget"
+    );
+}
