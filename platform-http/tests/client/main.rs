@@ -70,8 +70,8 @@ impl Hits {
     }
 }
 
-/// A unique target name per test, so that no two tests share policies
-/// through the process-wide registry.
+/// A unique target name per test, so that no two tests' metrics (labelled
+/// by target) mix.
 pub(crate) fn target(name: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!("{name}-{}", N.fetch_add(1, Ordering::SeqCst))
