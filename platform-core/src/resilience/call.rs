@@ -373,22 +373,17 @@ impl Resilience {
         let target = &inner.instruments.target;
         let attempts = progress.attempts;
         let pushback = match classification.verdict {
-            Verdict::Success => {
-                return Next::Done(result.map_err(|source| ResilienceError::NotRetryable {
-                    target: target.clone(),
-                    attempts,
-                    source,
-                }));
-            }
-            Verdict::NotRetryable => {
-                tracing::debug!(resilience.target = %target, attempts, "attempt failed: not retryable");
-                return Next::Done(result.map_err(|source| ResilienceError::NotRetryable {
-                    target: target.clone(),
-                    attempts,
-                    source,
-                }));
-            }
             Verdict::Retryable { pushback } => pushback,
+            verdict => {
+                if verdict == Verdict::NotRetryable {
+                    tracing::debug!(resilience.target = %target, attempts, "attempt failed: not retryable");
+                }
+                return Next::Done(result.map_err(|source| ResilienceError::NotRetryable {
+                    target: target.clone(),
+                    attempts,
+                    source,
+                }));
+            }
         };
         if classification.requeue
             && classification.elsewhere

@@ -637,15 +637,7 @@ impl Exchange<'_> {
                     KeyValue::new("server.address", endpoint.address.clone()),
                     KeyValue::new("server.port", i64::from(endpoint.port)),
                 ];
-                if let Some(status) = status {
-                    attributes.push(KeyValue::new(
-                        "http.response.status_code",
-                        i64::from(status.as_u16()),
-                    ));
-                }
-                if let Some(error_type) = error_type {
-                    attributes.push(KeyValue::new("error.type", error_type));
-                }
+                push_outcome(&mut attributes, status, error_type);
                 attributes
             },
         );
@@ -703,16 +695,25 @@ impl Exchange<'_> {
         }
         attributes.push(KeyValue::new("elapsed_ms", millis(elapsed)));
         attributes.push(KeyValue::new("outcome", outcome));
-        if let Some(status) = status {
-            attributes.push(KeyValue::new(
-                "http.response.status_code",
-                i64::from(status.as_u16()),
-            ));
-        }
-        if let Some(error_type) = error_type {
-            attributes.push(KeyValue::new("error.type", error_type));
-        }
+        push_outcome(&mut attributes, status, error_type);
         self.trace.event("http.client.attempt", attributes);
+    }
+}
+
+/// An attempt's status and error type as semantic-convention attributes.
+fn push_outcome(
+    attributes: &mut Vec<KeyValue>,
+    status: Option<http::StatusCode>,
+    error_type: Option<&'static str>,
+) {
+    if let Some(status) = status {
+        attributes.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status.as_u16()),
+        ));
+    }
+    if let Some(error_type) = error_type {
+        attributes.push(KeyValue::new("error.type", error_type));
     }
 }
 
