@@ -16,8 +16,9 @@ mod field;
 
 use proc_macro::TokenStream;
 
-/// Makes a struct with named fields a settings section: derives, defaults,
-/// serde attributes and `Validate`. Documented as `platform_config::settings`.
+// Documented where platform-config re-exports it, where the examples can
+// run; a doc comment here would be appended to that page.
+#[allow(missing_docs)]
 #[proc_macro_attribute]
 pub fn settings(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::settings(args.into(), item.into()).into()
