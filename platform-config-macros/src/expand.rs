@@ -7,6 +7,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Attribute, Fields, Item, ItemStruct, Token, parse_quote};
 
+use crate::attrs::argument_names;
 use crate::container::ContainerOptions;
 use crate::errors::Errors;
 use crate::field::{FieldOptions, Format};
@@ -30,6 +31,7 @@ pub(crate) fn settings(args: TokenStream, item: TokenStream) -> TokenStream {
     errors.push(check_shape(&item));
     let fields = read_fields(&mut item, &mut errors);
     if errors.any() {
+        without_derive_attributes(&mut item);
         return errors.emit(quote!(#item));
     }
 
@@ -87,6 +89,14 @@ fn check_shape(item: &ItemStruct) -> syn::Result<()> {
             errors.push(check_derives(attr));
         }
     }
+    for ident in argument_names(&item.attrs, "serde") {
+        if ident == "default" || ident == "deny_unknown_fields" {
+            errors.add(syn::Error::new(
+                ident.span(),
+                format_args!("#[settings] adds `#[serde(default, deny_unknown_fields)]` itself; remove `{ident}` here"),
+            ));
+        }
+    }
     errors.finish(())
 }
 
@@ -111,6 +121,17 @@ fn check_derives(attr: &Attribute) -> syn::Result<()> {
         errors.add(syn::Error::new_spanned(path, message));
     }
     errors.finish(())
+}
+
+/// Without the derives `#[serde(...)]` and `#[schemars(...)]` mean nothing
+/// and would only add errors of their own.
+fn without_derive_attributes(item: &mut ItemStruct) {
+    let theirs =
+        |attr: &Attribute| attr.path().is_ident("serde") || attr.path().is_ident("schemars");
+    item.attrs.retain(|attr| !theirs(attr));
+    for field in item.fields.iter_mut() {
+        field.attrs.retain(|attr| !theirs(attr));
+    }
 }
 
 /// Takes every field's `#[setting]` out and decides how it is written.

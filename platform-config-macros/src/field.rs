@@ -1,11 +1,12 @@
 //! `#[setting(...)]` on a field, and the serde and schemars attributes its
 //! type calls for.
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream};
 use quote::quote_spanned;
 use syn::spanned::Spanned;
 use syn::{Attribute, Expr, Field, Lit, Type, parse_quote_spanned};
 
+use crate::attrs::argument_names;
 use crate::errors::{Errors, path_text};
 
 /// What a field's `#[setting(...)]` attributes say.
@@ -160,21 +161,11 @@ impl Format {
     }
 }
 
-/// Whether one of `attrs` is `#[name(...)]` with `key = ...` among its arguments.
+/// Whether the field's own `#[name(...)]` attributes give one of `keys`.
 fn names_a_key(attrs: &[Attribute], name: &str, keys: &[&str]) -> bool {
-    attrs
+    argument_names(attrs, name)
         .iter()
-        .filter(|attr| attr.path().is_ident(name))
-        .filter_map(|attr| attr.meta.require_list().ok())
-        .any(|list| {
-            let tokens: Vec<TokenTree> = list.tokens.clone().into_iter().collect();
-            tokens.windows(2).any(|pair| match pair {
-                [TokenTree::Ident(ident), TokenTree::Punct(eq)] => {
-                    eq.as_char() == '=' && keys.iter().any(|key| ident == key)
-                }
-                _ => false,
-            })
-        })
+        .any(|ident| keys.iter().any(|key| ident == key))
 }
 
 /// `Duration`, `std::time::Duration` or `core::time::Duration`.

@@ -250,3 +250,23 @@ fn the_loader_names_an_unknown_key_and_the_nearest_one() {
         "{problems:?}"
     );
 }
+
+/// Struct-level serde attributes of its own, beside the ones the attribute adds.
+#[platform_config::settings]
+#[serde(rename_all = "kebab-case")]
+struct Kebab {
+    /// Spelt `read-timeout` in files.
+    #[setting(default = Duration::from_secs(1))]
+    read_timeout: Duration,
+}
+
+#[test]
+fn the_structs_own_serde_attributes_are_kept() {
+    let k: Kebab = toml::from_str("read-timeout = \"3s\"").unwrap();
+    assert_eq!(k.read_timeout, Duration::from_secs(3));
+    let e = toml::from_str::<Kebab>("read_timeout = \"3s\"").unwrap_err();
+    assert!(
+        e.to_string().contains("unknown field `read_timeout`"),
+        "{e}"
+    );
+}
