@@ -1,6 +1,8 @@
 //! Durations in human form: `250ms`, `5s`, `1m30s`, `2h`.
 //!
-//! Use on a `std::time::Duration` field of a settings type:
+//! A [`#[settings]`](crate::settings) struct reads and writes every
+//! `Duration` and `Option<Duration>` field this way by itself. By hand, on a
+//! `std::time::Duration` field of a serde type:
 //!
 //! ```
 //! use std::time::Duration;

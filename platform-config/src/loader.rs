@@ -17,7 +17,8 @@ use crate::tree::Node;
 use crate::validate::{Validate, Validation};
 
 /// What a root settings type must be: readable, printable, described by a
-/// schema, with working defaults and its own rules. Blanket-implemented.
+/// schema, with working defaults and its own rules. Blanket-implemented;
+/// [`#[settings]`](crate::settings) makes a struct all of these.
 pub trait Settings:
     DeserializeOwned + Serialize + schemars::JsonSchema + Default + Validate + Send + Sync + 'static
 {
@@ -49,15 +50,13 @@ impl<T> Settings for T where
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// #[derive(Debug, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-/// #[serde(default, deny_unknown_fields)]
+/// #[platform_config::settings]
 /// struct AppSettings {
 ///     /// Greeting sent to callers.
 ///     greeting: String,
 ///     /// Ports to listen on.
 ///     ports: Vec<u16>,
 /// }
-/// impl platform_config::Validate for AppSettings {}
 ///
 /// let loaded = platform_config::Loader::new()
 ///     .env_vars([("APP__PORTS", "8080")])

@@ -1,5 +1,8 @@
 //! Sizes in human form: `512`, `64KiB`, `10MiB`, `1GB`.
 //!
+//! In a [`#[settings]`](crate::settings) struct, `#[setting(size)]` on a
+//! `u64` field says the same as the two attributes here.
+//!
 //! ```
 //! #[derive(serde::Deserialize, schemars::JsonSchema)]
 //! struct Limits {

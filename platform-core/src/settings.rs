@@ -70,48 +70,33 @@ fn check_bind(v: &mut Validation, bind: &str) {
 }
 
 /// The service's API listener.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings(validate_with = Self::check)]
+#[derive(PartialEq)]
 pub struct ServerSettings {
     /// Serve the API at all (off for workers with only an admin port).
+    #[setting(default = true)]
     pub enabled: bool,
     /// Address and port of the API.
+    #[setting(default = "0.0.0.0:8080")]
     pub bind: String,
     /// An HTTP/1 connection with no progress for this long (no request head
     /// completed, no handler running, no response bytes written) is closed:
     /// a client must send its request headers within this time.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(10))]
     pub header_read_timeout: Duration,
     /// Largest request head (request line and headers) accepted.
-    #[serde(with = "platform_config::size")]
-    #[schemars(with = "String")]
+    #[setting(size, default = 64 * 1024)]
     pub max_header_size: u64,
     /// Largest request body accepted.
-    #[serde(with = "platform_config::size")]
-    #[schemars(with = "String")]
+    #[setting(size, default = 2 * 1024 * 1024)]
     pub max_body_size: u64,
     /// Default deadline of a request when the caller sends none.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(30))]
     pub request_timeout: Duration,
 }
 
-impl Default for ServerSettings {
-    fn default() -> Self {
-        ServerSettings {
-            enabled: true,
-            bind: "0.0.0.0:8080".into(),
-            header_read_timeout: Duration::from_secs(10),
-            max_header_size: 64 * 1024,
-            max_body_size: 2 * 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Validate for ServerSettings {
-    fn validate(&self, v: &mut Validation) {
+impl ServerSettings {
+    fn check(&self, v: &mut Validation) {
         check_bind(v, &self.bind);
         v.check(
             !self.header_read_timeout.is_zero(),
@@ -132,91 +117,61 @@ impl Validate for ServerSettings {
 }
 
 /// The admin listener.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings(validate_with = Self::check)]
+#[derive(PartialEq)]
 pub struct AdminSettings {
     /// Serve the admin endpoints.
+    #[setting(default = true)]
     pub enabled: bool,
     /// Address and port of the admin endpoints; all interfaces by default so the kubelet can probe.
+    #[setting(default = "0.0.0.0:9090")]
     pub bind: String,
     /// Serve `/config` (the effective configuration, secrets redacted). Off by default: it shows internals.
     pub config_endpoint: bool,
 }
 
-impl Default for AdminSettings {
-    fn default() -> Self {
-        AdminSettings {
-            enabled: true,
-            bind: "0.0.0.0:9090".into(),
-            config_endpoint: false,
-        }
-    }
-}
-
-impl Validate for AdminSettings {
-    fn validate(&self, v: &mut Validation) {
+impl AdminSettings {
+    fn check(&self, v: &mut Validation) {
         check_bind(v, &self.bind);
     }
 }
 
 /// Graceful shutdown on SIGTERM or SIGINT.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct ShutdownSettings {
     /// After the signal, keep serving this long with readiness failing, so load balancers stop sending traffic.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(5))]
     pub drain_delay: Duration,
     /// Then stop accepting and give in-flight requests this long to finish before they are cancelled.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    // 5 s + 25 s stays under Kubernetes' default terminationGracePeriodSeconds of 30.
+    #[setting(default = Duration::from_secs(25))]
     pub grace_period: Duration,
 }
 
-impl Default for ShutdownSettings {
-    fn default() -> Self {
-        // 5 s + 25 s stays under Kubernetes' default terminationGracePeriodSeconds of 30.
-        ShutdownSettings {
-            drain_delay: Duration::from_secs(5),
-            grace_period: Duration::from_secs(25),
-        }
-    }
-}
-
-impl Validate for ShutdownSettings {}
-
 /// Configuration reload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct ReloadSettings {
     /// Watch the config directory and reload on change.
+    #[setting(default = true)]
     pub enabled: bool,
     /// Quiet period after the last change before reloading.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = platform_config::reload::DEFAULT_DEBOUNCE)]
     pub debounce: Duration,
-}
-
-impl Default for ReloadSettings {
-    fn default() -> Self {
-        ReloadSettings {
-            enabled: true,
-            debounce: platform_config::reload::DEFAULT_DEBOUNCE,
-        }
-    }
 }
 
 /// Outgoing HTTP calls. The schema lives here with the other platform
 /// sections; `platform-http` turns each entry into a client.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings(validate_with = Self::check)]
+#[derive(PartialEq)]
 pub struct HttpSettings {
     /// Named clients: `[http.clients.inventory]` configures `Client::for_service(&rt, "inventory")`.
     pub clients: BTreeMap<String, ClientSettings>,
 }
 
-impl Validate for HttpSettings {
-    fn validate(&self, v: &mut Validation) {
+impl HttpSettings {
+    fn check(&self, v: &mut Validation) {
         for (name, client) in &self.clients {
             v.section(&format!("clients.{name}"), client);
         }
@@ -224,8 +179,8 @@ impl Validate for HttpSettings {
 }
 
 /// One named HTTP client: where it calls and how it behaves when that fails.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings(validate_with = Self::check)]
+#[derive(PartialEq)]
 pub struct ClientSettings {
     /// Base URL of the target, e.g. `http://inventory:8081`. With `discovery`
     /// set, only its scheme and path prefix are used; the host comes from discovery.
@@ -237,27 +192,24 @@ pub struct ClientSettings {
     /// How requests are spread over the endpoints.
     pub balance: crate::balance::BalanceSettings,
     /// Time to establish a connection.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(1))]
     pub connect_timeout: Duration,
     /// Time one attempt may take, response body included.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(2))]
     pub attempt_timeout: Duration,
     /// Request bodies up to this size are buffered so a retry can resend them;
     /// larger or streaming bodies are sent once and never retried.
-    #[serde(with = "platform_config::size")]
-    #[schemars(with = "String")]
+    #[setting(size, default = 64 * 1024)]
     pub max_replay_body: u64,
     /// Largest answer body read; a larger one is refused (`ResponseTooLarge`), not buffered.
-    #[serde(with = "platform_config::size")]
-    #[schemars(with = "String")]
+    #[setting(size, default = 16 * 1024 * 1024)]
     pub max_response_body: u64,
     /// Headers sent with every request (values are not secrets: use code for credentials).
     pub headers: BTreeMap<String, String>,
     /// Total time a call may take, every attempt and backoff included, when the caller has no deadline.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    // A client's resilience defaults are ResilienceSettings' (a test below
+    // keeps the policies' equal too).
+    #[setting(default = crate::resilience::ResilienceSettings::default().total_timeout)]
     pub total_timeout: Duration,
     /// Retries.
     pub retry: crate::resilience::RetrySettings,
@@ -269,28 +221,6 @@ pub struct ClientSettings {
     pub outlier: crate::resilience::OutlierSettings,
     /// Hedged requests for idempotent calls (off by default).
     pub hedge: crate::resilience::HedgeSettings,
-}
-
-impl Default for ClientSettings {
-    fn default() -> Self {
-        let resilience = crate::resilience::ResilienceSettings::default();
-        ClientSettings {
-            base_url: String::new(),
-            discovery: String::new(),
-            balance: crate::balance::BalanceSettings::default(),
-            connect_timeout: Duration::from_secs(1),
-            attempt_timeout: Duration::from_secs(2),
-            max_replay_body: 64 * 1024,
-            max_response_body: 16 * 1024 * 1024,
-            headers: BTreeMap::new(),
-            total_timeout: resilience.total_timeout,
-            retry: resilience.retry,
-            budget: resilience.budget,
-            breaker: resilience.breaker,
-            outlier: resilience.outlier,
-            hedge: resilience.hedge,
-        }
-    }
 }
 
 impl ClientSettings {
@@ -307,8 +237,8 @@ impl ClientSettings {
     }
 }
 
-impl Validate for ClientSettings {
-    fn validate(&self, v: &mut Validation) {
+impl ClientSettings {
+    fn check(&self, v: &mut Validation) {
         if let Err(reason) = base_url(&self.base_url) {
             v.error("base_url", reason);
         }
@@ -388,5 +318,18 @@ fn missing_feature(target: &crate::discovery::Target) -> Option<&'static str> {
         Target::Static(_) => None,
         Target::Dns { .. } | Target::DnsSrv { .. } => (!cfg!(feature = "dns")).then_some("dns"),
         Target::Etcd { .. } => (!cfg!(feature = "etcd")).then_some("etcd"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clients_resilience_defaults_are_the_resilience_settings_defaults() {
+        assert_eq!(
+            ClientSettings::default().resilience(),
+            crate::resilience::ResilienceSettings::default()
+        );
     }
 }

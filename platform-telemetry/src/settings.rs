@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::TelemetryError;
 
 /// Settings of the whole telemetry subsystem.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings(validate_with = Self::report)]
+#[derive(PartialEq)]
 pub struct TelemetrySettings {
     /// Log output through `tracing`.
     pub logging: LoggingSettings,
@@ -27,21 +27,8 @@ pub struct TelemetrySettings {
     /// (`OTEL_RESOURCE_ATTRIBUTES` overrides keys given here).
     pub resource_attributes: BTreeMap<String, String>,
     /// Upper bound for flushing and shutting down every exporter at exit.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(5))]
     pub shutdown_timeout: Duration,
-}
-
-impl Default for TelemetrySettings {
-    fn default() -> Self {
-        TelemetrySettings {
-            logging: LoggingSettings::default(),
-            tracing: TracingSettings::default(),
-            metrics: MetricsSettings::default(),
-            resource_attributes: BTreeMap::new(),
-            shutdown_timeout: Duration::from_secs(5),
-        }
-    }
 }
 
 /// How log lines look.
@@ -67,40 +54,33 @@ pub enum LogOutput {
 }
 
 /// Log output settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct LoggingSettings {
     /// Write log lines at all.
+    #[setting(default = true)]
     pub enabled: bool,
     /// `json`, `text`, or `auto` (text on a terminal, JSON otherwise).
+    #[setting(default = LogFormat::Auto)]
     pub format: LogFormat,
     /// `stdout` or `stderr`.
+    #[setting(default = LogOutput::Stdout)]
     pub output: LogOutput,
     /// Default level: `trace`, `debug`, `info`, `warn`, `error` or `off`.
     /// `RUST_LOG`, when set, replaces this and `targets`.
+    #[setting(default = "info")]
     pub level: String,
     /// Per-target levels, e.g. `{ "sqlx" = "warn", "orders::db" = "debug" }`.
+    // The SDK announces itself at INFO on every start; keep its warnings.
+    #[setting(default = BTreeMap::from([
+        ("opentelemetry".to_owned(), "warn".to_owned()),
+        ("opentelemetry_sdk".to_owned(), "warn".to_owned()),
+    ]))]
     pub targets: BTreeMap<String, String>,
     /// Lines waiting for the writer thread; when full, new lines are dropped and
     /// counted rather than blocking the request path.
+    #[setting(default = 8192)]
     pub queue_capacity: usize,
-}
-
-impl Default for LoggingSettings {
-    fn default() -> Self {
-        LoggingSettings {
-            enabled: true,
-            format: LogFormat::Auto,
-            output: LogOutput::Stdout,
-            level: "info".to_owned(),
-            // The SDK announces itself at INFO on every start; keep its warnings.
-            targets: BTreeMap::from([
-                ("opentelemetry".to_owned(), "warn".to_owned()),
-                ("opentelemetry_sdk".to_owned(), "warn".to_owned()),
-            ]),
-            queue_capacity: 8192,
-        }
-    }
 }
 
 /// OTLP wire protocol.
@@ -125,32 +105,21 @@ impl OtlpProtocol {
 }
 
 /// Where and how one signal is pushed over OTLP.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct OtlpSettings {
     /// Collector base URL, e.g. `http://otel-collector:4317` (gRPC) or
     /// `http://otel-collector:4318` (HTTP; `/v1/traces` or `/v1/metrics` is
     /// appended). Empty: nothing is exported.
     pub endpoint: String,
     /// `grpc` or `http/protobuf`.
+    #[setting(default = OtlpProtocol::HttpProtobuf)]
     pub protocol: OtlpProtocol,
     /// Headers sent with every export (e.g. an API key); never printed.
     pub headers: BTreeMap<String, Secret<String>>,
     /// Upper bound for one export call, retries included.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(10))]
     pub timeout: Duration,
-}
-
-impl Default for OtlpSettings {
-    fn default() -> Self {
-        OtlpSettings {
-            endpoint: String::new(),
-            protocol: OtlpProtocol::HttpProtobuf,
-            headers: BTreeMap::new(),
-            timeout: Duration::from_secs(10),
-        }
-    }
 }
 
 /// A context propagation format.
@@ -164,74 +133,54 @@ pub enum Propagator {
 }
 
 /// Tracing settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct TracingSettings {
     /// Record spans at all. Off: no spans, no trace ids in logs, nothing
     /// exported; incoming context can still be forwarded explicitly with
     /// `propagation::extract` and `propagation::inject_context`.
+    #[setting(default = true)]
     pub enabled: bool,
     /// Lowest level (and per-target directives, as in `RUST_LOG`) of the spans
     /// that become traces. Separate from the log level, so quieter logs never
     /// silence traces: which traces are kept is the sampler's decision.
+    #[setting(default = "info")]
     pub level: String,
     /// Share of new traces (those without a sampled parent) that are recorded,
     /// from 0.0 to 1.0. The parent's decision wins when there is one.
+    #[setting(default = 1.0)]
     pub sampling_ratio: f64,
     /// Formats read from and written to request headers.
+    #[setting(default = vec![Propagator::TraceContext, Propagator::Baggage])]
     pub propagators: Vec<Propagator>,
     /// Spans waiting for export; when full, new spans are dropped and counted.
+    #[setting(default = 2048)]
     pub max_queue_size: usize,
     /// Spans sent in one export call.
+    #[setting(default = 512)]
     pub max_export_batch_size: usize,
     /// How long a span may wait before its batch is sent.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(5))]
     pub scheduled_delay: Duration,
     /// OTLP export of spans.
     pub otlp: OtlpSettings,
 }
 
-impl Default for TracingSettings {
-    fn default() -> Self {
-        TracingSettings {
-            enabled: true,
-            level: "info".to_owned(),
-            sampling_ratio: 1.0,
-            propagators: vec![Propagator::TraceContext, Propagator::Baggage],
-            max_queue_size: 2048,
-            max_export_batch_size: 512,
-            scheduled_delay: Duration::from_secs(5),
-            otlp: OtlpSettings::default(),
-        }
-    }
-}
-
 /// Metrics settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct MetricsSettings {
     /// Record metrics at all.
+    #[setting(default = true)]
     pub enabled: bool,
     /// Keep a Prometheus text exposition for the admin server's `/metrics`.
+    #[setting(default = true)]
     pub prometheus: bool,
     /// How often metrics are pushed over OTLP (when an endpoint is set).
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(60))]
     pub export_interval: Duration,
     /// OTLP push of metrics (optional; empty endpoint: no push).
     pub otlp: OtlpSettings,
-}
-
-impl Default for MetricsSettings {
-    fn default() -> Self {
-        MetricsSettings {
-            enabled: true,
-            prometheus: true,
-            export_interval: Duration::from_secs(60),
-            otlp: OtlpSettings::default(),
-        }
-    }
 }
 
 impl TelemetrySettings {
@@ -391,10 +340,11 @@ struct SettingProblem {
     reason: String,
 }
 
-/// The loader validates this section with the rest of the configuration, so
-/// `--check-config`, start-up and reload refuse the same telemetry settings.
-impl platform_config::Validate for TelemetrySettings {
-    fn validate(&self, v: &mut platform_config::Validation) {
+impl TelemetrySettings {
+    /// Every problem, for the loader: it validates this section with the rest
+    /// of the configuration, so `--check-config`, start-up and reload refuse
+    /// the same telemetry settings.
+    fn report(&self, v: &mut platform_config::Validation) {
         for p in self.problems() {
             v.error(&p.key, format!("{} (got {})", p.reason, p.value));
         }

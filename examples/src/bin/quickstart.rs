@@ -14,22 +14,12 @@ use axum::routing::get;
 use platform_core::Runtime;
 
 /// The service's own settings: the `[app]` section of its config.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
 struct Settings {
     /// How the service greets.
+    #[setting(default = "hello")]
     greeting: String,
 }
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            greeting: "hello".into(),
-        }
-    }
-}
-
-impl platform_config::Validate for Settings {}
 
 async fn hello(State(rt): State<Runtime<Settings>>) -> String {
     // Read per request: a config reload takes effect without a restart.

@@ -3,39 +3,27 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use platform_config::{Validate, Validation};
-use serde::{Deserialize, Serialize};
+use platform_config::Validation;
 
 /// Inventory's own settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings(validate_with = Self::check)]
+#[derive(PartialEq)]
 pub struct InventorySettings {
     /// Units in stock per SKU when the service starts.
+    #[setting(default = BTreeMap::from([("apple".into(), 100), ("pear".into(), 50)]))]
     pub initial_stock: BTreeMap<String, u32>,
     /// Largest quantity one reservation may take.
+    #[setting(default = 10)]
     pub max_reservation: u32,
     /// Added to every answer: lets a demo or a test make one instance slow.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
     pub extra_latency: Duration,
     /// Share of requests answered 503 on purpose, 0.0 to 1.0: lets a demo or
     /// a test make one instance flaky.
     pub failure_rate: f64,
 }
 
-impl Default for InventorySettings {
-    fn default() -> Self {
-        InventorySettings {
-            initial_stock: BTreeMap::from([("apple".into(), 100), ("pear".into(), 50)]),
-            max_reservation: 10,
-            extra_latency: Duration::ZERO,
-            failure_rate: 0.0,
-        }
-    }
-}
-
-impl Validate for InventorySettings {
-    fn validate(&self, v: &mut Validation) {
+impl InventorySettings {
+    fn check(&self, v: &mut Validation) {
         v.check(
             self.max_reservation > 0,
             "max_reservation",

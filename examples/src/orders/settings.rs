@@ -1,25 +1,19 @@
 //! Orders' own settings, the `[app]` section of its config. Where inventory
 //! is and how to call it is platform config: `[http.clients.inventory]`.
 
-use platform_config::{Validate, Validation};
-use serde::{Deserialize, Serialize};
+use platform_config::Validation;
 
 /// Orders' own settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings(validate_with = Self::check)]
+#[derive(PartialEq)]
 pub struct OrdersSettings {
     /// Largest number of units in one order.
+    #[setting(default = 5)]
     pub max_quantity: u32,
 }
 
-impl Default for OrdersSettings {
-    fn default() -> Self {
-        OrdersSettings { max_quantity: 5 }
-    }
-}
-
-impl Validate for OrdersSettings {
-    fn validate(&self, v: &mut Validation) {
+impl OrdersSettings {
+    fn check(&self, v: &mut Validation) {
         v.check(self.max_quantity > 0, "max_quantity", "must be at least 1");
     }
 }

@@ -20,35 +20,24 @@ pub enum Strategy {
 }
 
 /// Balancer settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct BalanceSettings {
     /// `p2c_peak_ewma` (the default: sends load towards fast, idle endpoints) or `round_robin`.
+    #[setting(default = Strategy::P2cPeakEwma)]
     pub strategy: Strategy,
     /// Peak-EWMA decay window: how long a latency observation keeps weight (Linkerd uses 10s);
     /// on a busy endpoint a few dozen later answers outweigh it sooner.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(10))]
     pub decay: Duration,
     /// Latency assumed for an endpoint while its first request is in flight (an idle endpoint
     /// that has never answered is tried at once); its first answer replaces it.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_millis(30))]
     pub default_rtt: Duration,
     /// Panic mode: when more than this share of the endpoints is ejected by outlier detection,
     /// ejection is ignored and all endpoints get traffic again (0 < value <= 1).
+    #[setting(default = 0.5)]
     pub panic_threshold: f64,
-}
-
-impl Default for BalanceSettings {
-    fn default() -> Self {
-        Self {
-            strategy: Strategy::P2cPeakEwma,
-            decay: Duration::from_secs(10),
-            default_rtt: Duration::from_millis(30),
-            panic_threshold: 0.5,
-        }
-    }
 }
 
 impl BalanceSettings {

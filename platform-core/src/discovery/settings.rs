@@ -3,15 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::endpoint::Endpoint;
 use super::error::DiscoveryError;
 
 /// Discovery settings: how each backend is reached. Which backend a client uses comes from its
 /// [`Target`](super::Target).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct DiscoverySettings {
     /// DNS backend (`dns://` and `dns+srv://` targets).
     pub dns: DnsSettings,
@@ -31,36 +29,22 @@ impl DiscoverySettings {
 }
 
 /// DNS backend settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct DnsSettings {
     /// Nameservers as `ip:port`; empty means the system resolver configuration (/etc/resolv.conf).
     #[schemars(with = "Vec<String>")]
     pub nameservers: Vec<SocketAddr>,
     /// Shortest time between two lookups, whatever the TTL says (also the retry interval after a
     /// failed lookup).
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(5))]
     pub min_refresh: Duration,
     /// Longest time between two lookups, whatever the TTL says.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(300))]
     pub max_refresh: Duration,
     /// Timeout of one DNS query.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(5))]
     pub timeout: Duration,
-}
-
-impl Default for DnsSettings {
-    fn default() -> Self {
-        Self {
-            nameservers: Vec::new(),
-            min_refresh: Duration::from_secs(5),
-            max_refresh: Duration::from_secs(300),
-            timeout: Duration::from_secs(5),
-        }
-    }
 }
 
 impl DnsSettings {
@@ -86,42 +70,27 @@ impl DnsSettings {
 }
 
 /// etcd settings, shared by the etcd backend and self-registration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct EtcdSettings {
     /// Client URLs of the etcd members; the backend moves to the next one when one fails.
+    #[setting(default = vec!["http://127.0.0.1:2379".to_owned()])]
     pub endpoints: Vec<String>,
     /// Key prefix: a service's instances live under `<prefix>/<service>/<instance>`.
+    #[setting(default = "/services")]
     pub prefix: String,
     /// Timeout to establish a connection to a member.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(3))]
     pub connect_timeout: Duration,
     /// Timeout of one request (get, put, lease grant, revoke).
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(5))]
     pub request_timeout: Duration,
     /// First delay before reconnecting after a failure; doubles up to `reconnect_max`.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_millis(250))]
     pub reconnect_min: Duration,
     /// Longest delay between reconnection attempts.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(10))]
     pub reconnect_max: Duration,
-}
-
-impl Default for EtcdSettings {
-    fn default() -> Self {
-        Self {
-            endpoints: vec!["http://127.0.0.1:2379".to_owned()],
-            prefix: "/services".to_owned(),
-            connect_timeout: Duration::from_secs(3),
-            request_timeout: Duration::from_secs(5),
-            reconnect_min: Duration::from_millis(250),
-            reconnect_max: Duration::from_secs(10),
-        }
-    }
 }
 
 impl EtcdSettings {
@@ -171,34 +140,22 @@ impl EtcdSettings {
 }
 
 /// Self-registration of this instance in etcd.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct RegistrationSettings {
     /// Register this instance in etcd at start and deregister it at shutdown.
     pub enabled: bool,
     /// Lease time to live: a crashed instance disappears at most this long after its last
     /// keep-alive. Whole seconds, at least 2 s.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(10))]
     pub lease_ttl: Duration,
     /// Host other services should call; empty means the runtime's choice (its bound address).
     pub advertise_host: String,
     /// Relative weight of this instance.
+    #[setting(default = 1)]
     pub weight: u32,
     /// Availability zone to publish; empty for none.
     pub zone: String,
-}
-
-impl Default for RegistrationSettings {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            lease_ttl: Duration::from_secs(10),
-            advertise_host: String::new(),
-            weight: 1,
-            zone: String::new(),
-        }
-    }
 }
 
 impl RegistrationSettings {

@@ -10,17 +10,14 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 /// All resilience settings of one call target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct ResilienceSettings {
     /// Total time a call may take, all attempts and backoff sleeps included,
     /// used when the caller has no deadline of its own (an inherited deadline
     /// or a per-call one always wins when it is shorter).
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(10))]
     pub total_timeout: Duration,
     /// Retries: how many attempts and how long to wait between them.
     pub retry: RetrySettings,
@@ -34,36 +31,23 @@ pub struct ResilienceSettings {
     pub hedge: HedgeSettings,
 }
 
-impl Default for ResilienceSettings {
-    fn default() -> Self {
-        Self {
-            total_timeout: Duration::from_secs(10),
-            retry: RetrySettings::default(),
-            budget: BudgetSettings::default(),
-            breaker: BreakerSettings::default(),
-            outlier: OutlierSettings::default(),
-            hedge: HedgeSettings::default(),
-        }
-    }
-}
-
 /// Retry settings: attempts and exponential backoff with full jitter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct RetrySettings {
     /// Retry failed attempts at all. When false every call makes one attempt.
+    #[setting(default = true)]
     pub enabled: bool,
     /// Attempts per call, the first one included (gRPC A6 default 3). At most
     /// 5: a larger value is rejected rather than clamped.
+    #[setting(default = 3)]
     pub max_attempts: u32,
     /// Base of the exponential backoff: the n-th retry sleeps a random time in
     /// `[0, min(max_backoff, base_backoff * 2^(n-1))]` ("full jitter", AWS).
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_millis(100))]
     pub base_backoff: Duration,
     /// Upper bound of one backoff sleep.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(5))]
     pub max_backoff: Duration,
     /// Requeues per call: an attempt that never reached a server because of
     /// its endpoint (connection refused, connect failed) is sent again at
@@ -72,61 +56,43 @@ pub struct RetrySettings {
     /// requeues, gRPC A6's transparent retries). This bounds them, so a dead
     /// target costs at most `max_requeues` more connection attempts per
     /// call. At most 10; 0 turns requeues off.
+    #[setting(default = 3)]
     pub max_requeues: u32,
 }
 
-impl Default for RetrySettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_attempts: 3,
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(5),
-            max_requeues: 3,
-        }
-    }
-}
-
 /// Retry budget settings (Finagle's `RetryBudget`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct BudgetSettings {
     /// Limit retries by a budget shared by all calls to the target. When false
     /// retries are limited by `retry.max_attempts` alone (up to 5x the load on
     /// a failing target).
+    #[setting(default = true)]
     pub enabled: bool,
     /// Share of the request rate that retries may add: 0.2 lets retries add at
     /// most 20% to the load (Finagle's default). Between 0 and 10.
+    #[setting(default = 0.2)]
     pub retry_ratio: f64,
     /// Retries always allowed per second, whatever the request rate, so that a
     /// target with little traffic can still retry (Finagle's default 10).
+    #[setting(default = 10)]
     pub min_retries_per_second: u32,
     /// How long a request counts towards the budget (Finagle's default 10s).
     /// Between 1s and 60s.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(10))]
     pub ttl: Duration,
 }
 
-impl Default for BudgetSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            retry_ratio: 0.2,
-            min_retries_per_second: 10,
-            ttl: Duration::from_secs(10),
-        }
-    }
-}
-
 /// Per-target circuit breaker settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct BreakerSettings {
     /// Fail fast while the whole target is down.
+    #[setting(default = true)]
     pub enabled: bool,
     /// Consecutive failed attempts (over all endpoints) after which the
     /// breaker opens, if `failure_ratio` of the window failed too.
+    #[setting(default = 10)]
     pub consecutive_failures: u32,
     /// Share of the attempts over the last `window` that must have failed
     /// for the breaker to open (Hystrix's error threshold, 50%). The run of
@@ -134,145 +100,102 @@ pub struct BreakerSettings {
     /// that hangs or dies fails its attempts in bursts (they time out
     /// together) while the others answer, and that is outlier ejection's
     /// business; the breaker is for the target as a whole. Above 0, at most 1.
+    #[setting(default = 0.5)]
     pub failure_ratio: f64,
     /// The rolling window `failure_ratio` is measured over (at least 1s).
     /// Once a target fails outright, the breaker opens when its failures
     /// outnumber the window's successes: within about half the window at a
     /// steady rate.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(5))]
     pub window: Duration,
     /// How long the breaker stays open before letting probes through, and the
     /// interval over which half-open probes are counted.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(5))]
     pub open_duration: Duration,
     /// Probe attempts let through per `open_duration` interval while half-open.
+    #[setting(default = 1)]
     pub half_open_probes: u32,
 }
 
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            consecutive_failures: 10,
-            failure_ratio: 0.5,
-            window: Duration::from_secs(5),
-            open_duration: Duration::from_secs(5),
-            half_open_probes: 1,
-        }
-    }
-}
-
 /// Per-endpoint outlier ejection settings (Envoy's outlier detection).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct OutlierSettings {
     /// Eject endpoints that keep failing.
+    #[setting(default = true)]
     pub enabled: bool,
     /// Consecutive failures of one endpoint that eject it (Envoy's default 5).
+    #[setting(default = 5)]
     pub consecutive_failures: u32,
     /// Ejection time of a first ejection; the n-th ejection in a row lasts n
     /// times as long (Envoy's default 30s).
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(30))]
     pub base_ejection_time: Duration,
     /// Longest ejection (Envoy's default 300s).
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(300))]
     pub max_ejection_time: Duration,
     /// Largest share of the endpoints ejected at once, between 0 and 1. The
     /// pool is never emptied by ejection: with 0.5 and one endpoint, nothing
     /// is ejected.
+    #[setting(default = 0.5)]
     pub max_ejection_share: f64,
     /// Eject an endpoint at once when it refuses a connection: nothing
     /// listens there (a crashed or stopped instance), and every request sent
     /// to it until the next ejection check would be refused too.
+    #[setting(default = true)]
     pub eject_refused: bool,
     /// Ejection of an endpoint whose success rate falls well below its peers'.
     pub success_rate: SuccessRateSettings,
-}
-
-impl Default for OutlierSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            consecutive_failures: 5,
-            base_ejection_time: Duration::from_secs(30),
-            max_ejection_time: Duration::from_secs(300),
-            max_ejection_share: 0.5,
-            eject_refused: true,
-            success_rate: SuccessRateSettings::default(),
-        }
-    }
 }
 
 /// Success-rate ejection (Envoy's success-rate and failure-percentage
 /// outlier detection, relative to the peers): an instance that fails a
 /// quarter of its requests interleaves failures with successes and never
 /// fails five in a row, yet costs its callers a retry on every fourth call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct SuccessRateSettings {
     /// Eject endpoints whose success rate falls well below their peers'.
+    #[setting(default = true)]
     pub enabled: bool,
     /// The window success rates are measured over (between 1s and 10m).
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_secs(10))]
     pub window: Duration,
     /// Attempts an endpoint, and its peers together, must have made within
     /// the window before its success rate is judged (at least 1).
+    #[setting(default = 50)]
     pub min_requests: u32,
     /// How far below its peers' success rate an endpoint's must fall to be
     /// ejected, as a share of theirs: with 0.1 and peers at 100%, an
     /// endpoint below 90% is ejected. When every endpoint fails alike,
     /// nothing is ejected: that is the target's breaker's business. Above 0,
     /// below 1.
+    #[setting(default = 0.1)]
     pub drop: f64,
 }
 
-impl Default for SuccessRateSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            window: Duration::from_secs(10),
-            min_requests: 50,
-            drop: 0.1,
-        }
-    }
-}
-
 /// Hedged requests: a second attempt for a slow idempotent call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[platform_config::settings]
+#[derive(PartialEq)]
 pub struct HedgeSettings {
     /// Send a second attempt, to another endpoint, when an idempotent call
     /// is slower than usual. On by default: it is what rescues the calls
     /// stuck on an instance that hangs (a stopped process, a black hole),
     /// for about 5% more attempts ("The Tail at Scale"), and those draw on
     /// the retry budget, so hedging never adds more load than retries could.
+    #[setting(default = true)]
     pub enabled: bool,
     /// Latency quantile after which the second attempt is sent (0.95: the
     /// observed p95, "The Tail at Scale").
+    #[setting(default = 0.95)]
     pub quantile: f64,
     /// Successful attempts observed before hedging starts, so that the
     /// estimate means something.
+    #[setting(default = 20)]
     pub min_samples: u32,
     /// Shortest hedging delay, whatever the estimate says.
-    #[serde(with = "platform_config::duration")]
-    #[schemars(with = "String")]
+    #[setting(default = Duration::from_millis(1))]
     pub min_delay: Duration,
-}
-
-impl Default for HedgeSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            quantile: 0.95,
-            min_samples: 20,
-            min_delay: Duration::from_millis(1),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,7 @@
+#[platform_config::settings]
+enum Mode {
+    Fast,
+    Slow,
+}
+
+fn main() {}

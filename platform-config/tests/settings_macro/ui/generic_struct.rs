@@ -1,0 +1,6 @@
+#[platform_config::settings]
+struct Wrapper<T> {
+    inner: T,
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[platform_config::settings]
+struct Port(u16);
+
+fn main() {}

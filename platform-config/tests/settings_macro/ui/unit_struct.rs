@@ -1,0 +1,4 @@
+#[platform_config::settings]
+struct Nothing;
+
+fn main() {}
