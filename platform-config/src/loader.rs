@@ -275,8 +275,13 @@ impl Loader {
         self.profile_from(&env)
     }
 
+    /// The environment variable that chooses the profile.
+    fn profile_var(&self) -> String {
+        format!("{}_PROFILE", self.prefix)
+    }
+
     fn profile_from(&self, env: &[(String, String)]) -> Option<String> {
-        let var = format!("{}_PROFILE", self.prefix);
+        let var = self.profile_var();
         self.profile
             .clone()
             .or_else(|| {
@@ -313,65 +318,9 @@ impl Loader {
         let (dir, explicit) = self.dir_from(&env);
         let mut tree = Node::empty_map(Origin::Default);
         let mut files = Vec::new();
-
-        // A symlinked directory that leads nowhere is a broken mount, not "no config".
-        let broken = files::broken_dir(&dir);
-        if broken.is_none() && dir.is_dir() {
-            let mut stems = vec!["default".to_owned()];
-            if let Some(profile) = &profile {
-                if !is_valid_profile(profile) {
-                    report.push(Problem::Input {
-                        origin: Origin::Env {
-                            var: format!("{}_PROFILE", self.prefix),
-                        },
-                        message: format!(
-                            "invalid profile {profile:?}: use letters, digits, `-` and `_`, and not `default` or `local`"
-                        ),
-                    });
-                } else {
-                    stems.push(profile.clone());
-                }
-            }
-            stems.push("local".to_owned());
-            for stem in &stems {
-                match sources::find_layer_file(&dir, stem, &mut report) {
-                    Some(path) => {
-                        if let Some(layer) =
-                            sources::read_file(&path, &schema, &self.limits, &mut report)
-                        {
-                            tree.merge(layer);
-                        }
-                        files.push(path);
-                    }
-                    None if Some(stem) == profile.as_ref() && is_valid_profile(stem) => report
-                        .push(Problem::Source {
-                            path: dir.join(format!("{stem}.toml")),
-                            line: None,
-                            column: None,
-                            message: format!(
-                                "profile `{stem}` was chosen but has no file{}",
-                                available_profiles(&dir)
-                            ),
-                        }),
-                    None => {}
-                }
-            }
-        } else if let Some(why) = broken {
-            report.push(Problem::Source {
-                path: dir.clone(),
-                line: None,
-                column: None,
-                message: why,
-            });
-        } else if explicit {
-            report.push(Problem::Source {
-                path: dir.clone(),
-                line: None,
-                column: None,
-                message: "config directory does not exist".into(),
-            });
+        if readable_dir(&dir, explicit, &mut report) {
+            files = self.merge_files(&dir, profile.as_ref(), &schema, &mut tree, &mut report);
         }
-
         tree.merge(sources::env_layer(
             &env,
             &self.prefix,
@@ -388,32 +337,7 @@ impl Loader {
 
         let value = deserialize_all::<T>(&mut tree, &schema, &mut report);
         if let Some(value) = &value {
-            let mut validation = Validation::default();
-            value.validate(&mut validation);
-            for rule in &self.rules {
-                if rule.for_type == std::any::TypeId::of::<T>() {
-                    (rule.check)(value, &mut validation);
-                }
-            }
-            let reported: Vec<String> = report
-                .problems
-                .iter()
-                .filter_map(|p| p.key().map(str::to_owned))
-                .collect();
-            for (key, message) in validation.errors() {
-                // A rule over a value already reported as bad would only repeat it.
-                if reported
-                    .iter()
-                    .any(|r| r == key || r.starts_with(&format!("{key}.")))
-                {
-                    continue;
-                }
-                report.push(Problem::Invalid {
-                    origin: origin_at(&tree, key),
-                    key: key.clone(),
-                    message: message.clone(),
-                });
-            }
+            self.validate(value, &tree, &mut report);
         }
         match value {
             Some(value) if report.is_empty() => Ok(Loaded {
@@ -425,6 +349,123 @@ impl Loader {
             }),
             _ => Err(ConfigError::Invalid(report)),
         }
+    }
+
+    /// Merges the layer files of `dir` into `tree`, lowest precedence first,
+    /// and returns the files read.
+    fn merge_files(
+        &self,
+        dir: &Path,
+        profile: Option<&String>,
+        schema: &Schema,
+        tree: &mut Node,
+        report: &mut Report,
+    ) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for stem in &self.layer_stems(profile, report) {
+            match sources::find_layer_file(dir, stem, report) {
+                Some(path) => {
+                    if let Some(layer) = sources::read_file(&path, schema, &self.limits, report) {
+                        tree.merge(layer);
+                    }
+                    files.push(path);
+                }
+                None if Some(stem) == profile && is_valid_profile(stem) => {
+                    report.push(source_problem(
+                        dir.join(format!("{stem}.toml")),
+                        format!(
+                            "profile `{stem}` was chosen but has no file{}",
+                            available_profiles(dir)
+                        ),
+                    ))
+                }
+                None => {}
+            }
+        }
+        files
+    }
+
+    /// The stems of the layer files, lowest precedence first: `default`, the
+    /// profile if it is a valid one, `local`.
+    fn layer_stems(&self, profile: Option<&String>, report: &mut Report) -> Vec<String> {
+        let mut stems = vec!["default".to_owned()];
+        if let Some(profile) = profile {
+            if !is_valid_profile(profile) {
+                report.push(Problem::Input {
+                    origin: Origin::Env {
+                        var: self.profile_var(),
+                    },
+                    message: format!(
+                        "invalid profile {profile:?}: use letters, digits, `-` and `_`, and not `default` or `local`"
+                    ),
+                });
+            } else {
+                stems.push(profile.clone());
+            }
+        }
+        stems.push("local".to_owned());
+        stems
+    }
+
+    /// Runs `T`'s own rules and the loader's over `value`, and reports what
+    /// they find.
+    fn validate<T: Settings>(&self, value: &T, tree: &Node, report: &mut Report) {
+        let mut validation = Validation::default();
+        value.validate(&mut validation);
+        for rule in &self.rules {
+            if rule.for_type == std::any::TypeId::of::<T>() {
+                (rule.check)(value, &mut validation);
+            }
+        }
+        let reported: Vec<String> = report
+            .problems
+            .iter()
+            .filter_map(|p| p.key().map(str::to_owned))
+            .collect();
+        for (key, message) in validation.errors() {
+            // A rule over a value already reported as bad would only repeat it.
+            if reported
+                .iter()
+                .any(|r| r == key || r.starts_with(&format!("{key}.")))
+            {
+                continue;
+            }
+            report.push(Problem::Invalid {
+                origin: origin_at(tree, key),
+                key: key.clone(),
+                message: message.clone(),
+            });
+        }
+    }
+}
+
+/// Whether the config directory can be read; reports it when it is a broken
+/// link, or missing though named explicitly.
+fn readable_dir(dir: &Path, explicit: bool, report: &mut Report) -> bool {
+    // A symlinked directory that leads nowhere is a broken mount, not "no config".
+    if let Some(why) = files::broken_dir(dir) {
+        report.push(source_problem(dir.to_owned(), why));
+        return false;
+    }
+    if dir.is_dir() {
+        return true;
+    }
+    if explicit {
+        report.push(source_problem(
+            dir.to_owned(),
+            "config directory does not exist".into(),
+        ));
+    }
+    false
+}
+
+/// A problem with a config file or directory as a whole.
+fn source_problem(path: PathBuf, message: String) -> Problem {
+    Problem::Source {
+        path,
+        line: None,
+        column: None,
+        message,
     }
 }
 
@@ -579,10 +620,7 @@ impl<T: Settings> Loaded<T> {
 
     /// Where the value at a dotted key path came from (`Origin::Default` if no source set it).
     pub fn origin_of(&self, key: &str) -> Origin {
-        self.tree
-            .get_path(key)
-            .map(|n| n.origin.clone())
-            .unwrap_or(Origin::Default)
+        origin_at(&self.tree, key)
     }
 
     /// The effective configuration as TOML, each value followed by its source;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use platform_config::cli::{Action, ConfigArgs, ServiceArgs};
-use platform_config::reload::{Reloader, WatchGuard};
+use platform_config::reload::{ReloadStatus, Reloader, WatchGuard};
 use platform_config::{Loaded, Loader};
 
 use crate::error::Error;
@@ -219,48 +219,23 @@ impl<S: AppSettings> RuntimeBuilder<S> {
         let args = self
             .args
             .unwrap_or_else(|| parse_command_line(&self.name, &self.version));
-        let mut loader = self.loader;
-        if let Some(dir) = self.default_config_dir {
-            loader = loader.fallback_config_dir(dir);
-        }
-        for rule in self.rules {
-            loader = loader.rule(move |settings: &Settings<S>, v| rule(settings, v));
-        }
-        let loader = args.apply(loader);
-        let loaded: Loaded<Settings<S>> = {
-            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-            match args.run(&loader, &mut out, &mut err)? {
-                Action::Run(loaded) => loaded,
-                Action::Exit(code) => {
-                    use std::io::Write;
-                    let _ = out.flush();
-                    std::process::exit(i32::from(code));
-                }
-            }
-        };
-        let mut settings = loaded.value().clone();
+        let loader = args.apply(service_loader(
+            self.loader,
+            self.default_config_dir,
+            self.rules,
+        ));
+        let loaded = load_or_exit::<S>(&args, &loader)?;
+        let settings = loaded.value().clone();
         let instance_id = instance_id(&self.name);
         let telemetry = if self.telemetry {
-            use platform_telemetry::LogFormat;
-            // Development profiles read logs in a terminal or an IDE pane: text.
-            let development = matches!(
-                loaded.profile(),
-                Some("dev" | "development" | "local" | "test")
-            );
-            if development && settings.telemetry.logging.format == LogFormat::Auto {
-                settings.telemetry.logging.format = LogFormat::Text;
-            }
-            let mut service = platform_telemetry::ServiceInfo::new(&self.name, &self.version)
+            let service = platform_telemetry::ServiceInfo::new(&self.name, &self.version)
                 .with_instance_id(&instance_id);
-            if let Some(profile) = loaded.profile() {
-                service = service.with_environment(profile);
-            }
-            Some(match self.span_exporter {
-                Some(exporter) => {
-                    platform_telemetry::init_with_exporter(&settings.telemetry, &service, exporter)?
-                }
-                None => platform_telemetry::init(&settings.telemetry, &service)?,
-            })
+            Some(start_telemetry(
+                &settings.telemetry,
+                loaded.profile(),
+                service,
+                self.span_exporter,
+            )?)
         } else {
             None
         };
@@ -273,14 +248,7 @@ impl<S: AppSettings> RuntimeBuilder<S> {
         };
 
         let health = HealthRegistry::new();
-        let startup = health.manual(
-            checks::STARTUP,
-            &[Kind::Startup, Kind::Readiness],
-            Status::Unknown,
-        )?;
-        let shutdown = health.manual(checks::SHUTDOWN, &[Kind::Readiness], Status::Pass)?;
-        let config_check = health.manual(checks::CONFIG, &[Kind::Readiness], Status::Pass)?;
-
+        let checks = BuiltInChecks::register(&health)?;
         let lifecycle = Lifecycle::new(settings.shutdown.clone());
         let reloader = Reloader::new(loader, loaded);
         let watch = if settings.reload.enabled {
@@ -288,39 +256,7 @@ impl<S: AppSettings> RuntimeBuilder<S> {
         } else {
             None
         };
-        let mut status = reloader.subscribe_status();
-        let reloads = opentelemetry::global::meter("platform")
-            .u64_counter("platform.config.reloads")
-            .with_description("Config reloads: `applied` (valid, in force) or `rejected` (invalid, the previous config kept).")
-            .with_unit("{reload}")
-            .build();
-        lifecycle.spawn_task("config-reload-health", move |token| async move {
-            let (mut applied, mut rejected) = (0, 0);
-            loop {
-                tokio::select! {
-                    _ = token.cancelled() => return,
-                    changed = status.changed() => if changed.is_err() { return },
-                }
-                let s = status.borrow_and_update().clone();
-                // Updates may coalesce: count what changed since the last one seen.
-                for (outcome, total, seen) in [
-                    ("applied", s.reloads, &mut applied),
-                    ("rejected", s.failed_reloads, &mut rejected),
-                ] {
-                    let new = total.saturating_sub(*seen);
-                    if new > 0 {
-                        reloads.add(new, &[opentelemetry::KeyValue::new("outcome", outcome)]);
-                    }
-                    *seen = total;
-                }
-                config_check.set(match &s.last_error {
-                    None => CheckOutcome::pass(),
-                    Some(report) => CheckOutcome::warn(format!(
-                        "last reload rejected, running on the previous configuration: {report}"
-                    )),
-                });
-            }
-        });
+        follow_reloads(&lifecycle, &reloader, checks.config);
         if self.signals {
             install_signal_handlers(&lifecycle).map_err(Error::Signals)?;
         }
@@ -332,14 +268,153 @@ impl<S: AppSettings> RuntimeBuilder<S> {
                 reloader,
                 health,
                 lifecycle,
-                startup,
-                shutdown,
+                startup: checks.startup,
+                shutdown: checks.shutdown,
                 watch: Mutex::new(watch),
                 prometheus: telemetry.as_ref().and_then(|t| t.prometheus()),
                 telemetry: Mutex::new(telemetry),
                 targets: ResilienceRegistry::new(),
             }),
         })
+    }
+}
+
+/// `loader` with the builder's fallback config directory and rules.
+fn service_loader<S: AppSettings>(
+    mut loader: Loader,
+    default_config_dir: Option<PathBuf>,
+    rules: Vec<Rule<S>>,
+) -> Loader {
+    if let Some(dir) = default_config_dir {
+        loader = loader.fallback_config_dir(dir);
+    }
+    for rule in rules {
+        loader = loader.rule(move |settings: &Settings<S>, v| rule(settings, v));
+    }
+    loader
+}
+
+/// Loads the configuration, or does what a printing flag asks and exits.
+fn load_or_exit<S: AppSettings>(
+    args: &ConfigArgs,
+    loader: &Loader,
+) -> Result<Loaded<Settings<S>>, Error> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    match args.run(loader, &mut out, &mut err)? {
+        Action::Run(loaded) => Ok(loaded),
+        Action::Exit(code) => {
+            use std::io::Write;
+            let _ = out.flush();
+            std::process::exit(i32::from(code));
+        }
+    }
+}
+
+/// Initialises telemetry for `service`, in the environment named by the profile.
+fn start_telemetry(
+    settings: &platform_telemetry::TelemetrySettings,
+    profile: Option<&str>,
+    mut service: platform_telemetry::ServiceInfo,
+    exporter: Option<platform_telemetry::SpanExporterHook>,
+) -> Result<platform_telemetry::TelemetryGuard, Error> {
+    use platform_telemetry::LogFormat;
+    let mut settings = settings.clone();
+    // Development profiles read logs in a terminal or an IDE pane: text.
+    let development = matches!(profile, Some("dev" | "development" | "local" | "test"));
+    if development && settings.logging.format == LogFormat::Auto {
+        settings.logging.format = LogFormat::Text;
+    }
+    if let Some(profile) = profile {
+        service = service.with_environment(profile);
+    }
+    Ok(match exporter {
+        Some(exporter) => platform_telemetry::init_with_exporter(&settings, &service, exporter)?,
+        None => platform_telemetry::init(&settings, &service)?,
+    })
+}
+
+/// The built-in checks that the runtime itself passes and fails.
+struct BuiltInChecks {
+    startup: ManualCheck,
+    shutdown: ManualCheck,
+    config: ManualCheck,
+}
+
+impl BuiltInChecks {
+    fn register(health: &HealthRegistry) -> Result<Self, Error> {
+        Ok(BuiltInChecks {
+            startup: health.manual(
+                checks::STARTUP,
+                &[Kind::Startup, Kind::Readiness],
+                Status::Unknown,
+            )?,
+            shutdown: health.manual(checks::SHUTDOWN, &[Kind::Readiness], Status::Pass)?,
+            config: health.manual(checks::CONFIG, &[Kind::Readiness], Status::Pass)?,
+        })
+    }
+}
+
+/// Follows the reloader's status in the background: counts reloads and
+/// keeps the `config` check warning while the last reload is rejected.
+fn follow_reloads<S: AppSettings>(
+    lifecycle: &Lifecycle,
+    reloader: &Reloader<Settings<S>>,
+    config_check: ManualCheck,
+) {
+    let mut status = reloader.subscribe_status();
+    let mut metrics = ReloadMetrics::new();
+    lifecycle.spawn_task("config-reload-health", move |token| async move {
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                changed = status.changed() => if changed.is_err() { return },
+            }
+            let s = status.borrow_and_update().clone();
+            metrics.record(&s);
+            config_check.set(match &s.last_error {
+                None => CheckOutcome::pass(),
+                Some(report) => CheckOutcome::warn(format!(
+                    "last reload rejected, running on the previous configuration: {report}"
+                )),
+            });
+        }
+    });
+}
+
+/// The `platform.config.reloads` counter, fed from the reloader's running totals.
+struct ReloadMetrics {
+    reloads: opentelemetry::metrics::Counter<u64>,
+    applied: u64,
+    rejected: u64,
+}
+
+impl ReloadMetrics {
+    fn new() -> Self {
+        let reloads = opentelemetry::global::meter("platform")
+            .u64_counter("platform.config.reloads")
+            .with_description("Config reloads: `applied` (valid, in force) or `rejected` (invalid, the previous config kept).")
+            .with_unit("{reload}")
+            .build();
+        ReloadMetrics {
+            reloads,
+            applied: 0,
+            rejected: 0,
+        }
+    }
+
+    fn record(&mut self, status: &ReloadStatus) {
+        // Updates may coalesce: count what changed since the last one seen.
+        for (outcome, total, seen) in [
+            ("applied", status.reloads, &mut self.applied),
+            ("rejected", status.failed_reloads, &mut self.rejected),
+        ] {
+            let new = total.saturating_sub(*seen);
+            if new > 0 {
+                self.reloads
+                    .add(new, &[opentelemetry::KeyValue::new("outcome", outcome)]);
+            }
+            *seen = total;
+        }
     }
 }
 

@@ -9,16 +9,19 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter};
 use tracing_log::AsLog as _;
-use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::Identity;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::error::TelemetryError;
 use crate::guard::{ExportRuntime, Parts, TelemetryGuard};
+use crate::logging::writer::WriterHandle;
 use crate::logging::{self, LogLayer};
-use crate::resolve::{EnvSnapshot, Plan};
+use crate::resolve::{EnvSnapshot, ExportTarget, Plan};
 use crate::service::ServiceInfo;
-use crate::settings::{LogOutput, OtlpProtocol, Propagator, TelemetrySettings, TracingSettings};
+use crate::settings::{
+    LogOutput, LoggingSettings, OtlpProtocol, Propagator, TelemetrySettings, TracingSettings,
+};
 use crate::traces::BoundedProcessor;
 use crate::{metrics, propagation, self_metrics, traces};
 
@@ -115,105 +118,20 @@ fn install(
     let log_filter = logging::env_filter(&plan.log_filter, &plan.log_filter_source)?;
     let span_filter = logging::env_filter(&settings.tracing.level, "telemetry.tracing.level")?;
 
-    let sdk_on = !plan.sdk_disabled;
-    let traces_on = sdk_on && settings.tracing.enabled;
-    let metrics_on = sdk_on && settings.metrics.enabled;
-    let trace_target = plan.traces.as_ref().filter(|_| traces_on);
-    let metric_target = plan.metrics.as_ref().filter(|_| metrics_on);
-
-    let needs_runtime = [trace_target, metric_target]
-        .iter()
-        .flatten()
-        .any(|t| t.protocol == OtlpProtocol::Grpc);
-    let export_runtime = if needs_runtime {
-        Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("telemetry-export")
-                .enable_all()
-                .build()
-                .map_err(|source| TelemetryError::Io {
-                    what: "the telemetry export runtime",
-                    source,
-                })?,
-        )
-    } else {
-        None
-    };
-    // gRPC exporters spawn their connection tasks on the runtime current at build time.
-    let export_runtime = export_runtime.map(|rt| ExportRuntime(Some(rt)));
-    let entered = export_runtime
-        .as_ref()
-        .and_then(|rt| rt.0.as_ref())
-        .map(|rt| rt.enter());
-
-    let resource = Resource::builder_empty()
-        .with_detector(Box::new(TelemetryResourceDetector))
-        .with_attributes(plan.resource.clone())
-        .build();
-
-    let mut exported = false;
-    let tracer_provider = if traces_on {
-        let mut builder = SdkTracerProvider::builder()
-            .with_sampler(plan.sampler.to_sdk())
-            .with_resource(resource.clone());
-        if let Some(target) = trace_target {
-            builder = builder
-                .with_span_processor(traces::otlp_span_processor(target, &settings.tracing)?);
-        }
-        exported = trace_target.is_some() || exporter.is_some();
-        if let Some(SpanExporterHook(processor)) = exporter {
-            builder = builder.with_span_processor(processor(&settings.tracing));
-        }
-        Some(builder.build())
-    } else {
-        None
+    let signals = Signals::of(settings, &plan);
+    let export_runtime = start_export_runtime(&signals)?;
+    let exported = signals.trace_target.is_some() || exporter.is_some();
+    let providers = {
+        // gRPC exporters spawn their connection tasks on the runtime current at build time.
+        let _entered = export_runtime
+            .as_ref()
+            .and_then(|rt| rt.0.as_ref())
+            .map(|rt| rt.enter());
+        Providers::build(settings, &plan, &signals, exporter)?
     };
 
-    #[cfg(feature = "prometheus")]
-    let mut prometheus_handle = None;
-    let meter_provider = if metrics_on {
-        let mut builder = SdkMeterProvider::builder()
-            .with_resource(resource.clone())
-            .with_view(metrics::seconds_histogram_view);
-        #[cfg(feature = "prometheus")]
-        if settings.metrics.prometheus {
-            let (reader, handle) = crate::prometheus::reader()?;
-            builder = builder.with_reader(reader);
-            prometheus_handle = Some(handle);
-        }
-        if let Some(target) = metric_target {
-            builder = metrics::with_otlp_reader(builder, target, settings.metrics.export_interval)?;
-        }
-        Some(builder.build())
-    } else {
-        None
-    };
-    drop(entered);
-
-    let (log_layer, log_writer) = if settings.logging.enabled {
-        let out: Box<dyn std::io::Write + Send> = match settings.logging.output {
-            LogOutput::Stdout => Box::new(std::io::stdout()),
-            LogOutput::Stderr => Box::new(std::io::stderr()),
-        };
-        let (writer, handle) = logging::writer::spawn(settings.logging.queue_capacity, out)
-            .map_err(|source| TelemetryError::Io {
-                what: "the log writer thread",
-                source,
-            })?;
-        let format = logging::line_format(settings.logging.format, settings.logging.output);
-        (
-            LogLayer::new(format, writer)
-                .with_filter(log_filter)
-                .boxed(),
-            Some(handle),
-        )
-    } else {
-        // Boxed rather than an `Option`: `Option<Layer>` does not forward
-        // `on_register_dispatch`, which the log layer needs to find trace ids.
-        (Identity::new().boxed(), None)
-    };
-    let otel_layer = tracer_provider.as_ref().map(|provider| {
+    let (log_layer, log_writer) = log_layer(&settings.logging, log_filter)?;
+    let otel_layer = providers.tracer.as_ref().map(|provider| {
         crate::sampling::trace_layer_for(
             provider.tracer(SCOPE),
             span_filter,
@@ -222,9 +140,9 @@ fn install(
         )
     });
 
-    let parts = Parts {
-        tracer_provider: tracer_provider.clone(),
-        meter_provider: meter_provider.clone(),
+    let mut parts = Parts {
+        tracer_provider: providers.tracer.clone(),
+        meter_provider: providers.meter.clone(),
         log_writer,
         export_runtime,
         instruments: Vec::new(),
@@ -243,19 +161,181 @@ fn install(
         .with_max_level(tracing::level_filters::LevelFilter::current().as_log())
         .init();
 
-    let mut parts = parts;
-    if let Some(provider) = &tracer_provider {
+    parts.instruments = set_globals(&providers, &plan);
+    log_outcome(&plan, &signals, log_bridge);
+
+    let guard = TelemetryGuard::new(parts, settings.shutdown_timeout);
+    #[cfg(feature = "prometheus")]
+    let guard = guard.with_prometheus(providers.prometheus);
+    Ok(guard)
+}
+
+/// Which signals are on, and the OTLP collector each is exported to.
+struct Signals<'p> {
+    traces_on: bool,
+    metrics_on: bool,
+    trace_target: Option<&'p ExportTarget>,
+    metric_target: Option<&'p ExportTarget>,
+}
+
+impl<'p> Signals<'p> {
+    fn of(settings: &TelemetrySettings, plan: &'p Plan) -> Self {
+        let sdk_on = !plan.sdk_disabled;
+        let traces_on = sdk_on && settings.tracing.enabled;
+        let metrics_on = sdk_on && settings.metrics.enabled;
+        Signals {
+            traces_on,
+            metrics_on,
+            trace_target: plan.traces.as_ref().filter(|_| traces_on),
+            metric_target: plan.metrics.as_ref().filter(|_| metrics_on),
+        }
+    }
+}
+
+/// The private runtime of the gRPC exporters, when a signal is exported over gRPC.
+fn start_export_runtime(signals: &Signals<'_>) -> Result<Option<ExportRuntime>, TelemetryError> {
+    let needs_runtime = [signals.trace_target, signals.metric_target]
+        .iter()
+        .flatten()
+        .any(|t| t.protocol == OtlpProtocol::Grpc);
+    if !needs_runtime {
+        return Ok(None);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("telemetry-export")
+        .enable_all()
+        .build()
+        .map_err(|source| TelemetryError::Io {
+            what: "the telemetry export runtime",
+            source,
+        })?;
+    Ok(Some(ExportRuntime(Some(runtime))))
+}
+
+/// The SDK providers of the signals that are on.
+#[derive(Default)]
+struct Providers {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+    #[cfg(feature = "prometheus")]
+    prometheus: Option<crate::PrometheusHandle>,
+}
+
+impl Providers {
+    fn build(
+        settings: &TelemetrySettings,
+        plan: &Plan,
+        signals: &Signals<'_>,
+        exporter: Option<SpanExporterHook>,
+    ) -> Result<Self, TelemetryError> {
+        let resource = Resource::builder_empty()
+            .with_detector(Box::new(TelemetryResourceDetector))
+            .with_attributes(plan.resource.clone())
+            .build();
+        let mut providers = Providers::default();
+        if signals.traces_on {
+            providers.tracer = Some(tracer_provider(
+                settings,
+                plan,
+                resource.clone(),
+                signals.trace_target,
+                exporter,
+            )?);
+        }
+        if signals.metrics_on {
+            let mut builder = SdkMeterProvider::builder()
+                .with_resource(resource)
+                .with_view(metrics::seconds_histogram_view);
+            #[cfg(feature = "prometheus")]
+            if settings.metrics.prometheus {
+                let (reader, handle) = crate::prometheus::reader()?;
+                builder = builder.with_reader(reader);
+                providers.prometheus = Some(handle);
+            }
+            if let Some(target) = signals.metric_target {
+                builder =
+                    metrics::with_otlp_reader(builder, target, settings.metrics.export_interval)?;
+            }
+            providers.meter = Some(builder.build());
+        }
+        Ok(providers)
+    }
+}
+
+fn tracer_provider(
+    settings: &TelemetrySettings,
+    plan: &Plan,
+    resource: Resource,
+    target: Option<&ExportTarget>,
+    exporter: Option<SpanExporterHook>,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let mut builder = SdkTracerProvider::builder()
+        .with_sampler(plan.sampler.to_sdk())
+        .with_resource(resource);
+    if let Some(target) = target {
+        builder =
+            builder.with_span_processor(traces::otlp_span_processor(target, &settings.tracing)?);
+    }
+    if let Some(SpanExporterHook(processor)) = exporter {
+        builder = builder.with_span_processor(processor(&settings.tracing));
+    }
+    Ok(builder.build())
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// The log layer and its writer thread, or a layer that does nothing when
+/// logging is off.
+fn log_layer(
+    settings: &LoggingSettings,
+    filter: EnvFilter,
+) -> Result<(BoxedLayer, Option<WriterHandle>), TelemetryError> {
+    if !settings.enabled {
+        // Boxed rather than an `Option`: `Option<Layer>` does not forward
+        // `on_register_dispatch`, which the log layer needs to find trace ids.
+        return Ok((Identity::new().boxed(), None));
+    }
+    let out: Box<dyn std::io::Write + Send> = match settings.output {
+        LogOutput::Stdout => Box::new(std::io::stdout()),
+        LogOutput::Stderr => Box::new(std::io::stderr()),
+    };
+    let (writer, handle) =
+        logging::writer::spawn(settings.queue_capacity, out).map_err(|source| {
+            TelemetryError::Io {
+                what: "the log writer thread",
+                source,
+            }
+        })?;
+    let format = logging::line_format(settings.format, settings.output);
+    let layer = LogLayer::new(format, writer).with_filter(filter).boxed();
+    Ok((layer, Some(handle)))
+}
+
+/// Makes the providers and the propagators the process's own, and registers
+/// the self-monitoring counters; returns their instruments, to keep alive.
+fn set_globals(providers: &Providers, plan: &Plan) -> Vec<Box<dyn std::any::Any + Send + Sync>> {
+    let mut instruments = Vec::new();
+    if let Some(provider) = &providers.tracer {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
-    if let Some(provider) = &meter_provider {
+    if let Some(provider) = &providers.meter {
         opentelemetry::global::set_meter_provider(provider.clone());
-        parts.instruments = self_metrics::register(&opentelemetry::global::meter(SCOPE));
+        instruments = self_metrics::register(&opentelemetry::global::meter(SCOPE));
     }
     install_propagators(
         &plan.propagators,
         matches!(plan.sampler, crate::sampling::SamplerChoice::ParentBased(_)),
     );
+    instruments
+}
 
+/// Logs what could not be logged before the subscriber was up, then what was set up.
+fn log_outcome(
+    plan: &Plan,
+    signals: &Signals<'_>,
+    log_bridge: Result<(), tracing_log::log::SetLoggerError>,
+) {
     if let Err(e) = log_bridge {
         tracing::warn!(target: "platform_telemetry", error = %e, "records of the `log` crate are not captured: another logger is installed");
     }
@@ -264,17 +344,12 @@ fn install(
     }
     tracing::info!(
         target: "platform_telemetry",
-        traces_endpoint = trace_target.map(|t| t.endpoint.as_str()).unwrap_or("none"),
-        metrics_endpoint = metric_target.map(|t| t.endpoint.as_str()).unwrap_or("none"),
+        traces_endpoint = signals.trace_target.map(|t| t.endpoint.as_str()).unwrap_or("none"),
+        metrics_endpoint = signals.metric_target.map(|t| t.endpoint.as_str()).unwrap_or("none"),
         sampler = ?plan.sampler,
         sdk_disabled = plan.sdk_disabled,
         "telemetry initialised"
     );
-
-    let guard = TelemetryGuard::new(parts, settings.shutdown_timeout);
-    #[cfg(feature = "prometheus")]
-    let guard = guard.with_prometheus(prometheus_handle);
-    Ok(guard)
 }
 
 /// `parent_based`: whether a sampled remote parent is always sampled here

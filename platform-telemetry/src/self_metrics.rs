@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::Meter;
+use opentelemetry::metrics::{AsyncInstrument, Meter, ObservableCounter};
 
 /// Counters shared by the processors, exporters, log writer and propagation.
 #[derive(Debug)]
@@ -92,45 +92,57 @@ pub fn self_metrics() -> SelfMetrics {
 /// Registers the observable counters on `meter`. The returned instruments must
 /// stay alive for the callbacks to keep running.
 pub(crate) fn register(meter: &Meter) -> Vec<Box<dyn std::any::Any + Send + Sync>> {
-    let c = &COUNTERS;
-    let processor = |ty: &'static str| KeyValue::new("otel.component.type", ty);
-    let spans_processed = meter
+    vec![
+        Box::new(spans_processed(meter)),
+        Box::new(spans_exported(meter)),
+        Box::new(export_failures(meter)),
+        Box::new(logs_processed(meter)),
+        Box::new(propagation_invalid(meter)),
+    ]
+}
+
+fn spans_processed(meter: &Meter) -> ObservableCounter<u64> {
+    meter
         .u64_observable_counter("otel.sdk.processor.span.processed")
         .with_description(
             "Spans that left the span processor: handed to the exporter, or dropped (error.type)",
         )
         .with_unit("{span}")
-        .with_callback(move |o| {
-            o.observe(
+        .with_callback(|o| {
+            let c = &COUNTERS;
+            observe_processed(
+                o,
+                "batching_span_processor",
                 read(&c.spans_exported) + read(&c.spans_export_failed),
-                &[processor("batching_span_processor")],
-            );
-            o.observe(
                 read(&c.spans_dropped),
-                &[
-                    processor("batching_span_processor"),
-                    KeyValue::new("error.type", "queue_full"),
-                ],
             );
         })
-        .build();
-    let spans_exported = meter
+        .build()
+}
+
+fn spans_exported(meter: &Meter) -> ObservableCounter<u64> {
+    meter
         .u64_observable_counter("otel.sdk.exporter.span.exported")
         .with_description("Spans the exporter sent; with error.type when the export failed")
         .with_unit("{span}")
-        .with_callback(move |o| {
+        .with_callback(|o| {
+            let c = &COUNTERS;
             o.observe(read(&c.spans_exported), &[]);
             o.observe(
                 read(&c.spans_export_failed),
                 &[KeyValue::new("error.type", "export_failed")],
             );
         })
-        .build();
-    let export_failures = meter
+        .build()
+}
+
+fn export_failures(meter: &Meter) -> ObservableCounter<u64> {
+    meter
         .u64_observable_counter("platform.telemetry.export.failures")
         .with_description("Failed OTLP export calls, by signal")
         .with_unit("{call}")
-        .with_callback(move |o| {
+        .with_callback(|o| {
+            let c = &COUNTERS;
             o.observe(
                 read(&c.span_export_failures),
                 &[KeyValue::new("signal", "traces")],
@@ -140,31 +152,53 @@ pub(crate) fn register(meter: &Meter) -> Vec<Box<dyn std::any::Any + Send + Sync
                 &[KeyValue::new("signal", "metrics")],
             );
         })
-        .build();
-    let logs_processed = meter
+        .build()
+}
+
+fn logs_processed(meter: &Meter) -> ObservableCounter<u64> {
+    meter
         .u64_observable_counter("otel.sdk.processor.log.processed")
         .with_description(
             "Log lines that left the log writer queue: written, or dropped (error.type)",
         )
         .with_unit("{log_record}")
-        .with_callback(move |o| {
-            o.observe(read(&c.logs_written), &[processor("platform_log_writer")]);
-            o.observe(
+        .with_callback(|o| {
+            let c = &COUNTERS;
+            observe_processed(
+                o,
+                "platform_log_writer",
+                read(&c.logs_written),
                 read(&c.logs_dropped),
-                &[
-                    processor("platform_log_writer"),
-                    KeyValue::new("error.type", "queue_full"),
-                ],
             );
         })
-        .build();
-    let invalid = meter
+        .build()
+}
+
+/// Observes what a queueing processor (`component`) handed on and what it
+/// dropped because its queue was full.
+fn observe_processed(
+    o: &dyn AsyncInstrument<u64>,
+    component: &'static str,
+    handed_on: u64,
+    dropped: u64,
+) {
+    let component = KeyValue::new("otel.component.type", component);
+    o.observe(handed_on, std::slice::from_ref(&component));
+    o.observe(
+        dropped,
+        &[component, KeyValue::new("error.type", "queue_full")],
+    );
+}
+
+fn propagation_invalid(meter: &Meter) -> ObservableCounter<u64> {
+    meter
         .u64_observable_counter("platform.telemetry.propagation.invalid")
         .with_description(
             "Incoming propagation headers dropped (in whole or in part) because they were malformed or past the limits, by header",
         )
         .with_unit("{header}")
-        .with_callback(move |o| {
+        .with_callback(|o| {
+            let c = &COUNTERS;
             for (header, counter) in [
                 ("traceparent", &c.traceparent_invalid),
                 ("tracestate", &c.tracestate_invalid),
@@ -173,12 +207,5 @@ pub(crate) fn register(meter: &Meter) -> Vec<Box<dyn std::any::Any + Send + Sync
                 o.observe(read(counter), &[KeyValue::new("header", header)]);
             }
         })
-        .build();
-    vec![
-        Box::new(spans_processed),
-        Box::new(spans_exported),
-        Box::new(export_failures),
-        Box::new(logs_processed),
-        Box::new(invalid),
-    ]
+        .build()
 }
