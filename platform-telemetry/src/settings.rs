@@ -201,87 +201,62 @@ impl TelemetrySettings {
 
     /// Every rule this section breaks, keys relative to the section.
     fn problems(&self) -> Vec<SettingProblem> {
-        let mut out = Vec::new();
-        let mut check = |ok: bool, key: &str, value: String, reason: &str| {
-            if !ok {
-                out.push(SettingProblem {
-                    key: key.to_owned(),
-                    value,
-                    reason: reason.to_owned(),
-                });
-            }
-        };
-        let t = &self.tracing;
-        check(
-            (0.0..=1.0).contains(&t.sampling_ratio),
-            "tracing.sampling_ratio",
-            t.sampling_ratio.to_string(),
-            "must be between 0.0 and 1.0",
-        );
-        check(
-            t.max_queue_size > 0,
-            "tracing.max_queue_size",
-            "0".into(),
-            "must be at least 1",
-        );
-        check(
-            t.max_export_batch_size > 0 && t.max_export_batch_size <= t.max_queue_size,
-            "tracing.max_export_batch_size",
-            t.max_export_batch_size.to_string(),
-            "must be between 1 and max_queue_size",
-        );
-        check(
-            !t.scheduled_delay.is_zero(),
-            "tracing.scheduled_delay",
-            "0s".into(),
-            "must be positive",
-        );
-        if let Err(reason) = crate::logging::parse_filter(&t.level) {
-            check(false, "tracing.level", t.level.clone(), &reason);
-        }
-        check(
+        let mut problems = Problems::default();
+        self.tracing_problems(&mut problems);
+        problems.check(
             !self.metrics.export_interval.is_zero(),
             "metrics.export_interval",
             "0s".into(),
             "must be positive",
         );
         for (section, otlp) in [
-            ("tracing.otlp", &t.otlp),
+            ("tracing.otlp", &self.tracing.otlp),
             ("metrics.otlp", &self.metrics.otlp),
         ] {
-            check(
-                !otlp.timeout.is_zero(),
-                &format!("{section}.timeout"),
-                "0s".into(),
-                "must be positive",
-            );
-            if let Err(reason) = otlp.check_endpoint() {
-                check(
-                    false,
-                    &format!("{section}.endpoint"),
-                    otlp.endpoint.clone(),
-                    &reason,
-                );
-            }
-            for (name, value) in &otlp.headers {
-                let reason = if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                    Some("not a valid HTTP header name")
-                } else if http::HeaderValue::from_str(value.expose()).is_err() {
-                    Some("not a valid HTTP header value")
-                } else {
-                    None
-                };
-                if let Some(reason) = reason {
-                    // The value is a secret: never echoed.
-                    check(
-                        false,
-                        &format!("{section}.headers.{name}"),
-                        platform_config::REDACTED.to_owned(),
-                        reason,
-                    );
-                }
-            }
+            otlp.problems(section, &mut problems);
         }
+        self.logging_problems(&mut problems);
+        problems.check(
+            !self.shutdown_timeout.is_zero(),
+            "shutdown_timeout",
+            "0s".into(),
+            "must be positive",
+        );
+        problems.0
+    }
+
+    fn tracing_problems(&self, problems: &mut Problems) {
+        let t = &self.tracing;
+        problems.check(
+            (0.0..=1.0).contains(&t.sampling_ratio),
+            "tracing.sampling_ratio",
+            t.sampling_ratio.to_string(),
+            "must be between 0.0 and 1.0",
+        );
+        problems.check(
+            t.max_queue_size > 0,
+            "tracing.max_queue_size",
+            "0".into(),
+            "must be at least 1",
+        );
+        problems.check(
+            t.max_export_batch_size > 0 && t.max_export_batch_size <= t.max_queue_size,
+            "tracing.max_export_batch_size",
+            t.max_export_batch_size.to_string(),
+            "must be between 1 and max_queue_size",
+        );
+        problems.check(
+            !t.scheduled_delay.is_zero(),
+            "tracing.scheduled_delay",
+            "0s".into(),
+            "must be positive",
+        );
+        if let Err(reason) = crate::logging::parse_filter(&t.level) {
+            problems.check(false, "tracing.level", t.level.clone(), &reason);
+        }
+    }
+
+    fn logging_problems(&self, problems: &mut Problems) {
         // A bare word is a valid filter directive (a target name), so a typo
         // such as `inf` would silently log nothing: levels are checked here.
         let is_level = |v: &str| {
@@ -290,14 +265,14 @@ impl TelemetrySettings {
                 .is_ok()
         };
         let levels = "expected trace, debug, info, warn, error or off";
-        check(
+        problems.check(
             is_level(&self.logging.level),
             "logging.level",
             self.logging.level.clone(),
             levels,
         );
         for (target, level) in &self.logging.targets {
-            check(
+            problems.check(
                 is_level(level),
                 &format!("logging.targets.{target}"),
                 level.clone(),
@@ -310,26 +285,74 @@ impl TelemetrySettings {
             && let Err(reason) =
                 crate::logging::parse_filter(&crate::resolve::config_log_filter(self))
         {
-            check(
+            problems.check(
                 false,
                 "logging.targets",
                 format!("{:?}", self.logging.targets.keys().collect::<Vec<_>>()),
                 &reason,
             );
         }
-        check(
+        problems.check(
             self.logging.queue_capacity > 0,
             "logging.queue_capacity",
             "0".into(),
             "must be at least 1",
         );
-        check(
-            !self.shutdown_timeout.is_zero(),
-            "shutdown_timeout",
+    }
+}
+
+impl OtlpSettings {
+    /// The rules of one OTLP exporter section (`tracing.otlp`, `metrics.otlp`).
+    fn problems(&self, section: &str, problems: &mut Problems) {
+        problems.check(
+            !self.timeout.is_zero(),
+            &format!("{section}.timeout"),
             "0s".into(),
             "must be positive",
         );
-        out
+        if let Err(reason) = self.check_endpoint() {
+            problems.check(
+                false,
+                &format!("{section}.endpoint"),
+                self.endpoint.clone(),
+                &reason,
+            );
+        }
+        for (name, value) in &self.headers {
+            let reason = if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                Some("not a valid HTTP header name")
+            } else if http::HeaderValue::from_str(value.expose()).is_err() {
+                Some("not a valid HTTP header value")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                // The value is a secret: never echoed.
+                problems.check(
+                    false,
+                    &format!("{section}.headers.{name}"),
+                    platform_config::REDACTED.to_owned(),
+                    reason,
+                );
+            }
+        }
+    }
+}
+
+/// The broken rules found so far.
+#[derive(Default)]
+struct Problems(Vec<SettingProblem>);
+
+impl Problems {
+    /// Notes `reason` against `key` (holding `value`) unless `ok`.
+    fn check(&mut self, ok: bool, key: &str, value: String, reason: &str) {
+        if !ok {
+            self.0.push(SettingProblem {
+                key: key.to_owned(),
+                value,
+                reason: reason.to_owned(),
+            });
+        }
     }
 }
 

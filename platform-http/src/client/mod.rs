@@ -345,19 +345,10 @@ impl ClientBuilder {
         }
         let default_headers =
             default_headers(settings).map_err(|(key, reason)| config(&key, reason))?;
-        let invalid = |e: SettingsError| config(e.key, format!("{} (got {})", e.reason, e.value));
-        let resilience = match (self.resilience, &self.registry) {
-            (Some(resilience), _) => resilience,
-            (None, Some(registry)) => registry
-                .get_or_insert(&name, &settings.resilience(), &self.source)
-                .map_err(|e| match e {
-                    RegistryError::Invalid(e) => invalid(e),
-                    conflict @ RegistryError::Conflict { .. } => config("", conflict.to_string()),
-                })?,
-            // Its own policies: shared with no other client.
-            (None, None) => {
-                Resilience::new(name.as_str(), &settings.resilience()).map_err(invalid)?
-            }
+        let resilience = match self.resilience {
+            Some(resilience) => resilience,
+            None => policies(&name, settings, self.registry.as_ref(), &self.source)
+                .map_err(|(key, reason)| config(key, reason))?,
         };
         let http = http_client(settings.connect_timeout)
             .build()
@@ -397,6 +388,27 @@ impl ClientBuilder {
                 default_headers,
             }),
         })
+    }
+}
+
+/// The target's policies: from `registry`, shared with the target's other
+/// clients there, or its own; the key and what is wrong otherwise.
+fn policies(
+    name: &str,
+    settings: &ClientSettings,
+    registry: Option<&ResilienceRegistry>,
+    source: &str,
+) -> Result<Resilience, (&'static str, String)> {
+    let invalid = |e: SettingsError| (e.key, format!("{} (got {})", e.reason, e.value));
+    match registry {
+        Some(registry) => registry
+            .get_or_insert(name, &settings.resilience(), source)
+            .map_err(|e| match e {
+                RegistryError::Invalid(e) => invalid(e),
+                conflict @ RegistryError::Conflict { .. } => ("", conflict.to_string()),
+            }),
+        // Its own policies: shared with no other client.
+        None => Resilience::new(name, &settings.resilience()).map_err(invalid),
     }
 }
 
