@@ -143,8 +143,9 @@ pub struct ShutdownSettings {
     /// After the signal, keep serving this long with readiness failing, so load balancers stop sending traffic.
     #[setting(default = Duration::from_secs(5))]
     pub drain_delay: Duration,
-    /// Then stop accepting and give in-flight requests this long to finish before they are cancelled.
-    // 5 s + 25 s stays under Kubernetes' default terminationGracePeriodSeconds of 30.
+    /// Then stop accepting; in-flight requests, background tasks and shutdown hooks share this long before what is left is cut (one budget of drain_delay + grace_period from the signal).
+    // With the telemetry flush (5 s) and the admin server (1 s) the worst
+    // case is 36 s: the manifests' terminationGracePeriodSeconds is 40.
     #[setting(default = Duration::from_secs(25))]
     pub grace_period: Duration,
 }
@@ -219,7 +220,7 @@ pub struct ClientSettings {
     pub breaker: crate::resilience::BreakerSettings,
     /// Outlier ejection of single endpoints.
     pub outlier: crate::resilience::OutlierSettings,
-    /// Hedged requests for idempotent calls (off by default).
+    /// Hedged requests for idempotent calls (on by default).
     pub hedge: crate::resilience::HedgeSettings,
 }
 
