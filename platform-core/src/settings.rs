@@ -190,6 +190,12 @@ pub struct ClientSettings {
     /// `base_url`: `static://host:port,host:port`, `dns://name:port` (A/AAAA),
     /// `dns+srv://_http._tcp.name` (SRV), or `etcd://service`. Empty: `base_url`'s host.
     pub discovery: String,
+    /// With `discovery` set, `Client::for_service` adds the health check
+    /// `discovery:<name>` (readiness; it warns while discovery is pending,
+    /// stale or empty and never fails readiness, since the last known
+    /// endpoints keep serving). `false` leaves it out.
+    #[setting(default = true)]
+    pub discovery_check: bool,
     /// How requests are spread over the endpoints.
     pub balance: crate::balance::BalanceSettings,
     /// Time to establish a connection.

@@ -147,17 +147,23 @@ impl Client {
             .registry(rt.targets());
         builder.source = format!("http.clients.{name}");
         let client = builder.build()?;
-        if client.inner.endpoints.discovered_set().is_some() {
+        if settings.discovery_check && client.inner.endpoints.discovered_set().is_some() {
             // Stale or missing discovery data is worth a look, not an outage:
             // the last known endpoints keep serving.
             let watched = client.clone();
+            let check_name = format!("discovery:{name}");
             let check = rt.health().register_sync(
-                &format!("discovery:{name}"),
+                &check_name,
                 CheckOptions::new(Kind::Readiness).interval(Duration::from_secs(5)),
                 move || watched.discovery_health(),
             );
-            if let Err(e) = check {
-                tracing::debug!(target = name, error = %e, "discovery check not added");
+            match check {
+                Ok(()) => tracing::info!(
+                    target = name,
+                    check = %check_name,
+                    "health check added (warns only; http.clients.{name}.discovery_check = false leaves it out)"
+                ),
+                Err(e) => tracing::debug!(target = name, error = %e, "discovery check not added"),
             }
         }
         Ok(client)

@@ -263,3 +263,19 @@ async fn the_runtime_owns_the_targets_and_refuses_conflicting_settings() {
         "a fresh budget"
     );
 }
+
+#[tokio::test]
+async fn the_discovery_check_is_added_visibly_and_can_be_left_out() {
+    let rt = runtime(&[
+        ("http.clients.found.base_url", "http://found"),
+        ("http.clients.found.discovery", "static://127.0.0.1:9"),
+        ("http.clients.quiet.base_url", "http://quiet"),
+        ("http.clients.quiet.discovery", "static://127.0.0.1:9"),
+        ("http.clients.quiet.discovery_check", "false"),
+    ])
+    .await;
+    Client::for_service(&rt, "found").unwrap();
+    Client::for_service(&rt, "quiet").unwrap();
+    assert!(rt.health().status_of("discovery:found").is_some());
+    assert_eq!(rt.health().status_of("discovery:quiet"), None);
+}
