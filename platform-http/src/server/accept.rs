@@ -57,7 +57,8 @@ impl<S: Sync> axum::extract::FromRequestParts<S> for ClientAddr {
 ///
 /// An HTTP/1 connection that makes no progress for `header_read_timeout`
 /// (a client trickling its headers, or idle between requests) is closed
-/// (see [`super::stall`]); a request head larger than `max_header_size` gets 431.
+/// (the docs of `server.header_read_timeout` say how); a request head larger
+/// than `max_header_size` gets 431.
 pub async fn serve_listener(
     listener: tokio::net::TcpListener,
     app: axum::Router,
