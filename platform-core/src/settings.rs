@@ -79,11 +79,16 @@ pub struct ServerSettings {
     /// Address and port of the API.
     #[setting(default = "0.0.0.0:8080")]
     pub bind: String,
-    /// An HTTP/1 connection with no progress for this long (no request head
-    /// completed, no handler running, no response bytes written) is closed:
-    /// a client must send its request headers within this time.
+    /// A client must send a request's headers within this time once it has
+    /// begun them, and read what it is sent: an HTTP/1 connection stuck this
+    /// long in either is closed.
     #[setting(default = Duration::from_secs(10))]
     pub header_read_timeout: Duration,
+    /// An HTTP/1 keep-alive connection with no request for this long is
+    /// closed. Longer than the platform client keeps an idle connection
+    /// (60 s), so that a client never sends on one the server is closing.
+    #[setting(default = Duration::from_secs(120))]
+    pub idle_timeout: Duration,
     /// Largest request head (request line and headers) accepted.
     #[setting(size, default = 64 * 1024)]
     pub max_header_size: u64,
@@ -101,6 +106,11 @@ impl ServerSettings {
         v.check(
             !self.header_read_timeout.is_zero(),
             "header_read_timeout",
+            "must be above zero",
+        );
+        v.check(
+            !self.idle_timeout.is_zero(),
+            "idle_timeout",
             "must be above zero",
         );
         v.check(

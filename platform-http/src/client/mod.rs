@@ -445,6 +445,9 @@ fn discovered(
     Endpoints::discovered(&settings.base_url, resolver, &settings.balance, outliers)
 }
 
+/// How long an idle connection is kept for reuse.
+const IDLE_CONNECTION_KEPT: Duration = Duration::from_secs(60);
+
 /// The reqwest client under every [`Client`].
 ///
 /// reqwest 0.13 retries on its own by default: HTTP/2 refusals (GOAWAY with
@@ -456,6 +459,10 @@ fn discovered(
 fn http_client(connect_timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
+        // Below the platform server's `server.idle_timeout` (120 s): a
+        // pooled connection is dropped here before the server closes it, so
+        // no request is sent on a connection being closed (and retried).
+        .pool_idle_timeout(IDLE_CONNECTION_KEPT)
         .retry(reqwest::retry::never())
 }
 

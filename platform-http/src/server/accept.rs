@@ -78,7 +78,7 @@ pub async fn serve_listener(
     // Turns every handler into its route once; a router used as it is
     // would do it (and apply every layer again) on each request.
     let app: axum::Router = app.with_state(());
-    let stalls = StallWatch::new(settings.header_read_timeout);
+    let stalls = StallWatch::new(settings.header_read_timeout, settings.idle_timeout);
     // Dropped (and so aborted) when serving ends.
     let mut sweeper = tokio::task::JoinSet::new();
     sweeper.spawn(stalls.clone().run());

@@ -12,13 +12,18 @@
 //! Here one task per listener sweeps its connections every quarter of the
 //! timeout instead. A connection counts as making progress when a request
 //! head completes, a handler is running, or response bytes are written; one
-//! that makes none for a whole timeout (between 1 and 1.25 timeouts, given
-//! the sweep's granularity) is closed: its next read or write fails with
-//! `TimedOut`, and hyper drops it. So a client trickling a head, an idle
-//! keep-alive connection and a client that stops reading its response are
-//! all cut off, while a slow handler, a long upload being read and a long
-//! download being written are not. On the request path this costs a few
-//! relaxed atomic operations on memory only the connection's task writes.
+//! that makes none is closed (its next read or write fails with `TimedOut`,
+//! and hyper drops it) after `header_read_timeout` when it is in the middle
+//! of something (bytes of a head received, or a response not taken), and
+//! after `idle_timeout` when it is idle between requests. Both limits hold
+//! to within a quarter of `header_read_timeout`, the sweep's period. So a
+//! client trickling a head, an idle keep-alive connection and a client that
+//! stops reading its response are all cut off, while a slow handler, a long
+//! upload being read and a long download being written are not. The idle
+//! limit is longer than the platform client keeps idle connections, so that
+//! the client never sends a request on a connection the server is closing.
+//! On the request path this costs a few relaxed atomic operations on memory
+//! only the connection's task writes.
 //!
 //! HTTP/2 connections are not watched, as before: hyper has no header
 //! timeout for them, and their clients keep idle connections open on purpose.
@@ -49,6 +54,11 @@ pub(crate) struct Progress {
     events: AtomicU64,
     /// Handlers running on the connection.
     busy: AtomicU64,
+    /// Bytes arrived since the last handler ended: a head has begun (or a
+    /// client is sending without waiting), so the short limit applies.
+    midway: AtomicBool,
+    /// The last write could not go out: the client is not taking its answer.
+    write_blocked: AtomicBool,
     /// HTTP/2: not watched.
     exempt: AtomicBool,
     /// Set by the sweep: the connection's next read or write fails.
@@ -68,6 +78,18 @@ impl Progress {
         Self::bump(&self.events, 1);
         Self::bump(&self.busy, 1);
         Busy(self.clone())
+    }
+
+    fn write_polled(&self, blocked: bool) {
+        if self.write_blocked.load(Ordering::Relaxed) != blocked {
+            self.write_blocked.store(blocked, Ordering::Relaxed);
+        }
+    }
+
+    fn bytes_arrived(&self) {
+        if !self.midway.load(Ordering::Relaxed) {
+            self.midway.store(true, Ordering::Relaxed);
+        }
     }
 
     fn check(&self) -> io::Result<()> {
@@ -104,6 +126,7 @@ impl Drop for Busy {
         Progress::bump(&self.0.busy, -1);
         // The end of a handler is progress too: the idle time starts now.
         Progress::bump(&self.0.events, 1);
+        self.0.midway.store(false, Ordering::Relaxed);
     }
 }
 
@@ -111,6 +134,8 @@ impl Drop for Busy {
 #[derive(Debug)]
 pub(crate) struct StallWatch {
     timeout: Duration,
+    /// Quiet sweeps after which an idle connection is closed.
+    idle_sweeps: u32,
     connections: Mutex<Vec<Watched>>,
 }
 
@@ -122,12 +147,20 @@ struct Watched {
 }
 
 impl StallWatch {
-    /// Closes connections with no progress for `timeout`.
-    pub(crate) fn new(timeout: Duration) -> Arc<Self> {
+    /// Closes connections with no progress for `timeout` in the middle of
+    /// a request, and for `idle` between requests.
+    pub(crate) fn new(timeout: Duration, idle: Duration) -> Arc<Self> {
+        let period = Self::period(timeout);
+        let idle_sweeps = idle.as_nanos().div_ceil(period.as_nanos()).max(1);
         Arc::new(StallWatch {
             timeout,
+            idle_sweeps: u32::try_from(idle_sweeps).unwrap_or(u32::MAX),
             connections: Mutex::default(),
         })
+    }
+
+    fn period(timeout: Duration) -> Duration {
+        (timeout / SWEEPS).max(Duration::from_millis(1))
     }
 
     /// Starts watching a new connection.
@@ -151,8 +184,7 @@ impl StallWatch {
 
     /// Sweeps until dropped.
     pub(crate) async fn run(self: Arc<Self>) {
-        let period = (self.timeout / SWEEPS).max(Duration::from_millis(1));
-        let mut ticks = tokio::time::interval(period);
+        let mut ticks = tokio::time::interval(Self::period(self.timeout));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
@@ -177,7 +209,16 @@ impl StallWatch {
                 return true;
             }
             watched.quiet_sweeps += 1;
-            if watched.quiet_sweeps < SWEEPS {
+            // Idle: nothing received since the last answer, and that answer
+            // taken (its writes were the last progress the sweep saw).
+            let limit = if progress.midway.load(Ordering::Relaxed)
+                || progress.write_blocked.load(Ordering::Relaxed)
+            {
+                SWEEPS
+            } else {
+                self.idle_sweeps
+            };
+            if watched.quiet_sweeps < limit {
                 return true;
             }
             tracing::debug!("closing a connection stalled for server.header_read_timeout");
@@ -206,6 +247,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         let polled = self.progress.waiting(cx, polled);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.progress.bytes_arrived();
+        }
         if self.first_read && matches!(polled, Poll::Ready(Ok(()))) {
             self.first_read = false;
             let read = &buf.filled()[before..];
@@ -227,6 +271,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
         self.progress.check()?;
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
         let polled = self.progress.waiting(cx, polled);
+        self.progress.write_polled(polled.is_pending());
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             Progress::bump(&self.progress.events, 1);
         }
@@ -241,6 +286,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
         self.progress.check()?;
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         let polled = self.progress.waiting(cx, polled);
+        self.progress.write_polled(polled.is_pending());
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             Progress::bump(&self.progress.events, 1);
         }
@@ -296,7 +342,7 @@ mod tests {
 
     #[test]
     fn a_quiet_connection_is_cut_after_a_whole_timeout_of_sweeps() {
-        let watch = StallWatch::new(Duration::from_secs(1));
+        let watch = StallWatch::new(Duration::from_secs(1), Duration::from_secs(1));
         let (_io, progress) = watch.watch(());
         assert!(!stalled_after(&watch, &progress, SWEEPS - 1));
         assert!(stalled_after(&watch, &progress, 1));
@@ -306,7 +352,7 @@ mod tests {
 
     #[test]
     fn progress_or_a_running_handler_keeps_a_connection() {
-        let watch = StallWatch::new(Duration::from_secs(1));
+        let watch = StallWatch::new(Duration::from_secs(1), Duration::from_secs(1));
         let (_io, progress) = watch.watch(());
         for _ in 0..3 * SWEEPS {
             Progress::bump(&progress.events, 1);
@@ -324,8 +370,33 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_connection_gets_the_idle_limit_and_a_begun_head_the_short_one() {
+        // Sweeps every 250 ms; idle connections last 3 s (12 sweeps).
+        let watch = StallWatch::new(Duration::from_secs(1), Duration::from_secs(3));
+        let (_io, idle) = watch.watch(());
+        let (_io, trickling) = watch.watch(());
+        trickling.bytes_arrived();
+        let (_io, not_reading) = watch.watch(());
+        not_reading.write_polled(true);
+        for _ in 0..SWEEPS {
+            watch.sweep();
+        }
+        assert!(
+            trickling.cut.load(Ordering::Relaxed),
+            "a begun head: short limit"
+        );
+        assert!(
+            not_reading.cut.load(Ordering::Relaxed),
+            "an answer not taken: short limit"
+        );
+        assert!(!idle.cut.load(Ordering::Relaxed), "idle: not yet");
+        assert!(!stalled_after(&watch, &idle, 12 - SWEEPS - 1));
+        assert!(stalled_after(&watch, &idle, 1));
+    }
+
+    #[test]
     fn closed_and_http2_connections_are_forgotten() {
-        let watch = StallWatch::new(Duration::from_secs(1));
+        let watch = StallWatch::new(Duration::from_secs(1), Duration::from_secs(1));
         let (io, progress) = watch.watch(());
         drop((io, progress));
         let (_io, progress) = watch.watch(());
