@@ -125,11 +125,7 @@ fn grpc_reader(
         )?)
         .build()
         .map_err(crate::traces::build_error(target, "metrics"))?;
-    Ok(builder.with_reader(
-        PeriodicReader::builder(CountingMetricExporter::new(exporter))
-            .with_interval(interval)
-            .build(),
-    ))
+    Ok(periodic(builder, exporter, interval))
 }
 
 #[cfg(not(feature = "otlp-grpc"))]
@@ -161,11 +157,7 @@ fn http_reader(
         .with_headers(target.headers.clone())
         .build()
         .map_err(crate::traces::build_error(target, "metrics"))?;
-    Ok(builder.with_reader(
-        PeriodicReader::builder(CountingMetricExporter::new(exporter))
-            .with_interval(interval)
-            .build(),
-    ))
+    Ok(periodic(builder, exporter, interval))
 }
 
 #[cfg(not(feature = "otlp-http"))]
@@ -179,4 +171,18 @@ fn http_reader(
         protocol: "http/protobuf",
         feature: "otlp-http",
     })
+}
+
+/// `exporter` read every `interval`, its outcomes counted.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+fn periodic(
+    builder: MeterProviderBuilder,
+    exporter: opentelemetry_otlp::MetricExporter,
+    interval: Duration,
+) -> MeterProviderBuilder {
+    builder.with_reader(
+        PeriodicReader::builder(CountingMetricExporter::new(exporter))
+            .with_interval(interval)
+            .build(),
+    )
 }

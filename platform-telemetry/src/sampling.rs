@@ -164,20 +164,20 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Filter<S> for TraceFilter {
     }
 }
 
+/// The `tracing` layer that turns spans into OpenTelemetry spans, behind
+/// the platform's filter (see [`trace_layer`]).
+pub type TraceLayer<S> = tracing_subscriber::filter::Filtered<
+    tracing_opentelemetry::OpenTelemetryLayer<S, SdkTracer>,
+    TraceFilter,
+    S,
+>;
+
 /// The trace layer as [`init`](crate::init) builds it: spans at `level` and
 /// above (an `EnvFilter` directive) go to `tracer`, whose provider must
 /// sample with `sampler`; spans under [`UNSAMPLED_TARGET`] and the SDK's own
 /// never do. Benchmarks and tests that build their own provider use it to
 /// get the same pipeline as a service.
-pub fn trace_layer<S>(
-    tracer: SdkTracer,
-    level: EnvFilter,
-    sampler: SamplerChoice,
-) -> tracing_subscriber::filter::Filtered<
-    tracing_opentelemetry::OpenTelemetryLayer<S, SdkTracer>,
-    TraceFilter,
-    S,
->
+pub fn trace_layer<S>(tracer: SdkTracer, level: EnvFilter, sampler: SamplerChoice) -> TraceLayer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -190,11 +190,7 @@ pub(crate) fn trace_layer_for<S>(
     level: EnvFilter,
     sampler: SamplerChoice,
     exported: bool,
-) -> tracing_subscriber::filter::Filtered<
-    tracing_opentelemetry::OpenTelemetryLayer<S, SdkTracer>,
-    TraceFilter,
-    S,
->
+) -> TraceLayer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {

@@ -141,34 +141,33 @@ impl TelemetryCapture {
 
     /// The latest total of an integer counter, summed over its attribute sets.
     pub fn counter_total(&self, name: &str) -> Option<u64> {
-        let all = self.metrics();
-        let latest = all.last()?;
-        latest
-            .scope_metrics()
-            .flat_map(|s| s.metrics())
-            .find(|m| m.name() == name)
-            .and_then(|m| match m.data() {
-                AggregatedMetrics::U64(MetricData::Sum(sum)) => {
-                    Some(sum.data_points().map(|p| p.value()).sum())
-                }
-                _ => None,
-            })
+        self.latest(name, |data| match data {
+            AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                Some(sum.data_points().map(|p| p.value()).sum())
+            }
+            _ => None,
+        })
     }
 
     /// The number of values recorded in a float histogram, over its attribute sets.
     pub fn histogram_count(&self, name: &str) -> Option<u64> {
+        self.latest(name, |data| match data {
+            AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                Some(h.data_points().map(|p| p.count()).sum())
+            }
+            _ => None,
+        })
+    }
+
+    /// `read` of the latest collection of the metric `name`.
+    fn latest<T>(&self, name: &str, read: impl Fn(&AggregatedMetrics) -> Option<T>) -> Option<T> {
         let all = self.metrics();
         let latest = all.last()?;
         latest
             .scope_metrics()
             .flat_map(|s| s.metrics())
             .find(|m| m.name() == name)
-            .and_then(|m| match m.data() {
-                AggregatedMetrics::F64(MetricData::Histogram(h)) => {
-                    Some(h.data_points().map(|p| p.count()).sum())
-                }
-                _ => None,
-            })
+            .and_then(|m| read(m.data()))
     }
 }
 
