@@ -36,8 +36,47 @@ use tokio::time::Instant;
 /// `Instant` (about 30 years, what tokio uses for its own "never").
 const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365 * 30);
 
+/// What the request being served makes current for the code it runs: its
+/// deadline and its id, in one task-local, so that a server enters one
+/// scope per poll rather than one per value.
+#[derive(Debug, Clone, Default)]
+struct Current {
+    deadline: Option<Deadline>,
+    request_id: Option<http::HeaderValue>,
+}
+
 tokio::task_local! {
-    static CURRENT: Deadline;
+    static CURRENT: Current;
+}
+
+/// The id of the request being served, which the server made current with
+/// its deadline ([`request_scope`]); clients send it on.
+pub fn current_request_id() -> Option<http::HeaderValue> {
+    CURRENT.try_with(|c| c.request_id.clone()).ok().flatten()
+}
+
+/// Runs `f` with `deadline` and `request_id` current, as they are: a
+/// server's request future does so on each poll.
+pub fn request_scope<R>(
+    deadline: Deadline,
+    request_id: &http::HeaderValue,
+    f: impl FnOnce() -> R,
+) -> R {
+    let current = Current {
+        deadline: Some(deadline),
+        request_id: Some(request_id.clone()),
+    };
+    CURRENT.sync_scope(current, f)
+}
+
+/// Runs `future` with `request_id` current (the deadline stays as it is):
+/// for work a handler hands to a task of its own.
+pub async fn request_id_scope<F: Future>(request_id: http::HeaderValue, future: F) -> F::Output {
+    let current = Current {
+        deadline: Deadline::current(),
+        request_id: Some(request_id),
+    };
+    CURRENT.scope(current, future).await
 }
 
 /// A point in time by which a call, all attempts included, must be done.
@@ -92,7 +131,7 @@ impl Deadline {
 
     /// The deadline installed by the innermost enclosing [`Deadline::scope`], if any.
     pub fn current() -> Option<Deadline> {
-        CURRENT.try_with(|d| *d).ok()
+        CURRENT.try_with(|c| c.deadline).ok().flatten()
     }
 
     /// Time left before the current deadline, if there is one: what a client
@@ -116,14 +155,22 @@ impl Deadline {
     /// future when the deadline passes (a resilient call does that itself, and
     /// a server handler may want to finish its clean-up).
     pub async fn scope<F: Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self.within_current(), future).await
+        let current = Current {
+            deadline: Some(self.within_current()),
+            request_id: current_request_id(),
+        };
+        CURRENT.scope(current, future).await
     }
 
     /// Runs `f` with this deadline installed as the current one, as is: for
     /// a future's own `poll` that makes its deadline current on each poll
     /// (a server's request future) without a wrapping future.
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(self, f)
+        let current = Current {
+            deadline: Some(self),
+            request_id: current_request_id(),
+        };
+        CURRENT.sync_scope(current, f)
     }
 }
 

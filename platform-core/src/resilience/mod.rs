@@ -44,7 +44,7 @@ pub use breaker::{
     OutlierDetector,
 };
 pub use call::{Attempt, CallOptions, Resilience};
-pub use deadline::Deadline;
+pub use deadline::{Deadline, current_request_id, request_id_scope, request_scope};
 pub use error::{ResilienceError, SettingsError};
 pub use hedge::{HedgePolicy, LatencyEstimate};
 pub use layer::{ResilienceLayer, ResilienceService};

@@ -557,9 +557,11 @@ fn in_request_scope(
     deadline: platform_core::resilience::Deadline,
     f: impl FnOnce(),
 ) -> std::thread::Result<()> {
+    // The id and the deadline share one scope (platform-core keeps both).
     span.in_scope(|| {
-        request_id
-            .sync_scope(|| deadline.sync_scope(|| std::panic::catch_unwind(AssertUnwindSafe(f))))
+        platform_core::resilience::request_scope(deadline, request_id.as_header_value(), || {
+            std::panic::catch_unwind(AssertUnwindSafe(f))
+        })
     })
 }
 

@@ -20,10 +20,6 @@ pub(crate) const REQUEST_ID_NAME: http::HeaderName =
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestId(HeaderValue);
 
-tokio::task_local! {
-    static CURRENT: RequestId;
-}
-
 const MAX_LEN: usize = 128;
 
 impl RequestId {
@@ -60,17 +56,18 @@ impl RequestId {
     /// The id of the request being handled, inside the server layer's scope
     /// (not in tasks a handler spawns: pass it on with [`RequestId::scope`]).
     pub fn current() -> Option<RequestId> {
-        CURRENT.try_with(RequestId::clone).ok()
+        // Kept with the request's deadline, in one scope (platform-core).
+        platform_core::resilience::current_request_id().map(RequestId)
     }
 
     /// Runs `future` with this id current.
     pub async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
+        platform_core::resilience::request_id_scope(self.0, future).await
     }
 
-    /// Runs `f` with this id current (a future's own `poll` does so).
-    pub(crate) fn sync_scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(self.clone(), f)
+    /// The id as the header value it travels in.
+    pub(crate) fn as_header_value(&self) -> &HeaderValue {
+        &self.0
     }
 
     /// A new id: unique within the process, unlikely to collide across them.
