@@ -24,6 +24,7 @@
 
 pub mod admin;
 pub mod client;
+mod semconv;
 pub mod server;
 
 pub use client::{

@@ -179,7 +179,7 @@ impl RequestBuilder {
     pub async fn send(self) -> Result<Response, ClientError> {
         let client = self.client.clone();
         let inner = &*client.inner;
-        let method_attribute = method_attribute(&self.method);
+        let method_attribute = crate::semconv::method_attribute(&self.method).0;
         let (trace, span) = CallSpan::start(method_attribute, inner.endpoints.single());
         // Boxed: the call's state (attempts, timers, hedge) is several KiB,
         // and every `.await` up the caller's chain would otherwise copy it.
@@ -391,22 +391,6 @@ fn stop_reason(error: &ResilienceError<AttemptError>) -> &'static str {
         ResilienceError::AttemptsExhausted { .. } => "attempts exhausted",
         ResilienceError::NotRetryable { .. } => "not retryable",
         ResilienceError::NotIdempotent { .. } => "not idempotent",
-    }
-}
-
-/// The method as the semantic conventions want it: known methods, else `_OTHER`.
-fn method_attribute(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::TRACE => "TRACE",
-        Method::CONNECT => "CONNECT",
-        _ => "_OTHER",
     }
 }
 

@@ -30,6 +30,7 @@ use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::deadline::{Deadlines, gateway_timeout};
 use super::request_id::{REQUEST_ID_NAME, RequestId};
+use crate::semconv::{METHODS, method_attribute};
 
 /// Requests being served now; shared with whoever needs to know (shutdown, tests).
 #[derive(Debug, Clone, Default)]
@@ -134,28 +135,6 @@ pub struct ServerService<S> {
     inner: S,
     shared: Arc<Shared>,
     names: Arc<RouteNames>,
-}
-
-/// The methods the semantic conventions name; anything else is `_OTHER`.
-const METHODS: [&str; 10] = [
-    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "TRACE", "CONNECT", "_OTHER",
-];
-
-/// The method as the semantic conventions want it, with its index in [`METHODS`].
-fn method_attribute(method: &http::Method) -> (&'static str, usize) {
-    let index = match *method {
-        http::Method::GET => 0,
-        http::Method::POST => 1,
-        http::Method::PUT => 2,
-        http::Method::DELETE => 3,
-        http::Method::HEAD => 4,
-        http::Method::OPTIONS => 5,
-        http::Method::PATCH => 6,
-        http::Method::TRACE => 7,
-        http::Method::CONNECT => 8,
-        _ => 9,
-    };
-    (METHODS[index], index)
 }
 
 /// The route and span names of the route this service instance serves,
