@@ -216,26 +216,52 @@ pub(crate) fn env_layer(
             });
         }
     }
+    let place = Placing { schema, limits };
     for (name, value) in vars {
         let origin = Origin::Env { var: name.clone() };
         let segments: Vec<&str> = name[lead.len()..].split("__").collect();
-        match map_segments(schema, &segments, true) {
+        let mapped = map_segments(schema, &segments, true);
+        place.put(&mut layer, mapped, value, origin, report);
+    }
+    layer
+}
+
+/// Where a mapped key's value goes.
+struct Placing<'a> {
+    schema: &'a Schema,
+    limits: &'a Limits,
+}
+
+impl Placing<'_> {
+    /// Puts `value` at the key `mapped` names (read from a file for a
+    /// `_FILE` key), or reports the unknown key with a suggestion.
+    fn put(
+        &self,
+        layer: &mut Node,
+        mapped: Mapped,
+        value: &str,
+        origin: Origin,
+        report: &mut Report,
+    ) {
+        match mapped {
             Mapped::Key(path) => layer.insert_path(&path, Node::text(value, origin)),
             Mapped::FileRef(path) => {
+                let file = Path::new(value);
                 if let Some(node) =
-                    read_secret_file(Path::new(value), &origin, &path.join("."), limits, report)
+                    read_secret_file(file, &origin, &path.join("."), self.limits, report)
                 {
                     layer.insert_path(&path, node);
                 }
             }
             Mapped::Unknown { key, parent } => report.push(Problem::UnknownKey {
-                suggestion: schema.suggest(&parent, key.rsplit('.').next().unwrap_or(&key)),
+                suggestion: self
+                    .schema
+                    .suggest(&parent, key.rsplit('.').next().unwrap_or(&key)),
                 key,
                 origin,
             }),
         }
     }
-    layer
 }
 
 enum Mapped {
@@ -312,23 +338,11 @@ pub(crate) fn override_layer(
     report: &mut Report,
 ) -> Node {
     let mut layer = Node::empty_map(Origin::Default);
+    let place = Placing { schema, limits };
     for (key, value, origin) in overrides {
         let segments: Vec<&str> = key.trim().split('.').collect();
-        match map_segments(schema, &segments, false) {
-            Mapped::Key(path) => layer.insert_path(&path, Node::text(value, origin.clone())),
-            Mapped::FileRef(path) => {
-                if let Some(node) =
-                    read_secret_file(Path::new(value), origin, &path.join("."), limits, report)
-                {
-                    layer.insert_path(&path, node);
-                }
-            }
-            Mapped::Unknown { key, parent } => report.push(Problem::UnknownKey {
-                suggestion: schema.suggest(&parent, key.rsplit('.').next().unwrap_or(&key)),
-                key,
-                origin: origin.clone(),
-            }),
-        }
+        let mapped = map_segments(schema, &segments, false);
+        place.put(&mut layer, mapped, value, origin.clone(), report);
     }
     layer
 }
