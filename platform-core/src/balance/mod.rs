@@ -489,15 +489,19 @@ impl Balancer {
                 }) else {
                     return a;
                 };
-                let now = Instant::now();
-                let decay = self.inner.decay_nanos;
-                if snapshot.slots[b].load.cost(now, decay) < snapshot.slots[a].load.cost(now, decay)
-                {
-                    b
-                } else {
-                    a
-                }
+                self.cheaper(snapshot, a, b)
             }
+        }
+    }
+
+    /// Of two picks, the one with the lower Peak-EWMA cost now (`a` on a tie).
+    fn cheaper(&self, snapshot: &Snapshot, a: usize, b: usize) -> usize {
+        let now = Instant::now();
+        let decay = self.inner.decay_nanos;
+        if snapshot.slots[b].load.cost(now, decay) < snapshot.slots[a].load.cost(now, decay) {
+            b
+        } else {
+            a
         }
     }
 
@@ -519,15 +523,7 @@ impl Balancer {
             let mut rng = rand::rng();
             let a = candidates[sampler.sample(&mut rng)];
             let b = candidates[sampler.sample(&mut rng)];
-            let now = Instant::now();
-            let decay = self.inner.decay_nanos;
-            return if snapshot.slots[b].load.cost(now, decay)
-                < snapshot.slots[a].load.cost(now, decay)
-            {
-                b
-            } else {
-                a
-            };
+            return self.cheaper(snapshot, a, b);
         }
         self.select_in(snapshot, &snapshot.tiers[0], &everything)
     }
