@@ -248,7 +248,8 @@ impl RequestBuilder {
         if !self.headers.contains_key(REQUEST_ID_NAME)
             && let Some(id) = RequestId::current()
         {
-            self.headers.insert(REQUEST_ID_NAME, id.header_value());
+            self.headers
+                .insert(REQUEST_ID_NAME, id.header_value().clone());
         }
         let idempotent = self.idempotent.unwrap_or_else(|| {
             is_idempotent_method(&self.method) || self.headers.contains_key(IDEMPOTENCY_KEY_HEADER)

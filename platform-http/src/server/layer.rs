@@ -173,18 +173,22 @@ struct Interned {
 struct RouteTable {
     names: OnceLock<RwLock<HashMap<String, [Option<Interned>; METHODS.len()]>>>,
     cap: usize,
+    /// Past the cap, a path is still the request's route (made for it):
+    /// true for routes a router matched, false for names a client chose.
+    routes_past_cap: bool,
 }
 
 /// The routes axum matched.
-static ROUTES: RouteTable = RouteTable::new(4096);
+static ROUTES: RouteTable = RouteTable::new(4096, true);
 /// The gRPC methods asked for, served by a service that is not a router.
-static GRPC_METHODS: RouteTable = RouteTable::new(256);
+static GRPC_METHODS: RouteTable = RouteTable::new(256, false);
 
 impl RouteTable {
-    const fn new(cap: usize) -> Self {
+    const fn new(cap: usize, routes_past_cap: bool) -> Self {
         RouteTable {
             names: OnceLock::new(),
             cap,
+            routes_past_cap,
         }
     }
 
@@ -426,7 +430,7 @@ impl<S> ServerService<S> {
                 name: names.span_name,
                 route: names.route,
             }),
-            None if std::ptr::eq(table, &GRPC_METHODS) => None,
+            None if !table.routes_past_cap => None,
             None => Some(Route::Other {
                 route: path.to_owned(),
                 name: format!("{} {path}", method.0),
@@ -538,7 +542,7 @@ fn in_request_scope(
 ) -> std::thread::Result<()> {
     // The id and the deadline share one scope (platform-core keeps both).
     span.in_scope(|| {
-        platform_core::resilience::request_scope(deadline, request_id.as_header_value(), || {
+        platform_core::resilience::request_scope(deadline, request_id.header_value(), || {
             std::panic::catch_unwind(AssertUnwindSafe(f))
         })
     })
@@ -649,7 +653,7 @@ impl RequestState {
         let result = result.map(|mut response| {
             response
                 .headers_mut()
-                .insert(REQUEST_ID_NAME, self.request_id.header_value());
+                .insert(REQUEST_ID_NAME, self.request_id.header_value().clone());
             response
         });
         self.span.end(status);

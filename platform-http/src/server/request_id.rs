@@ -48,9 +48,10 @@ impl RequestId {
         self.0.to_str().unwrap_or_default()
     }
 
-    /// The id as a header value, for the response and outgoing calls.
-    pub(crate) fn header_value(&self) -> HeaderValue {
-        self.0.clone()
+    /// The id as the header value it travels in (the response's, outgoing
+    /// calls'); cloning it shares the bytes.
+    pub(crate) fn header_value(&self) -> &HeaderValue {
+        &self.0
     }
 
     /// The id of the request being handled, inside the server layer's scope
@@ -63,11 +64,6 @@ impl RequestId {
     /// Runs `future` with this id current.
     pub async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
         platform_core::resilience::request_id_scope(self.0, future).await
-    }
-
-    /// The id as the header value it travels in.
-    pub(crate) fn as_header_value(&self) -> &HeaderValue {
-        &self.0
     }
 
     /// A new id: unique within the process, unlikely to collide across them.
