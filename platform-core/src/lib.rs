@@ -21,11 +21,8 @@
 //! Static targets (`static://host:port,...`) and the balancers need no feature.
 //!
 //! ```no_run
-//! # #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-//! # struct MySettings {}
-//! # impl platform_config::Validate for MySettings {}
 //! # async fn run() -> Result<(), platform_core::Error> {
-//! let rt = platform_core::Runtime::<MySettings>::builder("my-service").init().await?;
+//! let (rt, _config) = platform_core::Runtime::builder::<()>("my-service").init().await?;
 //! rt.mark_started();
 //! let stop = rt.lifecycle().stop_accepting();
 //! rt.run(async move { stop.await; Ok(()) }).await?;
@@ -48,15 +45,15 @@ pub use error::{Error, HealthError};
 /// [`Runtime::builder`] named and versioned after the calling crate
 /// (`CARGO_PKG_NAME`, `CARGO_PKG_VERSION`), so that a service cannot report
 /// the wrong `service.version` by forgetting to pass it. With the settings
-/// type: `runtime!(Settings)`; without, the type is inferred.
+/// type: `runtime!(Settings)`; without, a service with no settings of its
+/// own (`()`).
 ///
 /// ```no_run
-/// # #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// # #[platform_config::settings]
 /// # struct Settings {}
-/// # impl platform_config::Validate for Settings {}
 /// # async fn run() -> Result<(), platform_core::Error> {
-/// let rt = platform_core::runtime!(Settings).init().await?;
-/// # let _ = rt; Ok(()) }
+/// let (rt, config) = platform_core::runtime!(Settings).init().await?;
+/// # let _ = (rt, config); Ok(()) }
 /// ```
 ///
 /// A package with several services (several binaries) names each with
@@ -64,15 +61,15 @@ pub use error::{Error, HealthError};
 #[macro_export]
 macro_rules! runtime {
     () => {
-        $crate::Runtime::builder(env!("CARGO_PKG_NAME")).version(env!("CARGO_PKG_VERSION"))
+        $crate::Runtime::builder::<()>(env!("CARGO_PKG_NAME")).version(env!("CARGO_PKG_VERSION"))
     };
     ($settings:ty) => {
-        $crate::Runtime::<$settings>::builder(env!("CARGO_PKG_NAME"))
+        $crate::Runtime::builder::<$settings>(env!("CARGO_PKG_NAME"))
             .version(env!("CARGO_PKG_VERSION"))
     };
 }
 /// The telemetry crate, re-exported so a service links the same version
 /// (and so the same OpenTelemetry) as the platform.
 pub use platform_telemetry as telemetry;
-pub use runtime::{AppSettings, Runtime, RuntimeBuilder, ServiceInfo, checks};
+pub use runtime::{AppSettings, Config, Runtime, RuntimeBuilder, ServiceInfo, checks};
 pub use settings::Settings;

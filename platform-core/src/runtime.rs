@@ -215,7 +215,7 @@ impl<S: AppSettings> RuntimeBuilder<S> {
     /// health registry with the built-in checks, starts config reload and
     /// installs the signal handlers. A printing flag (`--print-config`, ...)
     /// prints and exits the process.
-    pub async fn init(self) -> Result<Runtime<S>, Error> {
+    pub async fn init(self) -> Result<(Runtime, Config<S>), Error> {
         let args = self
             .args
             .unwrap_or_else(|| parse_command_line(&self.name, &self.version));
@@ -262,10 +262,11 @@ impl<S: AppSettings> RuntimeBuilder<S> {
         }
         tracing::info!(service = %info.name, version = %info.version, instance = %info.instance_id,
             profile = info.profile.as_deref().unwrap_or("none"), "runtime initialised");
-        Ok(Runtime {
+        let config = Config { reloader };
+        let runtime = Runtime {
             inner: Arc::new(Inner {
                 info,
-                reloader,
+                config: Box::new(config.clone()),
                 health,
                 lifecycle,
                 startup: checks.startup,
@@ -275,7 +276,8 @@ impl<S: AppSettings> RuntimeBuilder<S> {
                 telemetry: Mutex::new(telemetry),
                 targets: ResilienceRegistry::new(),
             }),
-        })
+        };
+        Ok((runtime, config))
     }
 }
 
@@ -418,33 +420,29 @@ impl ReloadMetrics {
     }
 }
 
-/// The platform runtime of one service process. Cheap to clone.
+/// The platform runtime of one service process: who it is, its health,
+/// lifecycle, the policies of the targets it calls and the platform's
+/// sections of its configuration. Cheap to clone. Not generic: the service's
+/// own settings come with it from [`RuntimeBuilder::init`] as a [`Config`].
 ///
 /// ```no_run
-/// # #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// # #[platform_config::settings]
 /// # struct OrdersSettings {}
-/// # impl platform_config::Validate for OrdersSettings {}
 /// # async fn run() -> Result<(), platform_core::Error> {
-/// let rt = platform_core::Runtime::<OrdersSettings>::builder("orders")
+/// let (rt, config) = platform_core::Runtime::builder::<OrdersSettings>("orders")
 ///     .version(env!("CARGO_PKG_VERSION"))
 ///     .init()
 ///     .await?;
-/// let config = rt.config(); // Arc<Settings<OrdersSettings>>, reload-aware
-/// # let _ = config; Ok(()) }
+/// let orders = config.current(); // Arc<Settings<OrdersSettings>>, reload-aware
+/// let server = &rt.settings().server; // the platform's sections
+/// # let _ = (orders, server); Ok(()) }
 /// ```
-pub struct Runtime<S> {
-    inner: Arc<Inner<S>>,
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
 }
 
-impl<S> Clone for Runtime<S> {
-    fn clone(&self) -> Self {
-        Runtime {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<S> std::fmt::Debug for Runtime<S> {
+impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
             .field("info", &self.inner.info)
@@ -452,9 +450,9 @@ impl<S> std::fmt::Debug for Runtime<S> {
     }
 }
 
-struct Inner<S> {
+struct Inner {
     info: ServiceInfo,
-    reloader: Reloader<Settings<S>>,
+    config: Box<dyn PlatformView>,
     health: HealthRegistry,
     lifecycle: Lifecycle,
     startup: ManualCheck,
@@ -465,11 +463,68 @@ struct Inner<S> {
     targets: ResilienceRegistry,
 }
 
-impl<S: AppSettings> Runtime<S> {
-    /// Starts building the runtime of the service `name`; give its version
-    /// with [`RuntimeBuilder::version`], or use [`runtime!`](crate::runtime),
+/// The service's configuration, kept current by reloads: the platform's
+/// sections and the service's own (`app`). Cheap to clone; give it to the
+/// handlers that read settings (as axum state, for instance).
+pub struct Config<S> {
+    reloader: Reloader<Settings<S>>,
+}
+
+impl<S> Clone for Config<S> {
+    fn clone(&self) -> Self {
+        Config {
+            reloader: self.reloader.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Config<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config").finish_non_exhaustive()
+    }
+}
+
+impl<S: AppSettings> Config<S> {
+    /// The configuration in force now (it changes on reload).
+    pub fn current(&self) -> Arc<Settings<S>> {
+        self.reloader.current()
+    }
+
+    /// The configuration with provenance, for `/config` and `--print-config`.
+    pub fn loaded(&self) -> Loaded<Settings<S>> {
+        self.reloader.loaded()
+    }
+
+    /// Reload control and status.
+    pub fn reloader(&self) -> &Reloader<Settings<S>> {
+        &self.reloader
+    }
+}
+
+/// What the runtime reads of a configuration whose service part it does not know.
+trait PlatformView: Send + Sync {
+    /// The platform's sections in force now.
+    fn platform(&self) -> Settings;
+    /// The whole configuration with provenance, secrets redacted (`/config`).
+    fn render(&self) -> String;
+}
+
+impl<S: AppSettings> PlatformView for Config<S> {
+    fn platform(&self) -> Settings {
+        self.current().platform()
+    }
+
+    fn render(&self) -> String {
+        self.loaded().render()
+    }
+}
+
+impl Runtime {
+    /// Starts building the runtime of the service `name` whose own settings
+    /// are `S` (`()` for none); give its version with
+    /// [`RuntimeBuilder::version`], or use [`runtime!`](crate::runtime),
     /// which takes both from the calling crate.
-    pub fn builder(name: impl Into<String>) -> RuntimeBuilder<S> {
+    pub fn builder<S: AppSettings>(name: impl Into<String>) -> RuntimeBuilder<S> {
         RuntimeBuilder {
             name: name.into(),
             // Not the SDK's own version: that would be reported as the
@@ -491,19 +546,16 @@ impl<S: AppSettings> Runtime<S> {
         &self.inner.info
     }
 
-    /// The configuration in force now (it changes on reload).
-    pub fn config(&self) -> Arc<Settings<S>> {
-        self.inner.reloader.current()
+    /// The platform's sections of the configuration in force now (the
+    /// service's own are in its [`Config`]).
+    pub fn settings(&self) -> Settings {
+        self.inner.config.platform()
     }
 
-    /// The configuration with provenance, for `/config` and `--print-config`.
-    pub fn loaded_config(&self) -> Loaded<Settings<S>> {
-        self.inner.reloader.loaded()
-    }
-
-    /// Reload control and status.
-    pub fn reloader(&self) -> &Reloader<Settings<S>> {
-        &self.inner.reloader
+    /// The whole configuration in force, with the source of each value and
+    /// secrets redacted (what `/config` shows).
+    pub fn render_config(&self) -> String {
+        self.inner.config.render()
     }
 
     /// The health registry: add the service's own checks here.
@@ -536,7 +588,7 @@ impl<S: AppSettings> Runtime<S> {
     /// ends, so callers stop picking this instance while it still serves).
     /// The HTTP server calls this with its API address.
     pub fn register_endpoint(&self, bound: std::net::SocketAddr) -> Result<(), Error> {
-        let config = self.config();
+        let config = self.settings();
         if !config.discovery.registration.enabled {
             return Ok(());
         }
@@ -547,7 +599,7 @@ impl<S: AppSettings> Runtime<S> {
     fn start_registration(
         &self,
         bound: std::net::SocketAddr,
-        config: &Settings<S>,
+        config: &Settings,
     ) -> Result<(), Error> {
         use crate::discovery::{Registration, RegistrationState};
         use crate::lifecycle::HookPhase;
@@ -598,7 +650,7 @@ impl<S: AppSettings> Runtime<S> {
     fn start_registration(
         &self,
         _bound: std::net::SocketAddr,
-        _config: &Settings<S>,
+        _config: &Settings,
     ) -> Result<(), Error> {
         Err(Error::RegistrationUnavailable)
     }

@@ -7,11 +7,12 @@ use platform_config::{Validate, Validation};
 use serde::{Deserialize, Serialize};
 
 /// Everything a platform service reads from config: the platform's sections
-/// and the service's own, under `[app]`.
+/// and the service's own, under `[app]`. `Settings` alone (`S = ()`) is the
+/// platform's part, what [`Runtime::settings`](crate::Runtime::settings) gives.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 #[schemars(bound = "S: schemars::JsonSchema + Default + Serialize")]
-pub struct Settings<S> {
+pub struct Settings<S = ()> {
     /// The service's API listener.
     pub server: ServerSettings,
     /// The admin listener: probes, metrics, info.
@@ -28,6 +29,22 @@ pub struct Settings<S> {
     pub discovery: crate::discovery::DiscoverySettings,
     /// The service's own settings.
     pub app: S,
+}
+
+impl<S> Settings<S> {
+    /// The platform's sections alone (a copy: for start-up and reload, not per request).
+    pub fn platform(&self) -> Settings {
+        Settings {
+            server: self.server.clone(),
+            admin: self.admin.clone(),
+            shutdown: self.shutdown.clone(),
+            reload: self.reload.clone(),
+            telemetry: self.telemetry.clone(),
+            http: self.http.clone(),
+            discovery: self.discovery.clone(),
+            app: (),
+        }
+    }
 }
 
 impl<S: Validate> Validate for Settings<S> {

@@ -9,12 +9,11 @@
 //! aws-lc-rs; off by default, as it compiles C).
 //!
 //! ```no_run
-//! # #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+//! # #[platform_config::settings]
 //! # struct OrdersSettings {}
-//! # impl platform_config::Validate for OrdersSettings {}
 //! #[tokio::main]
 //! async fn main() -> Result<(), platform_core::Error> {
-//!     let rt = platform_core::Runtime::<OrdersSettings>::builder("orders").init().await?;
+//!     let (rt, _config) = platform_core::runtime!(OrdersSettings).init().await?;
 //!     let app = axum::Router::new().route("/orders", axum::routing::get(|| async { "[]" }));
 //!     platform_http::serve(&rt, app).await
 //! }

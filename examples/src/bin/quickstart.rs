@@ -11,7 +11,7 @@
 
 use axum::extract::State;
 use axum::routing::get;
-use platform_core::Runtime;
+use platform_core::{Config, Runtime};
 
 /// The service's own settings: the `[app]` section of its config.
 #[platform_config::settings]
@@ -21,19 +21,19 @@ struct Settings {
     greeting: String,
 }
 
-async fn hello(State(rt): State<Runtime<Settings>>) -> String {
+async fn hello(State(config): State<Config<Settings>>) -> String {
     // Read per request: a config reload takes effect without a restart.
-    format!("{}, world\n", rt.config().app.greeting)
+    format!("{}, world\n", config.current().app.greeting)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), platform_core::Error> {
-    let rt = Runtime::<Settings>::builder("quickstart")
+    let (rt, config) = Runtime::builder::<Settings>("quickstart")
         .version(env!("CARGO_PKG_VERSION"))
         .init()
         .await?;
     let app = axum::Router::new()
         .route("/hello", get(hello))
-        .with_state(rt.clone());
+        .with_state(config);
     platform_http::serve(&rt, app).await
 }

@@ -93,7 +93,7 @@ async fn test(
 
 #[tokio::main]
 async fn main() -> Result<(), platform_core::Error> {
-    let rt = Runtime::<()>::builder("w3c-tracecontext")
+    let (rt, _config) = Runtime::builder::<()>("w3c-tracecontext")
         .version(env!("CARGO_PKG_VERSION"))
         .init()
         .await?;

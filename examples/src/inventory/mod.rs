@@ -21,14 +21,14 @@ const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/inventory"
 /// Runs inventory until it is told to stop. `args` replaces the process's
 /// command line (the demo passes its own); `None` parses it.
 pub async fn main(args: Option<ConfigArgs>) -> Result<(), platform_core::Error> {
-    let mut builder = platform_core::Runtime::<InventorySettings>::builder("inventory")
+    let mut builder = platform_core::Runtime::builder::<InventorySettings>("inventory")
         .version(env!("CARGO_PKG_VERSION"))
         .default_config_dir(CONFIG_DIR);
     if let Some(args) = args {
         builder = builder.args(args);
     }
-    let rt = builder.init().await?;
-    let store = routes::Store::new(&rt.config().app);
+    let (rt, config) = builder.init().await?;
+    let store = routes::Store::new(&config.current().app);
 
     // Readiness-neutral: an empty shelf is worth a look, and the service can
     // still answer every other SKU.

@@ -21,7 +21,7 @@ const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/orders");
 /// Runs orders until it is told to stop. `args` replaces the process's
 /// command line (the demo passes its own); `None` parses it.
 pub async fn main(args: Option<ConfigArgs>) -> Result<(), platform_core::Error> {
-    let mut builder = platform_core::Runtime::<OrdersSettings>::builder("orders")
+    let mut builder = platform_core::Runtime::builder::<OrdersSettings>("orders")
         .version(env!("CARGO_PKG_VERSION"))
         .default_config_dir(CONFIG_DIR)
         // Checked with the rest of the config: `--check-config` refuses a
@@ -30,7 +30,7 @@ pub async fn main(args: Option<ConfigArgs>) -> Result<(), platform_core::Error> 
     if let Some(args) = args {
         builder = builder.args(args);
     }
-    let rt = builder.init().await?;
+    let (rt, config) = builder.init().await?;
     // Retries within a budget, deadlines passed on, breaker, discovery and
     // balancing: all from [http.clients.inventory]. Adds the readiness-neutral
     // `discovery:inventory` check when inventory comes from discovery.
@@ -48,7 +48,7 @@ pub async fn main(args: Option<ConfigArgs>) -> Result<(), platform_core::Error> 
 
     let orders = routes::Orders {
         inventory,
-        max_quantity: rt.config().app.max_quantity,
+        max_quantity: config.current().app.max_quantity,
         instance: rt.info().instance_id.clone().into(),
         next_key: Default::default(),
     };

@@ -7,7 +7,7 @@ use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMete
 use platform_config::Loader;
 use platform_config::cli::ConfigArgs;
 use platform_core::health::{Kind, Status};
-use platform_core::{Error, Runtime, checks};
+use platform_core::{Config, Error, Runtime, checks};
 
 #[derive(
     Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
@@ -25,8 +25,8 @@ fn loader(dir: &std::path::Path) -> Loader {
         .env_vars(Vec::<(String, String)>::new())
 }
 
-async fn init(dir: &std::path::Path) -> Result<Runtime<App>, Error> {
-    Runtime::<App>::builder("svc")
+async fn init(dir: &std::path::Path) -> Result<(Runtime, Config<App>), Error> {
+    Runtime::builder::<App>("svc")
         .args(ConfigArgs::default())
         .loader(loader(dir))
         .without_signal_handlers()
@@ -38,7 +38,7 @@ async fn init(dir: &std::path::Path) -> Result<Runtime<App>, Error> {
 #[tokio::test]
 async fn startup_and_readiness_wait_for_start_up_to_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = init(dir.path()).await.unwrap();
+    let (rt, _config) = init(dir.path()).await.unwrap();
     let health = rt.health();
     assert!(health.passes(Kind::Liveness), "alive while starting");
     assert!(!health.passes(Kind::Startup));
@@ -106,16 +106,16 @@ async fn a_rejected_reload_warns_without_failing_readiness() {
         "[app]\ngreeting = \"hi\"\n",
     )
     .unwrap();
-    let rt = init(dir.path()).await.unwrap();
+    let (rt, config) = init(dir.path()).await.unwrap();
     rt.mark_started();
-    assert_eq!(rt.config().app.greeting, "hi");
+    assert_eq!(config.current().app.greeting, "hi");
 
     std::fs::write(
         dir.path().join("default.toml"),
         "[app]\ngreting = \"typo\"\n",
     )
     .unwrap();
-    assert!(rt.reloader().reload().is_err());
+    assert!(config.reloader().reload().is_err());
     // The status watcher task updates the check.
     for _ in 0..100 {
         if rt.health().status_of(checks::CONFIG) == Some(Status::Warn) {
@@ -128,21 +128,21 @@ async fn a_rejected_reload_warns_without_failing_readiness() {
         rt.health().passes(Kind::Readiness),
         "a bad reload is a warning, not an outage"
     );
-    assert_eq!(rt.config().app.greeting, "hi", "last good config kept");
+    assert_eq!(config.current().app.greeting, "hi", "last good config kept");
     let report = rt.health().report();
-    let config = report
+    let check = report
         .checks
         .iter()
         .find(|c| c.name == checks::CONFIG)
         .unwrap();
-    assert!(config.message.as_deref().unwrap().contains("app.greting"));
+    assert!(check.message.as_deref().unwrap().contains("app.greting"));
 
     std::fs::write(
         dir.path().join("default.toml"),
         "[app]\ngreeting = \"hello\"\n",
     )
     .unwrap();
-    assert!(rt.reloader().reload().unwrap());
+    assert!(config.reloader().reload().unwrap());
     for _ in 0..100 {
         if rt.health().status_of(checks::CONFIG) == Some(Status::Pass) {
             break;
@@ -150,7 +150,7 @@ async fn a_rejected_reload_warns_without_failing_readiness() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(rt.health().status_of(checks::CONFIG), Some(Status::Pass));
-    assert_eq!(rt.config().app.greeting, "hello");
+    assert_eq!(config.current().app.greeting, "hello");
 
     provider.force_flush().unwrap();
     assert_eq!(reloads(&exporter, "rejected"), 1);
@@ -181,7 +181,7 @@ async fn an_invalid_config_is_a_start_up_error_with_the_whole_report() {
 #[tokio::test]
 async fn the_service_info_names_the_process() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = Runtime::<App>::builder("svc")
+    let (rt, _) = Runtime::builder::<App>("svc")
         .version("1.2.3")
         .args(ConfigArgs {
             profile: None,
@@ -211,13 +211,13 @@ async fn the_service_info_names_the_process() {
             .without_telemetry()
             .init()
     };
-    let rt = start(platform_core::runtime!(App)).await.unwrap();
+    let (rt, _) = start(platform_core::runtime!(App)).await.unwrap();
     let info = rt.info();
     assert_eq!(
         (info.name.as_str(), info.version.as_str()),
         ("platform-core", env!("CARGO_PKG_VERSION"))
     );
-    let rt = start(Runtime::<App>::builder("svc")).await.unwrap();
+    let (rt, _) = start(Runtime::builder::<App>("svc")).await.unwrap();
     assert_eq!(rt.info().version, "", "no version given: none reported");
 }
 
@@ -308,7 +308,7 @@ async fn a_required_client_is_checked_with_the_configuration() {
     )
     .unwrap();
     let builder = || {
-        Runtime::<App>::builder("svc")
+        Runtime::builder::<App>("svc")
             .loader(loader(dir.path()))
             .without_signal_handlers()
             .without_telemetry()

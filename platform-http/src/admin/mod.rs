@@ -15,20 +15,20 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use platform_core::Runtime;
 use platform_core::health::Kind;
-use platform_core::{AppSettings, Runtime};
 
 /// Renders the Prometheus exposition.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
-struct AdminState<S> {
-    rt: Runtime<S>,
+struct AdminState {
+    rt: Runtime,
     metrics: Option<MetricsRender>,
 }
 
 /// The admin router for a runtime (`/metrics` served when the runtime has a
 /// Prometheus exposition).
-pub fn router<S: AppSettings>(rt: &Runtime<S>) -> Router {
+pub fn router(rt: &Runtime) -> Router {
     let metrics = rt.prometheus().cloned().map(|handle| {
         let render: MetricsRender = Arc::new(move || handle.render());
         render
@@ -37,24 +37,21 @@ pub fn router<S: AppSettings>(rt: &Runtime<S>) -> Router {
 }
 
 /// The admin router with a metrics renderer for `/metrics`.
-pub fn router_with_metrics<S: AppSettings>(
-    rt: &Runtime<S>,
-    metrics: Option<MetricsRender>,
-) -> Router {
-    let config_endpoint = rt.config().admin.config_endpoint;
+pub fn router_with_metrics(rt: &Runtime, metrics: Option<MetricsRender>) -> Router {
+    let config_endpoint = rt.settings().admin.config_endpoint;
     let state = Arc::new(AdminState {
         rt: rt.clone(),
         metrics,
     });
     let mut router = Router::new()
-        .route("/livez", get(probe::<S, LIVE>))
-        .route("/readyz", get(probe::<S, READY>))
-        .route("/startupz", get(probe::<S, STARTED>))
-        .route("/health", get(health::<S>))
-        .route("/metrics", get(metrics_text::<S>))
-        .route("/info", get(info::<S>));
+        .route("/livez", get(probe::<LIVE>))
+        .route("/readyz", get(probe::<READY>))
+        .route("/startupz", get(probe::<STARTED>))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .route("/info", get(info));
     if config_endpoint {
-        router = router.route("/config", get(config::<S>));
+        router = router.route("/config", get(config));
     }
     router.with_state(state)
 }
@@ -63,9 +60,7 @@ const LIVE: u8 = 0;
 const READY: u8 = 1;
 const STARTED: u8 = 2;
 
-async fn probe<S: AppSettings, const KIND: u8>(
-    State(state): State<Arc<AdminState<S>>>,
-) -> Response {
+async fn probe<const KIND: u8>(State(state): State<Arc<AdminState>>) -> Response {
     let kind = match KIND {
         LIVE => Kind::Liveness,
         READY => Kind::Readiness,
@@ -78,7 +73,7 @@ async fn probe<S: AppSettings, const KIND: u8>(
     }
 }
 
-async fn health<S: AppSettings>(State(state): State<Arc<AdminState<S>>>) -> Response {
+async fn health(State(state): State<Arc<AdminState>>) -> Response {
     let report = state.rt.health().report();
     let code = if report.ready {
         StatusCode::OK
@@ -88,7 +83,7 @@ async fn health<S: AppSettings>(State(state): State<Arc<AdminState<S>>>) -> Resp
     (code, axum::Json(report)).into_response()
 }
 
-async fn metrics_text<S: AppSettings>(State(state): State<Arc<AdminState<S>>>) -> Response {
+async fn metrics_text(State(state): State<Arc<AdminState>>) -> Response {
     match &state.metrics {
         Some(render) => (
             [(
@@ -102,7 +97,7 @@ async fn metrics_text<S: AppSettings>(State(state): State<Arc<AdminState<S>>>) -
     }
 }
 
-async fn info<S: AppSettings>(State(state): State<Arc<AdminState<S>>>) -> Response {
+async fn info(State(state): State<Arc<AdminState>>) -> Response {
     let info = state.rt.info();
     let mut body = serde_json::to_value(info).unwrap_or_default();
     body["uptime_seconds"] = info
@@ -119,10 +114,10 @@ async fn info<S: AppSettings>(State(state): State<Arc<AdminState<S>>>) -> Respon
     axum::Json(body).into_response()
 }
 
-async fn config<S: AppSettings>(State(state): State<Arc<AdminState<S>>>) -> Response {
+async fn config(State(state): State<Arc<AdminState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        state.rt.loaded_config().render(),
+        state.rt.render_config(),
     )
         .into_response()
 }

@@ -43,14 +43,11 @@
 //! every attempt goes through the budget.
 //!
 //! Every client of one target in the process shares its budget, breaker and
-//! latency estimate (one [`Resilience`] per target name, from a process-wide
-//! registry unless [`ClientBuilder::registry`] names another).
+//! latency estimate (one [`Resilience`] per target name, from the runtime's
+//! registry, [`Runtime::targets`], or the one [`ClientBuilder::registry`] names).
 //!
 //! ```no_run
-//! # #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-//! # struct App {}
-//! # impl platform_config::Validate for App {}
-//! # async fn run(rt: platform_core::Runtime<App>) -> Result<(), platform_http::ClientError> {
+//! # async fn run(rt: platform_core::Runtime) -> Result<(), platform_http::ClientError> {
 //! #[derive(serde::Deserialize)]
 //! struct Stock { available: u32 }
 //!
@@ -85,11 +82,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use platform_core::Runtime;
 use platform_core::discovery::{DiscoverySettings, EndpointSet, Resolver, TargetResolver};
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
 use platform_core::resilience::{RegistryError, Resilience, ResilienceRegistry, SettingsError};
 use platform_core::settings::ClientSettings;
-use platform_core::{AppSettings, Runtime};
 
 pub use error::ClientError;
 pub use request::RequestBuilder;
@@ -125,8 +122,8 @@ struct Inner {
 impl Client {
     /// The client for `name`, configured by `http.clients.<name>` of the
     /// runtime's config; an error when that entry is missing or invalid.
-    pub fn for_service<S: AppSettings>(rt: &Runtime<S>, name: &str) -> Result<Self, ClientError> {
-        let config = rt.config();
+    pub fn for_service(rt: &Runtime, name: &str) -> Result<Self, ClientError> {
+        let config = rt.settings();
         let settings = config.http.clients.get(name).ok_or_else(|| {
             let known: Vec<&str> = config.http.clients.keys().map(String::as_str).collect();
             ClientError::Config {

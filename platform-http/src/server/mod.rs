@@ -8,7 +8,7 @@ mod stall;
 
 use std::net::SocketAddr;
 
-use platform_core::{AppSettings, Error, Runtime};
+use platform_core::{Error, Runtime};
 use tokio_util::sync::CancellationToken;
 
 pub use accept::{ClientAddr, serve_listener};
@@ -25,7 +25,7 @@ pub use request_id::{REQUEST_ID_HEADER, RequestId};
 ///
 /// `app` is an axum `Router` or any other tower service that answers HTTP
 /// requests: a tonic service or `Routes`, a `service_fn` (see [`App`]).
-pub async fn serve<S: AppSettings, A: App>(rt: &Runtime<S>, app: A) -> Result<(), Error> {
+pub async fn serve(rt: &Runtime, app: impl App) -> Result<(), Error> {
     BoundServer::bind(rt, app).await?.run().await
 }
 
@@ -69,19 +69,19 @@ where
 /// The API and admin listeners, bound but not yet serving: lets a caller
 /// learn the addresses (port 0 in tests) before running.
 #[derive(Debug)]
-pub struct BoundServer<S> {
-    rt: Runtime<S>,
+pub struct BoundServer {
+    rt: Runtime,
     router: axum::Router,
     api: Option<tokio::net::TcpListener>,
     admin: Option<tokio::net::TcpListener>,
     in_flight: InFlight,
 }
 
-impl<S: AppSettings> BoundServer<S> {
+impl BoundServer {
     /// Binds the listeners named in config.
-    pub async fn bind(rt: &Runtime<S>, app: impl App) -> Result<Self, Error> {
+    pub async fn bind(rt: &Runtime, app: impl App) -> Result<Self, Error> {
         let router = app.into_router();
-        let config = rt.config();
+        let config = rt.settings();
         let bind = |what: &'static str, addr: String| async move {
             tokio::net::TcpListener::bind(&addr)
                 .await
@@ -123,7 +123,7 @@ impl<S: AppSettings> BoundServer<S> {
 
     /// Serves until shutdown, then runs the shutdown sequence.
     pub async fn run(self) -> Result<(), Error> {
-        let config = self.rt.config();
+        let config = self.rt.settings();
         let lifecycle = self.rt.lifecycle().clone();
         // The admin server outlives the API: /readyz must answer 503 while draining.
         if let Some(addr) = self.admin_addr() {

@@ -21,7 +21,7 @@ use crate::{Hits, settings, target};
 struct App {}
 impl platform_config::Validate for App {}
 
-async fn runtime(extra: &[(&str, &str)]) -> Runtime<App> {
+async fn runtime(extra: &[(&str, &str)]) -> Runtime {
     let mut loader = Loader::new()
         .config_dir(env!("CARGO_MANIFEST_DIR"))
         .env_vars(Vec::<(String, String)>::new())
@@ -33,7 +33,7 @@ async fn runtime(extra: &[(&str, &str)]) -> Runtime<App> {
     for (k, v) in extra {
         loader = loader.set(*k, *v);
     }
-    Runtime::<App>::builder("deadline-test")
+    Runtime::builder::<App>("deadline-test")
         .args(ConfigArgs::default())
         .loader(loader)
         .without_signal_handlers()
@@ -41,10 +41,11 @@ async fn runtime(extra: &[(&str, &str)]) -> Runtime<App> {
         .init()
         .await
         .unwrap()
+        .0
 }
 
 /// Serves `router` through the platform's server stack; returns its URL and runtime.
-async fn platform_server(router: axum::Router, extra: &[(&str, &str)]) -> (String, Runtime<App>) {
+async fn platform_server(router: axum::Router, extra: &[(&str, &str)]) -> (String, Runtime) {
     let rt = runtime(extra).await;
     let server = BoundServer::bind(&rt, router).await.unwrap();
     let url = format!("http://{}", server.api_addr().unwrap());

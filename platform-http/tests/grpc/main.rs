@@ -72,7 +72,7 @@ fn request(slow: bool) -> tonic::Request<ExportTraceServiceRequest> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tonic_service_gets_the_whole_server_layer_and_drains() {
-    let rt = Runtime::<App>::builder("grpc-test")
+    let (rt, _config) = Runtime::builder::<App>("grpc-test")
         .args(ConfigArgs::default())
         .loader(
             Loader::new()

@@ -17,7 +17,7 @@ struct App {
 }
 impl platform_config::Validate for App {}
 
-async fn runtime(extra: &[(&str, &str)]) -> Runtime<App> {
+async fn runtime(extra: &[(&str, &str)]) -> Runtime {
     let mut loader = Loader::new()
         .config_dir(env!("CARGO_MANIFEST_DIR")) // holds no config files
         .env_vars(Vec::<(String, String)>::new())
@@ -32,7 +32,7 @@ async fn runtime(extra: &[(&str, &str)]) -> Runtime<App> {
     for (k, v) in extra {
         loader = loader.set(*k, *v);
     }
-    Runtime::<App>::builder("test-service")
+    Runtime::builder::<App>("test-service")
         .args(ConfigArgs::default())
         .loader(loader)
         .without_signal_handlers()
@@ -40,6 +40,7 @@ async fn runtime(extra: &[(&str, &str)]) -> Runtime<App> {
         .init()
         .await
         .unwrap()
+        .0
 }
 
 fn app() -> axum::Router {
@@ -97,7 +98,7 @@ async fn panics() -> &'static str {
 struct Running {
     api: String,
     admin: String,
-    rt: Runtime<App>,
+    rt: Runtime,
     task: tokio::task::JoinHandle<Result<(), platform_core::Error>>,
 }
 

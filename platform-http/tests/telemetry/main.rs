@@ -28,7 +28,7 @@ async fn trace_id() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_continue_garbage_is_counted_and_metrics_are_exposed() {
-    let rt = Runtime::<App>::builder("telemetry-test")
+    let (rt, _config) = Runtime::builder::<App>("telemetry-test")
         .args(ConfigArgs::default())
         .loader(
             Loader::new()

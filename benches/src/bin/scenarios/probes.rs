@@ -14,15 +14,11 @@ use platform_http::BoundServer;
 
 use crate::Budget;
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-struct NoSettings {}
-impl platform_config::Validate for NoSettings {}
-
 // Enough to keep both cores busy without measuring only queueing.
 const CONNECTIONS: usize = 4;
 
-async fn runtime() -> Runtime<NoSettings> {
-    Runtime::<NoSettings>::builder("probe-bench")
+async fn runtime() -> Runtime {
+    Runtime::builder::<()>("probe-bench")
         .args(ConfigArgs::default())
         .loader(
             Loader::new()
@@ -37,6 +33,7 @@ async fn runtime() -> Runtime<NoSettings> {
         .init()
         .await
         .expect("runtime")
+        .0
 }
 
 pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {

@@ -108,16 +108,10 @@ fn routes() -> axum::Router {
         .route("/work", axum::routing::get(work))
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-struct NoSettings {}
-impl platform_config::Validate for NoSettings {}
-
 /// A platform runtime with default settings but for loopback ports, no
 /// drain delay and no reload watcher.
-async fn platform_runtime(
-    export: bool,
-) -> Result<platform_core::Runtime<NoSettings>, platform_core::Error> {
-    let mut builder = platform_core::Runtime::<NoSettings>::builder("server-bench")
+async fn platform_runtime(export: bool) -> Result<platform_core::Runtime, platform_core::Error> {
+    let mut builder = platform_core::Runtime::builder::<()>("server-bench")
         .args(platform_config::cli::ConfigArgs::default())
         .loader(
             platform_config::Loader::new()
@@ -133,7 +127,7 @@ async fn platform_runtime(
             NoopExporter,
         ));
     }
-    builder.init().await
+    Ok(builder.init().await?.0)
 }
 
 /// Serves `variant` on loopback, writes its address to `addr_file` and
