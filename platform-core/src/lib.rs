@@ -36,11 +36,13 @@ pub mod discovery;
 mod error;
 pub mod health;
 pub mod lifecycle;
+mod meters;
 pub mod resilience;
 mod runtime;
 pub mod settings;
 
 pub use error::{Error, HealthError};
+pub use meters::Meters;
 
 /// [`Runtime::builder`] named and versioned after the calling crate
 /// (`CARGO_PKG_NAME`, `CARGO_PKG_VERSION`), so that a service cannot report

@@ -12,8 +12,10 @@ use platform_config::{Loaded, Loader};
 use crate::error::Error;
 use crate::health::{CheckOutcome, HealthRegistry, Kind, ManualCheck, Status};
 use crate::lifecycle::{Lifecycle, ShutdownOutcome, install_signal_handlers};
+use crate::meters::Meters;
 use crate::resilience::ResilienceRegistry;
 use crate::settings::Settings;
+use opentelemetry::metrics::Meter;
 
 /// Names of the built-in health checks.
 pub mod checks {
@@ -247,6 +249,7 @@ impl<S: AppSettings> RuntimeBuilder<S> {
             started_at: SystemTime::now(),
         };
 
+        let meters = meters_of(telemetry.as_ref());
         let health = HealthRegistry::new();
         let checks = BuiltInChecks::register(&health)?;
         let lifecycle = Lifecycle::new(settings.shutdown.clone());
@@ -256,7 +259,7 @@ impl<S: AppSettings> RuntimeBuilder<S> {
         } else {
             None
         };
-        follow_reloads(&lifecycle, &reloader, checks.config);
+        follow_reloads(&lifecycle, &reloader, checks.config, &meters);
         if self.signals {
             install_signal_handlers(&lifecycle).map_err(Error::Signals)?;
         }
@@ -274,7 +277,8 @@ impl<S: AppSettings> RuntimeBuilder<S> {
                 watch: Mutex::new(watch),
                 prometheus: telemetry.as_ref().and_then(|t| t.prometheus()),
                 telemetry: Mutex::new(telemetry),
-                targets: ResilienceRegistry::new(),
+                targets: ResilienceRegistry::with_meters(meters.clone()),
+                meters,
             }),
         };
         Ok((runtime, config))
@@ -309,6 +313,17 @@ fn load_or_exit<S: AppSettings>(
             let _ = out.flush();
             std::process::exit(i32::from(code));
         }
+    }
+}
+
+/// The runtime's meter provider: its telemetry's (a no-op one with metrics
+/// off), or the process-wide one when the runtime runs without telemetry
+/// (tests, an embedding that set its own).
+fn meters_of(telemetry: Option<&platform_telemetry::TelemetryGuard>) -> Meters {
+    match telemetry.map(platform_telemetry::TelemetryGuard::meter_provider) {
+        None => Meters::global(),
+        Some(Some(provider)) => Meters::from_provider(provider),
+        Some(None) => Meters::none(),
     }
 }
 
@@ -362,9 +377,10 @@ fn follow_reloads<S: AppSettings>(
     lifecycle: &Lifecycle,
     reloader: &Reloader<Settings<S>>,
     config_check: ManualCheck,
+    meters: &Meters,
 ) {
     let mut status = reloader.subscribe_status();
-    let mut metrics = ReloadMetrics::new();
+    let mut metrics = ReloadMetrics::new(&meters.meter(crate::meters::SCOPE));
     lifecycle.spawn_task("config-reload-health", move |token| async move {
         loop {
             tokio::select! {
@@ -391,8 +407,8 @@ struct ReloadMetrics {
 }
 
 impl ReloadMetrics {
-    fn new() -> Self {
-        let reloads = opentelemetry::global::meter("platform")
+    fn new(meter: &opentelemetry::metrics::Meter) -> Self {
+        let reloads = meter
             .u64_counter("platform.config.reloads")
             .with_description("Config reloads: `applied` (valid, in force) or `rejected` (invalid, the previous config kept).")
             .with_unit("{reload}")
@@ -461,6 +477,7 @@ struct Inner {
     telemetry: Mutex<Option<platform_telemetry::TelemetryGuard>>,
     prometheus: Option<platform_telemetry::PrometheusHandle>,
     targets: ResilienceRegistry,
+    meters: Meters,
 }
 
 /// The service's configuration, kept current by reloads: the platform's
@@ -568,6 +585,19 @@ impl Runtime {
     /// runtime, not the process: two runtimes (tests) share nothing.
     pub fn targets(&self) -> &ResilienceRegistry {
         &self.inner.targets
+    }
+
+    /// A meter of the runtime's meter provider, for instruments of the
+    /// platform's layers and the service's own: what telemetry exports.
+    /// Without telemetry (`without_telemetry`), the process-wide provider's.
+    pub fn meter(&self, scope: &'static str) -> Meter {
+        self.inner.meters.meter(scope)
+    }
+
+    /// The runtime's meter provider, for parts built apart from it (a
+    /// client's builder) whose instruments should be exported with the rest.
+    pub fn meters(&self) -> &Meters {
+        &self.inner.meters
     }
 
     /// Shutdown signal, background tasks and hooks.

@@ -1,6 +1,9 @@
 //! What the HTTP semantic conventions say, written once for the client
 //! and the server.
 
+/// The instrumentation scope of platform-http's instruments.
+pub(crate) const SCOPE: &str = "platform-http";
+
 /// The methods the semantic conventions name; anything else is `_OTHER`.
 pub(crate) const METHODS: [&str; 10] = [
     "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "TRACE", "CONNECT", "_OTHER",

@@ -147,6 +147,13 @@ impl TelemetryGuard {
         self.prometheus.clone()
     }
 
+    /// The meter provider these settings built (`None` with metrics off):
+    /// the platform's own instruments are created from it, not from the
+    /// process's global provider.
+    pub fn meter_provider(&self) -> Option<opentelemetry_sdk::metrics::SdkMeterProvider> {
+        self.parts.as_ref()?.meter_provider.clone()
+    }
+
     /// Flushes every pending span, metric and log line and shuts the exporters
     /// down, within `telemetry.shutdown_timeout`. Works on multi-thread and
     /// current-thread runtimes: the blocking part runs on its own thread.

@@ -321,7 +321,8 @@ fn set_globals(providers: &Providers, plan: &Plan) -> Vec<Box<dyn std::any::Any 
     }
     if let Some(provider) = &providers.meter {
         opentelemetry::global::set_meter_provider(provider.clone());
-        instruments = self_metrics::register(&opentelemetry::global::meter(SCOPE));
+        use opentelemetry::metrics::MeterProvider as _;
+        instruments = self_metrics::register(&provider.meter(SCOPE));
     }
     install_propagators(
         &plan.propagators,

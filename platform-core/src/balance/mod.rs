@@ -52,6 +52,7 @@ mod peak_ewma;
 mod schedule;
 mod settings;
 
+use crate::Meters;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
@@ -194,6 +195,7 @@ struct Inner {
     next: AtomicUsize,
     panicking: AtomicBool,
     view: RwLock<Option<EjectionView>>,
+    meters: Meters,
     panic_counter: Counter<u64>,
 }
 
@@ -202,8 +204,9 @@ impl Inner {
         resolver: Arc<dyn Resolver>,
         settings: BalanceSettings,
         ejection: Option<EjectionHook>,
+        meters: Meters,
     ) -> Self {
-        let meter = opentelemetry::global::meter("platform");
+        let meter = meters.meter(crate::meters::SCOPE);
         Self {
             target: resolver.target().into(),
             receiver: resolver.subscribe(),
@@ -217,6 +220,7 @@ impl Inner {
             next: AtomicUsize::new(0),
             panicking: AtomicBool::new(false),
             view: RwLock::new(None),
+            meters,
             panic_counter: meter
                 .u64_counter("platform.balance.panic_mode")
                 .with_description(
@@ -236,13 +240,28 @@ pub struct Balancer {
 impl Balancer {
     /// A balancer over `resolver`'s endpoints. The balancer keeps the resolver (and so its
     /// background backend) alive; pass a clone to keep using it elsewhere.
+    /// Instruments from the process-wide meter provider.
     pub fn new(
         resolver: impl Resolver + 'static,
         settings: &BalanceSettings,
     ) -> Result<Self, BalanceError> {
+        Self::with_meters(resolver, settings, &Meters::global())
+    }
+
+    /// [`new`](Self::new) with instruments from `meters`.
+    pub fn with_meters(
+        resolver: impl Resolver + 'static,
+        settings: &BalanceSettings,
+        meters: &Meters,
+    ) -> Result<Self, BalanceError> {
         settings.validate()?;
         Ok(Self {
-            inner: Arc::new(Inner::new(Arc::new(resolver), settings.clone(), None)),
+            inner: Arc::new(Inner::new(
+                Arc::new(resolver),
+                settings.clone(),
+                None,
+                meters.clone(),
+            )),
         })
     }
 
@@ -255,6 +274,7 @@ impl Balancer {
                 Arc::clone(&inner.resolver),
                 inner.settings.clone(),
                 Some(hook),
+                inner.meters.clone(),
             )),
         }
     }

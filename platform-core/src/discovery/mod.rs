@@ -46,6 +46,7 @@ mod settings;
 mod static_list;
 pub mod target;
 
+use crate::Meters;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,9 +112,19 @@ impl TargetResolver {
 
     /// Starts the backend of `target`. Must be called within a tokio runtime (except for
     /// `static://`, which needs no task).
+    /// Instruments from the process-wide meter provider.
     pub fn new(target: &Target, settings: &DiscoverySettings) -> Result<Self, DiscoveryError> {
+        Self::with_meters(target, settings, &Meters::global())
+    }
+
+    /// [`new`](Self::new) with instruments from `meters`.
+    pub fn with_meters(
+        target: &Target,
+        settings: &DiscoverySettings,
+        meters: &Meters,
+    ) -> Result<Self, DiscoveryError> {
         let text = target.to_string();
-        let (publisher, receiver) = Publisher::new(&text);
+        let (publisher, receiver) = Publisher::new(&text, meters);
         let (task, publisher) = match target {
             Target::Static(endpoints) => {
                 static_list::publish(&publisher, endpoints.clone());
@@ -207,7 +218,7 @@ pub struct ManualResolver {
 impl ManualResolver {
     /// A resolver with no answer yet, named `name` in logs and metrics.
     pub fn new(name: &str) -> Self {
-        let (publisher, receiver) = Publisher::new(name);
+        let (publisher, receiver) = Publisher::new(name, &Meters::global());
         Self {
             publisher: Arc::new(publisher),
             receiver,

@@ -21,8 +21,8 @@ struct Instruments {
 }
 
 impl Instruments {
-    fn new() -> Self {
-        let meter = opentelemetry::global::meter("platform");
+    fn new(meters: &crate::Meters) -> Self {
+        let meter = meters.meter(crate::meters::SCOPE);
         Self {
             endpoints: meter
                 .u64_gauge("platform.discovery.endpoints")
@@ -64,12 +64,15 @@ pub(crate) struct Publisher {
 }
 
 impl Publisher {
-    pub(crate) fn new(target: &str) -> (Self, watch::Receiver<Arc<EndpointSet>>) {
+    pub(crate) fn new(
+        target: &str,
+        meters: &crate::Meters,
+    ) -> (Self, watch::Receiver<Arc<EndpointSet>>) {
         let (sender, receiver) = watch::channel(Arc::new(EndpointSet::pending()));
         let publisher = Self {
             target: target.into(),
             sender,
-            instruments: Instruments::new(),
+            instruments: Instruments::new(meters),
             attributes: [KeyValue::new(
                 "platform.discovery.target",
                 target.to_owned(),
@@ -209,7 +212,7 @@ mod tests {
 
     #[test]
     fn failures_and_empty_answers_keep_the_last_good_endpoints() {
-        let (publisher, receiver) = Publisher::new("test://x");
+        let (publisher, receiver) = Publisher::new("test://x", &crate::Meters::global());
         assert_eq!(receiver.borrow().freshness(), Freshness::Pending);
 
         publisher.problem("connection refused");
@@ -263,7 +266,7 @@ mod tests {
 
     #[test]
     fn an_empty_first_answer_is_fresh_and_empty() {
-        let (publisher, receiver) = Publisher::new("test://x");
+        let (publisher, receiver) = Publisher::new("test://x", &crate::Meters::global());
         publisher.answer(Vec::new());
         assert_eq!(receiver.borrow().freshness(), Freshness::Fresh);
         assert!(receiver.borrow().is_empty());
@@ -272,7 +275,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_dropped() {
-        let (publisher, _receiver) = Publisher::new("test://x");
+        let (publisher, _receiver) = Publisher::new("test://x", &crate::Meters::global());
         let list = dedup(&publisher, endpoints(&[1, 2, 1]));
         assert_eq!(list.len(), 2);
     }

@@ -13,6 +13,7 @@ use super::{
     OutlierDetector, OutlierSettings, ResilienceError, ResilienceSettings, RetryBudget,
     RetryPolicy, SettingsError, Verdict,
 };
+use crate::Meters;
 
 /// The resilience policies of one call target: retry policy, retry budget,
 /// circuit breaker and hedging, shared by every call to it (cheap to clone).
@@ -166,10 +167,19 @@ impl Stop {
 
 impl Resilience {
     /// The policies of `target` from its settings; every invalid value is an
-    /// error naming its key.
+    /// error naming its key. Instruments from the process-wide meter provider.
     pub fn new(
         target: impl Into<Arc<str>>,
         settings: &ResilienceSettings,
+    ) -> Result<Self, SettingsError> {
+        Self::with_meters(target, settings, &Meters::global())
+    }
+
+    /// [`new`](Self::new) with instruments from `meters`.
+    pub fn with_meters(
+        target: impl Into<Arc<str>>,
+        settings: &ResilienceSettings,
+        meters: &Meters,
     ) -> Result<Self, SettingsError> {
         if settings.total_timeout.is_zero() {
             return Err(SettingsError::new(
@@ -178,7 +188,7 @@ impl Resilience {
                 "must be more than zero",
             ));
         }
-        let instruments = Instruments::new(target.into());
+        let instruments = Instruments::new(target.into(), meters);
         // Validated now so that a bad outlier setting fails at start-up, not
         // when the first balancer asks for a detector.
         OutlierDetector::<()>::with_instruments(instruments.clone(), &settings.outlier)?;

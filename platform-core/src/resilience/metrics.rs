@@ -1,19 +1,23 @@
 //! The OpenTelemetry instruments of the resilience layer.
 //!
-//! Instruments come from `opentelemetry::global::meter("platform")` when a
-//! policy is built, not from a process-wide static: an instrument taken from
-//! the global no-op provider before telemetry is initialised would stay a
-//! no-op forever. Build policies after the runtime has set up telemetry.
+//! Instruments come from the [`Meters`] a policy is built with (the
+//! runtime's provider for clients made with `Client::for_service`), not from
+//! a process-wide static: an instrument taken from the global no-op provider
+//! before telemetry is initialised would stay a no-op forever.
 
 use std::sync::Arc;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{BoundCounter, Counter, Histogram};
+use opentelemetry::metrics::{BoundCounter, Counter, Histogram, Meter};
+
+use crate::Meters;
 
 /// Counters and histograms shared by the policies of one target.
 #[derive(Clone)]
 pub(crate) struct Instruments {
     pub(crate) target: Arc<str>,
+    /// For the gauges the breaker and the detector register.
+    pub(crate) meter: Meter,
     target_attr: KeyValue,
     /// Bound to `target`: counted on every attempt without hashing it.
     attempts: BoundCounter<u64>,
@@ -38,8 +42,8 @@ impl std::fmt::Debug for Instruments {
 }
 
 impl Instruments {
-    pub(crate) fn new(target: Arc<str>) -> Self {
-        let meter = opentelemetry::global::meter("platform");
+    pub(crate) fn new(target: Arc<str>, meters: &Meters) -> Self {
+        let meter = meters.meter(crate::meters::SCOPE);
         let counter = |name: &'static str, description: &'static str| {
             meter
                 .u64_counter(name)
@@ -97,6 +101,7 @@ impl Instruments {
                 "platform.resilience.requeues",
                 "Attempts that never reached a server, sent again at once outside the retry budget.",
             ),
+            meter,
         }
     }
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{Resilience, ResilienceSettings, SettingsError};
+use crate::Meters;
 
 /// The policies of each target, the settings they were built from and
 /// where those came from.
@@ -36,12 +37,23 @@ pub enum RegistryError {
 #[derive(Debug, Clone, Default)]
 pub struct ResilienceRegistry {
     targets: Arc<Mutex<Targets>>,
+    meters: Meters,
 }
 
 impl ResilienceRegistry {
-    /// An empty registry.
+    /// An empty registry whose policies take their instruments from the
+    /// process-wide meter provider.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty registry whose policies take their instruments from `meters`
+    /// (the runtime's registry, [`Runtime::targets`](crate::Runtime::targets), does).
+    pub fn with_meters(meters: Meters) -> Self {
+        Self {
+            targets: Arc::default(),
+            meters,
+        }
     }
 
     /// The policies of `target`, built from `settings` the first time;
@@ -68,7 +80,7 @@ impl ResilienceRegistry {
             }
             return Ok(resilience.clone());
         }
-        let resilience = Resilience::new(target, settings)?;
+        let resilience = Resilience::with_meters(target, settings, &self.meters)?;
         targets.insert(
             Arc::from(target),
             (settings.clone(), Arc::from(source), resilience.clone()),

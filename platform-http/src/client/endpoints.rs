@@ -270,11 +270,12 @@ impl Endpoints {
         resolver: impl Resolver + 'static,
         settings: &BalanceSettings,
         detector: OutlierDetector<EndpointId>,
+        meters: &platform_core::Meters,
     ) -> Result<Self, String> {
         let template = Endpoint::parse(base_url)?;
         let detector = Arc::new(detector);
         let ejected = Arc::clone(&detector);
-        let balancer = Balancer::new(resolver, settings)
+        let balancer = Balancer::with_meters(resolver, settings, meters)
             .map_err(|e| e.to_string())?
             .with_ejection(move |id: &EndpointId| ejected.is_ejected(id));
         Ok(Endpoints::Discovered {

@@ -21,8 +21,8 @@ pub(crate) struct Instruments {
 }
 
 impl Instruments {
-    pub(crate) fn new(target: &Arc<str>) -> Self {
-        let meter = opentelemetry::global::meter("platform-http");
+    pub(crate) fn new(target: &Arc<str>, meters: &platform_core::Meters) -> Self {
+        let meter = meters.meter(crate::semconv::SCOPE);
         Instruments {
             target: [KeyValue::new("target", Arc::clone(target))],
             duration: meter

@@ -82,11 +82,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use platform_core::Runtime;
 use platform_core::discovery::{DiscoverySettings, EndpointSet, Resolver, TargetResolver};
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
 use platform_core::resilience::{RegistryError, Resilience, ResilienceRegistry, SettingsError};
 use platform_core::settings::ClientSettings;
+use platform_core::{Meters, Runtime};
 
 pub use error::ClientError;
 pub use request::RequestBuilder;
@@ -141,7 +141,8 @@ impl Client {
         })?;
         let mut builder = Self::builder(name, settings)
             .discovery_settings(&config.discovery)
-            .registry(rt.targets());
+            .registry(rt.targets())
+            .meters(rt.meters().clone());
         builder.source = format!("http.clients.{name}");
         let client = builder.build()?;
         if settings.discovery_check && client.inner.endpoints.discovered_set().is_some() {
@@ -204,6 +205,7 @@ impl Client {
             resilience: None,
             discovery: None,
             resolver: None,
+            meters: Meters::global(),
         }
     }
 
@@ -271,6 +273,7 @@ pub struct ClientBuilder {
     resilience: Option<Resilience>,
     discovery: Option<DiscoverySettings>,
     resolver: Option<Arc<dyn Resolver>>,
+    meters: Meters,
 }
 
 impl ClientBuilder {
@@ -296,6 +299,14 @@ impl ClientBuilder {
     /// way, or a `ManualResolver` in tests) instead of `discovery`.
     pub fn resolver(mut self, resolver: impl Resolver + 'static) -> Self {
         self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// Creates the client's instruments (and those of its policies, balancer
+    /// and discovery) from `meters`: [`Client::for_service`] uses the
+    /// runtime's ([`Runtime::meters`]); without, the process-wide provider's.
+    pub fn meters(mut self, meters: Meters) -> Self {
+        self.meters = meters;
         self
     }
 
@@ -350,8 +361,14 @@ impl ClientBuilder {
             default_headers(settings).map_err(|(key, reason)| config(&key, reason))?;
         let resilience = match self.resilience {
             Some(resilience) => resilience,
-            None => policies(&name, settings, self.registry.as_ref(), &self.source)
-                .map_err(|(key, reason)| config(key, reason))?,
+            None => policies(
+                &name,
+                settings,
+                self.registry.as_ref(),
+                &self.source,
+                &self.meters,
+            )
+            .map_err(|(key, reason)| config(key, reason))?,
         };
         let http = http_client(settings.connect_timeout)
             .build()
@@ -362,6 +379,7 @@ impl ClientBuilder {
                 settings,
                 SharedResolver(resolver),
                 resilience.new_outlier_detector(),
+                &self.meters,
             )
             .map_err(|reason| config("discovery", reason))?,
             (None, true) => Endpoints::new(list, resilience.new_outlier_detector()),
@@ -369,18 +387,31 @@ impl ClientBuilder {
                 "" => Endpoints::new(list, resilience.new_outlier_detector()),
                 // Needs a tokio runtime: the resolver refreshes in the background.
                 discovery => {
-                    let resolver =
-                        TargetResolver::parse(discovery, &self.discovery.unwrap_or_default())
-                            .map_err(|e| config("discovery", e.to_string()))?;
-                    discovered(settings, resolver, resilience.new_outlier_detector())
-                        .map_err(|reason| config("discovery", reason))?
+                    let resolver = discovery
+                        .parse()
+                        .map_err(platform_core::discovery::DiscoveryError::from)
+                        .and_then(|target| {
+                            TargetResolver::with_meters(
+                                &target,
+                                &self.discovery.unwrap_or_default(),
+                                &self.meters,
+                            )
+                        })
+                        .map_err(|e| config("discovery", e.to_string()))?;
+                    discovered(
+                        settings,
+                        resolver,
+                        resilience.new_outlier_detector(),
+                        &self.meters,
+                    )
+                    .map_err(|reason| config("discovery", reason))?
                 }
             },
         };
         let target = Arc::from(name.as_str());
         Ok(Client {
             inner: Arc::new(Inner {
-                instruments: Instruments::new(&target),
+                instruments: Instruments::new(&target, &self.meters),
                 target,
                 http,
                 endpoints,
@@ -401,6 +432,7 @@ fn policies(
     settings: &ClientSettings,
     registry: Option<&ResilienceRegistry>,
     source: &str,
+    meters: &Meters,
 ) -> Result<Resilience, (&'static str, String)> {
     let invalid = |e: SettingsError| (e.key, format!("{} (got {})", e.reason, e.value));
     match registry {
@@ -411,7 +443,7 @@ fn policies(
                 conflict @ RegistryError::Conflict { .. } => ("", conflict.to_string()),
             }),
         // Its own policies: shared with no other client.
-        None => Resilience::new(name, &settings.resilience()).map_err(invalid),
+        None => Resilience::with_meters(name, &settings.resilience(), meters).map_err(invalid),
     }
 }
 
@@ -438,8 +470,15 @@ fn discovered(
     settings: &ClientSettings,
     resolver: impl Resolver + 'static,
     outliers: platform_core::resilience::OutlierDetector<platform_core::discovery::EndpointId>,
+    meters: &Meters,
 ) -> Result<Endpoints, String> {
-    Endpoints::discovered(&settings.base_url, resolver, &settings.balance, outliers)
+    Endpoints::discovered(
+        &settings.base_url,
+        resolver,
+        &settings.balance,
+        outliers,
+        meters,
+    )
 }
 
 /// How long an idle connection is kept for reuse.

@@ -83,8 +83,8 @@ pub(crate) struct Deadlines {
 
 impl Deadlines {
     /// Deadlines whose default (and largest) is `request_timeout`.
-    pub(crate) fn new(request_timeout: Duration) -> Self {
-        let header = opentelemetry::global::meter("platform-http")
+    pub(crate) fn new(request_timeout: Duration, meter: &opentelemetry::metrics::Meter) -> Self {
+        let header = meter
             .u64_counter("platform.http.server.deadline.header")
             .with_description(
                 "Deadline headers that were invalid (ignored), clamped to server.request_timeout, or already expired.",
@@ -188,7 +188,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn deadlines_are_capped_by_the_server_default() {
-        let layer = Deadlines::new(Duration::from_secs(30));
+        let layer = Deadlines::new(
+            Duration::from_secs(30),
+            &opentelemetry::global::meter(crate::semconv::SCOPE),
+        );
         let left = |h: &HeaderMap| {
             layer
                 .deadline_for(h, true, tokio::time::Instant::now())

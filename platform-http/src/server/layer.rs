@@ -23,6 +23,7 @@ use http::{Request, Response};
 use opentelemetry::metrics::{BoundHistogram, Histogram, ObservableUpDownCounter};
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{KeyValue, StringValue};
+use platform_core::Meters;
 use platform_core::settings::ServerSettings;
 use platform_core::telemetry::propagation;
 use platform_core::telemetry::sampling::{self, CallTrace};
@@ -84,9 +85,16 @@ impl ServerLayer {
         Self::from_settings(&ServerSettings::default(), in_flight)
     }
 
-    /// A layer with `settings`' request timeout and body limit.
+    /// A layer with `settings`' request timeout and body limit; metrics go
+    /// to the global meter provider.
     pub fn from_settings(settings: &ServerSettings, in_flight: InFlight) -> Self {
-        let meter = opentelemetry::global::meter("platform-http");
+        Self::with_meters(settings, in_flight, &Meters::global())
+    }
+
+    /// [`from_settings`](Self::from_settings) with instruments from `meters`
+    /// (`serve` gives the runtime's).
+    pub fn with_meters(settings: &ServerSettings, in_flight: InFlight, meters: &Meters) -> Self {
+        let meter = meters.meter(crate::semconv::SCOPE);
         // Bucket boundaries from the HTTP semantic conventions.
         let duration = meter
             .f64_histogram("http.server.request.duration")
@@ -110,7 +118,7 @@ impl ServerLayer {
                 in_flight,
                 duration,
                 _active: active,
-                deadline: Deadlines::new(settings.request_timeout),
+                deadline: Deadlines::new(settings.request_timeout, &meter),
                 max_body_size: usize::try_from(settings.max_body_size).unwrap_or(usize::MAX),
             }),
         }

@@ -146,9 +146,10 @@ impl BoundServer {
         });
         // Every route gets the layer (it needs the route's `MatchedPath`);
         // one layer, so one more boxed future per request, not one per feature.
-        let app = self.router.layer(ServerLayer::from_settings(
+        let app = self.router.layer(ServerLayer::with_meters(
             &config.server,
             self.in_flight.clone(),
+            self.rt.meters(),
         ));
         let api = self.api.map(|listener| {
             let settings = config.server.clone();

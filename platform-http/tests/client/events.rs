@@ -275,3 +275,33 @@ async fn under_a_subscriber_of_its_own_the_client_span_goes_through_tracing() {
     assert_eq!(attribute("http.request.resend_count"), Some(Value::I64(1)));
     assert_eq!(attribute("server.port"), Some(Value::I64(port_of(&url))));
 }
+
+/// A client's instruments, and those of its policies, come from the meter
+/// provider it is given (the runtime's, through `Client::for_service`), not
+/// from whatever the process-wide one is when it is built.
+#[tokio::test]
+async fn a_clients_instruments_come_from_the_meters_it_is_given() {
+    let capture = TelemetryCapture::new();
+    let url = serve(failing_first(1)).await;
+    let client = Client::builder("metered", &settings(&url))
+        .meters(platform_core::Meters::from_provider(
+            capture.meter_provider(),
+        ))
+        .build()
+        .unwrap();
+    let answer = client.get("/").send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    // One 503, one 200: two attempts, one retry, both timed.
+    assert_eq!(
+        capture.histogram_count("http.client.request.duration"),
+        Some(2)
+    );
+    assert_eq!(
+        capture.counter_total("platform.resilience.attempts"),
+        Some(2)
+    );
+    assert_eq!(
+        capture.counter_total("platform.resilience.retries"),
+        Some(1)
+    );
+}

@@ -461,3 +461,31 @@ async fn any_tower_service_is_served_with_the_layer() {
     rt.lifecycle().request_shutdown("test");
     task.await.unwrap().unwrap();
 }
+
+/// The server layer's instruments come from the meter provider it is given
+/// (`serve` gives the runtime's), not the process-wide one.
+#[tokio::test]
+async fn the_server_layers_instruments_come_from_the_meters_it_is_given() {
+    let capture = platform_telemetry::testing::TelemetryCapture::new();
+    let layer = platform_http::ServerLayer::with_meters(
+        &platform_core::settings::ServerSettings::default(),
+        platform_http::server::InFlight::default(),
+        &platform_core::Meters::from_provider(capture.meter_provider()),
+    );
+    let app = axum::Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .layer(layer);
+    let answer = app
+        .oneshot(
+            http::Request::get("/hello")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), http::StatusCode::OK);
+    assert_eq!(
+        capture.histogram_count("http.server.request.duration"),
+        Some(1)
+    );
+}

@@ -200,7 +200,10 @@ where
         target: impl Into<Arc<str>>,
         settings: &OutlierSettings,
     ) -> Result<Self, SettingsError> {
-        Self::with_instruments(Instruments::new(target.into()), settings)
+        Self::with_instruments(
+            Instruments::new(target.into(), &crate::Meters::global()),
+            settings,
+        )
     }
 
     pub(crate) fn with_instruments(
@@ -286,7 +289,9 @@ where
     fn register_ejection_gauge(&self) {
         let weak = Arc::downgrade(&self.inner);
         let target = opentelemetry::KeyValue::new("target", self.inner.instruments.target.clone());
-        opentelemetry::global::meter("platform")
+        self.inner
+            .instruments
+            .meter
             .u64_observable_gauge("platform.resilience.endpoint.ejected")
             .with_description(
                 "1 while outlier detection keeps the endpoint out of the pool, else 0.",

@@ -215,7 +215,10 @@ impl CircuitBreaker {
         target: impl Into<Arc<str>>,
         settings: &BreakerSettings,
     ) -> Result<Self, SettingsError> {
-        Self::with_instruments(Instruments::new(target.into()), settings)
+        Self::with_instruments(
+            Instruments::new(target.into(), &crate::Meters::global()),
+            settings,
+        )
     }
 
     pub(crate) fn with_instruments(
@@ -282,7 +285,9 @@ impl CircuitBreaker {
         let weak = Arc::downgrade(&self.inner);
         let attribute =
             opentelemetry::KeyValue::new("target", self.inner.instruments.target.clone());
-        opentelemetry::global::meter("platform")
+        self.inner
+            .instruments
+            .meter
             .u64_observable_gauge("platform.resilience.breaker.state")
             .with_description(
                 "State of the target's circuit breaker: 0 closed, 1 half-open, 2 open.",
