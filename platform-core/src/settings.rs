@@ -319,8 +319,8 @@ impl ClientSettings {
                 v.error(&key, "is not a valid header value (control characters?)");
             }
         }
-        // The policies' own constructors know their rules: report their errors here too.
-        if let Err(e) = crate::resilience::Resilience::new("config-check", &self.resilience()) {
+        // The policies' rules, checked without building policies.
+        if let Err(e) = self.resilience().check() {
             v.error(e.key, format!("{} (got {})", e.reason, e.value));
         }
     }

@@ -14,7 +14,6 @@ use opentelemetry_sdk::metrics::{
 
 use crate::error::TelemetryError;
 use crate::resolve::ExportTarget;
-use crate::settings::OtlpProtocol;
 use crate::traces::count_metric_export_failure;
 
 /// Histogram bucket boundaries for durations in seconds, from the
@@ -102,75 +101,21 @@ pub(crate) fn with_otlp_reader(
     interval: Duration,
 ) -> Result<MeterProviderBuilder, TelemetryError> {
     crate::traces::check_tls(target, "metrics")?;
-    match target.protocol {
-        OtlpProtocol::Grpc => grpc_reader(builder, target, interval),
-        OtlpProtocol::HttpProtobuf => http_reader(builder, target, interval),
+    #[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
+    {
+        let _ = (builder, interval);
+        Err(crate::traces::not_compiled("metrics", target.protocol))
     }
-}
-
-#[cfg(feature = "otlp-grpc")]
-fn grpc_reader(
-    builder: MeterProviderBuilder,
-    target: &ExportTarget,
-    interval: Duration,
-) -> Result<MeterProviderBuilder, TelemetryError> {
-    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-    let exporter = opentelemetry_otlp::MetricExporter::builder()
-        .with_tonic()
-        .with_endpoint(target.endpoint.clone())
-        .with_timeout(target.timeout)
-        .with_metadata(crate::traces::grpc_metadata(
-            &target.headers,
-            "telemetry.metrics.otlp.headers",
-        )?)
-        .build()
-        .map_err(crate::traces::build_error(target, "metrics"))?;
-    Ok(periodic(builder, exporter, interval))
-}
-
-#[cfg(not(feature = "otlp-grpc"))]
-fn grpc_reader(
-    _builder: MeterProviderBuilder,
-    _target: &ExportTarget,
-    _interval: Duration,
-) -> Result<MeterProviderBuilder, TelemetryError> {
-    Err(TelemetryError::ProtocolNotCompiled {
-        signal: "metrics",
-        protocol: "grpc",
-        feature: "otlp-grpc",
-    })
-}
-
-#[cfg(feature = "otlp-http")]
-fn http_reader(
-    builder: MeterProviderBuilder,
-    target: &ExportTarget,
-    interval: Duration,
-) -> Result<MeterProviderBuilder, TelemetryError> {
-    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-    crate::traces::check_headers(&target.headers, "telemetry.metrics.otlp.headers")?;
-    let exporter = opentelemetry_otlp::MetricExporter::builder()
-        .with_http()
-        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-        .with_endpoint(target.endpoint.clone())
-        .with_timeout(target.timeout)
-        .with_headers(target.headers.clone())
-        .build()
-        .map_err(crate::traces::build_error(target, "metrics"))?;
-    Ok(periodic(builder, exporter, interval))
-}
-
-#[cfg(not(feature = "otlp-http"))]
-fn http_reader(
-    _builder: MeterProviderBuilder,
-    _target: &ExportTarget,
-    _interval: Duration,
-) -> Result<MeterProviderBuilder, TelemetryError> {
-    Err(TelemetryError::ProtocolNotCompiled {
-        signal: "metrics",
-        protocol: "http/protobuf",
-        feature: "otlp-http",
-    })
+    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+    {
+        let exporter = crate::traces::otlp_exporter!(
+            opentelemetry_otlp::MetricExporter,
+            target,
+            "metrics",
+            "telemetry.metrics.otlp.headers"
+        )?;
+        Ok(periodic(builder, exporter, interval))
+    }
 }
 
 /// `exporter` read every `interval`, its outcomes counted.

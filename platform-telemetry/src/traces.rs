@@ -141,9 +141,78 @@ pub(crate) fn otlp_span_processor(
     settings: &TracingSettings,
 ) -> Result<BoundedProcessor, TelemetryError> {
     check_tls(target, "traces")?;
-    match target.protocol {
-        OtlpProtocol::Grpc => grpc_span_processor(target, settings),
-        OtlpProtocol::HttpProtobuf => http_span_processor(target, settings),
+    #[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
+    {
+        let _ = settings;
+        Err(not_compiled("traces", target.protocol))
+    }
+    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+    {
+        let exporter = otlp_exporter!(
+            opentelemetry_otlp::SpanExporter,
+            target,
+            "traces",
+            "telemetry.tracing.otlp.headers"
+        )?;
+        Ok(BoundedProcessor::new(exporter, settings))
+    }
+}
+
+/// The OTLP exporter of one signal (`$exporter`: `opentelemetry_otlp`'s
+/// `SpanExporter` or `MetricExporter`) for `target`, over the protocol it
+/// names, with the headers checked under `$headers_key`; the same transport
+/// settings and errors for every signal. A protocol this build lacks is an
+/// error naming its cargo feature.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+macro_rules! otlp_exporter {
+    ($exporter:ty, $target:expr, $signal:literal, $headers_key:literal) => {{
+        let target: &$crate::resolve::ExportTarget = $target;
+        match target.protocol {
+            #[cfg(feature = "otlp-grpc")]
+            $crate::settings::OtlpProtocol::Grpc => {
+                use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+                <$exporter>::builder()
+                    .with_tonic()
+                    .with_endpoint(target.endpoint.clone())
+                    .with_timeout(target.timeout)
+                    .with_metadata($crate::traces::grpc_metadata(
+                        &target.headers,
+                        $headers_key,
+                    )?)
+                    .build()
+                    .map_err($crate::traces::build_error(target, $signal))
+            }
+            #[cfg(feature = "otlp-http")]
+            $crate::settings::OtlpProtocol::HttpProtobuf => {
+                use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+                $crate::traces::check_headers(&target.headers, $headers_key)?;
+                <$exporter>::builder()
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_endpoint(target.endpoint.clone())
+                    .with_timeout(target.timeout)
+                    .with_headers(target.headers.clone())
+                    .build()
+                    .map_err($crate::traces::build_error(target, $signal))
+            }
+            #[allow(unreachable_patterns)]
+            protocol => Err($crate::traces::not_compiled($signal, protocol)),
+        }
+    }};
+}
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+pub(crate) use otlp_exporter;
+
+/// The error for a protocol this build was compiled without.
+pub(crate) fn not_compiled(signal: &'static str, protocol: OtlpProtocol) -> TelemetryError {
+    let (protocol, feature) = match protocol {
+        OtlpProtocol::Grpc => ("grpc", "otlp-grpc"),
+        OtlpProtocol::HttpProtobuf => ("http/protobuf", "otlp-http"),
+    };
+    TelemetryError::ProtocolNotCompiled {
+        signal,
+        protocol,
+        feature,
     }
 }
 
@@ -158,67 +227,6 @@ pub(crate) fn build_error(
         endpoint,
         reason: e.to_string(),
     }
-}
-
-#[cfg(feature = "otlp-grpc")]
-fn grpc_span_processor(
-    target: &ExportTarget,
-    settings: &TracingSettings,
-) -> Result<BoundedProcessor, TelemetryError> {
-    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(target.endpoint.clone())
-        .with_timeout(target.timeout)
-        .with_metadata(grpc_metadata(
-            &target.headers,
-            "telemetry.tracing.otlp.headers",
-        )?)
-        .build()
-        .map_err(build_error(target, "traces"))?;
-    Ok(BoundedProcessor::new(exporter, settings))
-}
-
-#[cfg(not(feature = "otlp-grpc"))]
-fn grpc_span_processor(
-    _target: &ExportTarget,
-    _settings: &TracingSettings,
-) -> Result<BoundedProcessor, TelemetryError> {
-    Err(TelemetryError::ProtocolNotCompiled {
-        signal: "traces",
-        protocol: "grpc",
-        feature: "otlp-grpc",
-    })
-}
-
-#[cfg(feature = "otlp-http")]
-fn http_span_processor(
-    target: &ExportTarget,
-    settings: &TracingSettings,
-) -> Result<BoundedProcessor, TelemetryError> {
-    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-    check_headers(&target.headers, "telemetry.tracing.otlp.headers")?;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-        .with_endpoint(target.endpoint.clone())
-        .with_timeout(target.timeout)
-        .with_headers(target.headers.clone())
-        .build()
-        .map_err(build_error(target, "traces"))?;
-    Ok(BoundedProcessor::new(exporter, settings))
-}
-
-#[cfg(not(feature = "otlp-http"))]
-fn http_span_processor(
-    _target: &ExportTarget,
-    _settings: &TracingSettings,
-) -> Result<BoundedProcessor, TelemetryError> {
-    Err(TelemetryError::ProtocolNotCompiled {
-        signal: "traces",
-        protocol: "http/protobuf",
-        feature: "otlp-http",
-    })
 }
 
 /// An `https://` endpoint without TLS compiled in would fail on every export;

@@ -405,40 +405,49 @@ mod tests {
         let mode = scripted(&health, options);
         assert_eq!(health.status_of("dep"), Some(Status::Unknown));
         assert!(!health.passes(Kind::Readiness), "unknown is not ready");
-        advance(Duration::from_millis(1)).await;
-        assert_eq!(
-            health.status_of("dep"),
-            Some(Status::Unknown),
-            "one success of two needed"
-        );
-        advance(Duration::from_secs(10)).await;
-        assert_eq!(health.status_of("dep"), Some(Status::Pass));
-
-        mode.store(1, Ordering::SeqCst);
-        advance(Duration::from_secs(10)).await;
-        advance(Duration::from_secs(10)).await;
-        assert_eq!(
-            health.status_of("dep"),
-            Some(Status::Pass),
-            "two failures of three"
-        );
-        advance(Duration::from_secs(10)).await;
-        assert_eq!(health.status_of("dep"), Some(Status::Fail));
-        assert!(!health.passes(Kind::Readiness));
-        assert!(
-            health.passes(Kind::Liveness),
-            "a readiness check never fails liveness"
-        );
-
-        mode.store(0, Ordering::SeqCst);
-        advance(Duration::from_secs(10)).await;
-        assert_eq!(
-            health.status_of("dep"),
-            Some(Status::Fail),
-            "one success of two"
-        );
-        advance(Duration::from_secs(10)).await;
-        assert_eq!(health.status_of("dep"), Some(Status::Pass));
+        // (outcome the check gives from now on, time to let pass, status then, why)
+        let steps = [
+            (
+                0,
+                Duration::from_millis(1),
+                Status::Unknown,
+                "one success of two needed",
+            ),
+            (0, Duration::from_secs(10), Status::Pass, "two successes"),
+            (
+                1,
+                Duration::from_secs(20),
+                Status::Pass,
+                "two failures of three",
+            ),
+            (1, Duration::from_secs(10), Status::Fail, "three failures"),
+            (
+                0,
+                Duration::from_secs(10),
+                Status::Fail,
+                "one success of two",
+            ),
+            (
+                0,
+                Duration::from_secs(10),
+                Status::Pass,
+                "two successes again",
+            ),
+        ];
+        for (outcome, wait, expected, why) in steps {
+            mode.store(outcome, Ordering::SeqCst);
+            advance(wait).await;
+            assert_eq!(health.status_of("dep"), Some(expected), "{why}");
+            assert_eq!(
+                health.passes(Kind::Readiness),
+                expected == Status::Pass,
+                "{why}"
+            );
+            assert!(
+                health.passes(Kind::Liveness),
+                "a readiness check never fails liveness"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -181,17 +181,10 @@ impl Resilience {
         settings: &ResilienceSettings,
         meters: &Meters,
     ) -> Result<Self, SettingsError> {
-        if settings.total_timeout.is_zero() {
-            return Err(SettingsError::new(
-                "total_timeout",
-                settings.total_timeout,
-                "must be more than zero",
-            ));
-        }
-        let instruments = Instruments::new(target.into(), meters);
-        // Validated now so that a bad outlier setting fails at start-up, not
+        // The outlier settings too, so that a bad one fails at start-up, not
         // when the first balancer asks for a detector.
-        OutlierDetector::<()>::with_instruments(instruments.clone(), &settings.outlier)?;
+        settings.check()?;
+        let instruments = Instruments::new(target.into(), meters);
         Ok(Self {
             inner: Arc::new(Inner {
                 total_timeout: settings.total_timeout,

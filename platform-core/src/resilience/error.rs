@@ -163,6 +163,20 @@ impl SettingsError {
             reason,
         }
     }
+
+    /// The error when `bad` holds, for the checks a constructor makes in turn.
+    pub(crate) fn when(
+        bad: bool,
+        key: &'static str,
+        value: impl std::fmt::Debug,
+        reason: &'static str,
+    ) -> Result<(), Self> {
+        if bad {
+            Err(Self::new(key, value, reason))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -184,13 +184,12 @@ pub struct HedgePolicy {
 impl HedgePolicy {
     /// A policy from settings. Errors when the quantile is not in (0, 1].
     pub fn new(settings: &HedgeSettings) -> Result<Self, SettingsError> {
-        if !(settings.quantile > 0.0 && settings.quantile <= 1.0) {
-            return Err(SettingsError::new(
-                "hedge.quantile",
-                settings.quantile,
-                "must be a number above 0 and at most 1",
-            ));
-        }
+        SettingsError::when(
+            !(settings.quantile > 0.0 && settings.quantile <= 1.0),
+            "hedge.quantile",
+            settings.quantile,
+            "must be a number above 0 and at most 1",
+        )?;
         Ok(Self {
             enabled: settings.enabled,
             quantile: settings.quantile,

@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use super::SettingsError;
+
 /// All resilience settings of one call target.
 #[platform_config::settings]
 #[derive(PartialEq)]
@@ -196,6 +198,95 @@ pub struct HedgeSettings {
     /// Shortest hedging delay, whatever the estimate says.
     #[setting(default = Duration::from_millis(1))]
     pub min_delay: Duration,
+}
+
+impl ResilienceSettings {
+    /// Every rule the policies built from these settings enforce, checked
+    /// without building them: a config check (`--check-config`, a reload)
+    /// makes no instruments and registers no gauges.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        SettingsError::when(
+            self.total_timeout.is_zero(),
+            "total_timeout",
+            self.total_timeout,
+            "must be more than zero",
+        )?;
+        super::RetryPolicy::from_settings(&self.retry)?;
+        super::RetryBudget::new(&self.budget)?;
+        super::HedgePolicy::new(&self.hedge)?;
+        self.breaker.check()?;
+        self.outlier.check()
+    }
+}
+
+impl OutlierSettings {
+    /// What a policy built from these settings would refuse, without
+    /// building one (a config check makes no instruments).
+    pub fn check(&self) -> Result<(), SettingsError> {
+        SettingsError::when(
+            self.consecutive_failures == 0,
+            "outlier.consecutive_failures",
+            self.consecutive_failures,
+            "must be at least 1",
+        )?;
+        SettingsError::when(
+            self.base_ejection_time.is_zero(),
+            "outlier.base_ejection_time",
+            self.base_ejection_time,
+            "must be more than zero",
+        )?;
+        SettingsError::when(
+            self.max_ejection_time < self.base_ejection_time,
+            "outlier.max_ejection_time",
+            self.max_ejection_time,
+            "must be at least outlier.base_ejection_time",
+        )?;
+        SettingsError::when(
+            !(0.0..=1.0).contains(&self.max_ejection_share),
+            "outlier.max_ejection_share",
+            self.max_ejection_share,
+            "must be a number between 0 and 1",
+        )?;
+        Ok(())
+    }
+}
+
+impl BreakerSettings {
+    /// What a policy built from these settings would refuse, without
+    /// building one (a config check makes no instruments).
+    pub fn check(&self) -> Result<(), SettingsError> {
+        SettingsError::when(
+            self.consecutive_failures == 0,
+            "breaker.consecutive_failures",
+            self.consecutive_failures,
+            "must be at least 1",
+        )?;
+        SettingsError::when(
+            self.open_duration.is_zero(),
+            "breaker.open_duration",
+            self.open_duration,
+            "must be more than zero",
+        )?;
+        SettingsError::when(
+            !(self.failure_ratio > 0.0 && self.failure_ratio <= 1.0),
+            "breaker.failure_ratio",
+            self.failure_ratio,
+            "must be above 0 and at most 1",
+        )?;
+        SettingsError::when(
+            self.window < Duration::from_secs(1),
+            "breaker.window",
+            self.window,
+            "must be at least 1s",
+        )?;
+        SettingsError::when(
+            self.half_open_probes == 0,
+            "breaker.half_open_probes",
+            self.half_open_probes,
+            "must be at least 1 (or the breaker could never close)",
+        )?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -94,73 +94,82 @@ where
         let mut timestamp = String::new();
         let _ = SystemTime.format_time(&mut Writer::new(&mut timestamp));
         let meta = event.metadata();
+        let record = Record {
+            timestamp: &timestamp,
+            meta,
+            span: span_name,
+            ids: ids.as_ref(),
+            fields,
+        };
         let line = match self.format {
-            LineFormat::Json => json_line(&timestamp, meta, span_name, ids.as_ref(), fields),
-            LineFormat::Text => text_line(&timestamp, meta, span_name, ids.as_ref(), fields),
+            LineFormat::Json => record.json_line(),
+            LineFormat::Text => record.text_line(),
         };
         let _ = self.writer.make_writer().write_all(line.as_bytes());
     }
 }
 
-fn json_line(
-    timestamp: &str,
-    meta: &tracing::Metadata<'_>,
-    span: Option<&str>,
-    ids: Option<&SpanContext>,
+/// What one log line says, before it is written as JSON or text.
+struct Record<'a> {
+    timestamp: &'a str,
+    meta: &'a tracing::Metadata<'a>,
+    span: Option<&'a str>,
+    ids: Option<&'a SpanContext>,
     fields: FieldCollector,
-) -> String {
-    let mut obj = Map::new();
-    obj.insert("timestamp".into(), timestamp.into());
-    obj.insert("level".into(), meta.level().as_str().into());
-    obj.insert("target".into(), meta.target().into());
-    obj.insert("message".into(), fields.message.unwrap_or_default().into());
-    if !fields.fields.is_empty() {
-        obj.insert("fields".into(), Value::Object(fields.fields));
-    }
-    if let Some(span) = span {
-        obj.insert("span".into(), span.into());
-    }
-    if let Some(sc) = ids {
-        obj.insert("trace_id".into(), sc.trace_id().to_string().into());
-        obj.insert("span_id".into(), sc.span_id().to_string().into());
-    }
-    let mut line = Value::Object(obj).to_string();
-    line.push('\n');
-    line
 }
 
-fn text_line(
-    timestamp: &str,
-    meta: &tracing::Metadata<'_>,
-    span: Option<&str>,
-    ids: Option<&SpanContext>,
-    fields: FieldCollector,
-) -> String {
-    let mut line = format!("{timestamp} {:>5} ", meta.level().as_str());
-    if let Some(span) = span {
-        let _ = write!(line, "{span}: ");
+impl Record<'_> {
+    fn json_line(self) -> String {
+        let mut obj = Map::new();
+        obj.insert("timestamp".into(), self.timestamp.into());
+        obj.insert("level".into(), self.meta.level().as_str().into());
+        obj.insert("target".into(), self.meta.target().into());
+        obj.insert(
+            "message".into(),
+            self.fields.message.unwrap_or_default().into(),
+        );
+        if !self.fields.fields.is_empty() {
+            obj.insert("fields".into(), Value::Object(self.fields.fields));
+        }
+        if let Some(span) = self.span {
+            obj.insert("span".into(), span.into());
+        }
+        if let Some(sc) = self.ids {
+            obj.insert("trace_id".into(), sc.trace_id().to_string().into());
+            obj.insert("span_id".into(), sc.span_id().to_string().into());
+        }
+        let mut line = Value::Object(obj).to_string();
+        line.push('\n');
+        line
     }
-    let _ = write!(
-        line,
-        "{}: {}",
-        meta.target(),
-        fields.message.unwrap_or_default()
-    );
-    for (k, v) in &fields.fields {
-        match v {
-            Value::String(s) => {
-                let _ = write!(line, " {k}={s:?}");
-            }
-            other => {
-                let _ = write!(line, " {k}={other}");
+
+    fn text_line(self) -> String {
+        let mut line = format!("{} {:>5} ", self.timestamp, self.meta.level().as_str());
+        if let Some(span) = self.span {
+            let _ = write!(line, "{span}: ");
+        }
+        let _ = write!(
+            line,
+            "{}: {}",
+            self.meta.target(),
+            self.fields.message.unwrap_or_default()
+        );
+        for (k, v) in &self.fields.fields {
+            match v {
+                Value::String(s) => {
+                    let _ = write!(line, " {k}={s:?}");
+                }
+                other => {
+                    let _ = write!(line, " {k}={other}");
+                }
             }
         }
+        if let Some(sc) = self.ids {
+            let _ = write!(line, " trace_id={} span_id={}", sc.trace_id(), sc.span_id());
+        }
+        line.push('\n');
+        line
     }
-    if let Some(sc) = ids {
-        let _ = write!(line, " trace_id={} span_id={}", sc.trace_id(), sc.span_id());
-    }
-    line.push('\n');
-    line
 }
 
 /// Collects an event's fields as JSON values, keeping numbers and booleans typed.

@@ -210,56 +210,26 @@ where
         instruments: Instruments,
         settings: &OutlierSettings,
     ) -> Result<Self, SettingsError> {
-        if settings.consecutive_failures == 0 {
-            return Err(SettingsError::new(
-                "outlier.consecutive_failures",
-                settings.consecutive_failures,
-                "must be at least 1",
-            ));
-        }
-        if settings.base_ejection_time.is_zero() {
-            return Err(SettingsError::new(
-                "outlier.base_ejection_time",
-                settings.base_ejection_time,
-                "must be more than zero",
-            ));
-        }
-        if settings.max_ejection_time < settings.base_ejection_time {
-            return Err(SettingsError::new(
-                "outlier.max_ejection_time",
-                settings.max_ejection_time,
-                "must be at least outlier.base_ejection_time",
-            ));
-        }
-        if !(0.0..=1.0).contains(&settings.max_ejection_share) {
-            return Err(SettingsError::new(
-                "outlier.max_ejection_share",
-                settings.max_ejection_share,
-                "must be a number between 0 and 1",
-            ));
-        }
+        settings.check()?;
         let rate = &settings.success_rate;
-        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&rate.window) {
-            return Err(SettingsError::new(
-                "outlier.success_rate.window",
-                rate.window,
-                "must be between 1s and 10m",
-            ));
-        }
-        if rate.min_requests == 0 {
-            return Err(SettingsError::new(
-                "outlier.success_rate.min_requests",
-                rate.min_requests,
-                "must be at least 1",
-            ));
-        }
-        if !(rate.drop > 0.0 && rate.drop < 1.0) {
-            return Err(SettingsError::new(
-                "outlier.success_rate.drop",
-                rate.drop,
-                "must be above 0 and below 1",
-            ));
-        }
+        SettingsError::when(
+            !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&rate.window),
+            "outlier.success_rate.window",
+            rate.window,
+            "must be between 1s and 10m",
+        )?;
+        SettingsError::when(
+            rate.min_requests == 0,
+            "outlier.success_rate.min_requests",
+            rate.min_requests,
+            "must be at least 1",
+        )?;
+        SettingsError::when(
+            !(rate.drop > 0.0 && rate.drop < 1.0),
+            "outlier.success_rate.drop",
+            rate.drop,
+            "must be above 0 and below 1",
+        )?;
         let detector = Self {
             inner: Arc::new(Inner {
                 enabled: settings.enabled,

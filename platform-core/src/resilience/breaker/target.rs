@@ -225,41 +225,7 @@ impl CircuitBreaker {
         instruments: Instruments,
         settings: &BreakerSettings,
     ) -> Result<Self, SettingsError> {
-        if settings.consecutive_failures == 0 {
-            return Err(SettingsError::new(
-                "breaker.consecutive_failures",
-                settings.consecutive_failures,
-                "must be at least 1",
-            ));
-        }
-        if settings.open_duration.is_zero() {
-            return Err(SettingsError::new(
-                "breaker.open_duration",
-                settings.open_duration,
-                "must be more than zero",
-            ));
-        }
-        if !(settings.failure_ratio > 0.0 && settings.failure_ratio <= 1.0) {
-            return Err(SettingsError::new(
-                "breaker.failure_ratio",
-                settings.failure_ratio,
-                "must be above 0 and at most 1",
-            ));
-        }
-        if settings.window < Duration::from_secs(1) {
-            return Err(SettingsError::new(
-                "breaker.window",
-                settings.window,
-                "must be at least 1s",
-            ));
-        }
-        if settings.half_open_probes == 0 {
-            return Err(SettingsError::new(
-                "breaker.half_open_probes",
-                settings.half_open_probes,
-                "must be at least 1 (or the breaker could never close)",
-            ));
-        }
+        settings.check()?;
         let breaker = Self {
             inner: Arc::new(Inner {
                 enabled: settings.enabled,

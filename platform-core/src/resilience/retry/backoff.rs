@@ -34,20 +34,18 @@ impl Backoff {
     /// A backoff whose first retry waits up to `base` and no retry waits
     /// more than `cap`. Errors when `base` is zero or `cap` is below `base`.
     pub fn new(base: Duration, cap: Duration) -> Result<Self, SettingsError> {
-        if base.is_zero() {
-            return Err(SettingsError::new(
-                "retry.base_backoff",
-                base,
-                "must be more than zero",
-            ));
-        }
-        if cap < base {
-            return Err(SettingsError::new(
-                "retry.max_backoff",
-                cap,
-                "must be at least retry.base_backoff",
-            ));
-        }
+        SettingsError::when(
+            base.is_zero(),
+            "retry.base_backoff",
+            base,
+            "must be more than zero",
+        )?;
+        SettingsError::when(
+            cap < base,
+            "retry.max_backoff",
+            cap,
+            "must be at least retry.base_backoff",
+        )?;
         Ok(Self {
             base,
             cap,

@@ -80,20 +80,18 @@ impl RetryBudget {
     /// 0 and 10, or the TTL is outside 1s..=60s (Finagle's bounds).
     pub fn new(settings: &BudgetSettings) -> Result<Self, SettingsError> {
         let ratio = settings.retry_ratio;
-        if !(0.0..=10.0).contains(&ratio) {
-            return Err(SettingsError::new(
-                "budget.retry_ratio",
-                ratio,
-                "must be a number between 0 and 10",
-            ));
-        }
-        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&settings.ttl) {
-            return Err(SettingsError::new(
-                "budget.ttl",
-                settings.ttl,
-                "must be between 1s and 60s",
-            ));
-        }
+        SettingsError::when(
+            !(0.0..=10.0).contains(&ratio),
+            "budget.retry_ratio",
+            ratio,
+            "must be a number between 0 and 10",
+        )?;
+        SettingsError::when(
+            !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&settings.ttl),
+            "budget.ttl",
+            settings.ttl,
+            "must be between 1s and 60s",
+        )?;
         let ttl_millis = settings.ttl.as_millis() as i64;
         let window_nanos = (settings.ttl.as_nanos() / SLOTS as u128) as u64;
         Ok(Self {
