@@ -373,41 +373,16 @@ impl ClientBuilder {
         let http = http_client(settings.connect_timeout)
             .build()
             .map_err(|e| config("", format!("cannot build the HTTP client: {e}")))?;
-        // Keyed by index for a fixed list, by address for discovered endpoints.
-        let endpoints = match (self.resolver, explicit_endpoints) {
-            (Some(resolver), _) => discovered(
-                settings,
-                SharedResolver(resolver),
-                resilience.new_outlier_detector(),
-                &self.meters,
-            )
-            .map_err(|reason| config("discovery", reason))?,
-            (None, true) => Endpoints::new(list, resilience.new_outlier_detector()),
-            (None, false) => match settings.discovery.trim() {
-                "" => Endpoints::new(list, resilience.new_outlier_detector()),
-                // Needs a tokio runtime: the resolver refreshes in the background.
-                discovery => {
-                    let resolver = discovery
-                        .parse()
-                        .map_err(platform_core::discovery::DiscoveryError::from)
-                        .and_then(|target| {
-                            TargetResolver::with_meters(
-                                &target,
-                                &self.discovery.unwrap_or_default(),
-                                &self.meters,
-                            )
-                        })
-                        .map_err(|e| config("discovery", e.to_string()))?;
-                    discovered(
-                        settings,
-                        resolver,
-                        resilience.new_outlier_detector(),
-                        &self.meters,
-                    )
-                    .map_err(|reason| config("discovery", reason))?
-                }
-            },
-        };
+        let endpoints = endpoints(
+            list,
+            self.resolver,
+            explicit_endpoints,
+            settings,
+            self.discovery.as_ref(),
+            &resilience,
+            &self.meters,
+        )
+        .map_err(|reason| config("discovery", reason))?;
         let target = Arc::from(name.as_str());
         Ok(Client {
             inner: Arc::new(Inner {
@@ -423,6 +398,46 @@ impl ClientBuilder {
             }),
         })
     }
+}
+
+/// Where the client's calls go: `resolver`'s endpoints, the `list` given in
+/// code, the target's `discovery` setting, or its base URL, in that order.
+/// Keyed by index for a fixed list, by address for discovered endpoints.
+fn endpoints(
+    list: Vec<Endpoint>,
+    resolver: Option<Arc<dyn Resolver>>,
+    explicit_endpoints: bool,
+    settings: &ClientSettings,
+    discovery_settings: Option<&DiscoverySettings>,
+    resilience: &Resilience,
+    meters: &Meters,
+) -> Result<Endpoints, String> {
+    let discovery = settings.discovery.trim();
+    if let Some(resolver) = resolver {
+        let detector = resilience.new_outlier_detector();
+        return discovered(settings, SharedResolver(resolver), detector, meters);
+    }
+    if explicit_endpoints || discovery.is_empty() {
+        return Ok(Endpoints::new(list, resilience.new_outlier_detector()));
+    }
+    // Needs a tokio runtime: the resolver refreshes in the background.
+    let resolver = discovery
+        .parse()
+        .map_err(platform_core::discovery::DiscoveryError::from)
+        .and_then(|target| {
+            TargetResolver::with_meters(
+                &target,
+                &discovery_settings.cloned().unwrap_or_default(),
+                meters,
+            )
+        })
+        .map_err(|e| e.to_string())?;
+    discovered(
+        settings,
+        resolver,
+        resilience.new_outlier_detector(),
+        meters,
+    )
 }
 
 /// The target's policies: from `registry`, shared with the target's other
