@@ -115,6 +115,73 @@ pub struct ServerSettings {
     /// Default deadline of a request when the caller sends none.
     #[setting(default = Duration::from_secs(30))]
     pub request_timeout: Duration,
+    /// The concurrency limit: requests beyond it get 503 at once rather
+    /// than a place in a queue (the admin port is never limited).
+    pub limit: LimitSettings,
+}
+
+/// How the API listener's concurrency limit is set.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitMode {
+    /// Follows latency: shrinks when answers slow down under load (a
+    /// gradient limit; see platform-http's `server::limit` docs).
+    #[default]
+    Adaptive,
+    /// Always `max`.
+    Static,
+    /// No limit: every request is accepted and waits its turn.
+    Off,
+}
+
+/// The API listener's concurrency limit.
+#[platform_config::settings(validate_with = Self::check)]
+#[derive(PartialEq)]
+pub struct LimitSettings {
+    /// `adaptive` (follows latency), `static` (always `max`) or `off`.
+    #[setting(default = LimitMode::Adaptive)]
+    pub mode: LimitMode,
+    /// Where the adaptive limit starts.
+    #[setting(default = 100)]
+    pub initial: u32,
+    /// The adaptive limit never goes below this.
+    #[setting(default = 8)]
+    pub min: u32,
+    /// The adaptive limit never goes above this; the static limit.
+    #[setting(default = 1000)]
+    pub max: u32,
+    /// How much slower than with no load answers may get before the
+    /// adaptive limit shrinks (1.5: half as slow again).
+    #[setting(default = 1.5)]
+    pub tolerance: f64,
+    /// How often the adaptive limit is recomputed (from the answers of
+    /// the last window, ten at least).
+    #[setting(default = Duration::from_millis(100))]
+    pub window: Duration,
+}
+
+impl LimitSettings {
+    fn check(&self, v: &mut Validation) {
+        v.check(self.max >= 1, "max", "must be at least 1");
+        // The bounds of a limit that moves; a static one is only `max`.
+        if self.mode == LimitMode::Adaptive {
+            v.check(self.min >= 1, "min", "must be at least 1");
+            v.check(self.max >= self.min, "max", "must be at least min");
+            v.check(
+                (self.min..=self.max).contains(&self.initial),
+                "initial",
+                "must be between min and max",
+            );
+        }
+        v.check(
+            self.tolerance.is_finite() && self.tolerance >= 1.0,
+            "tolerance",
+            format!("must be a number of at least 1, got {}", self.tolerance),
+        );
+        v.check(!self.window.is_zero(), "window", "must be above zero");
+    }
 }
 
 impl ServerSettings {
@@ -140,6 +207,7 @@ impl ServerSettings {
             "request_timeout",
             "must be above zero",
         );
+        v.section("limit", &self.limit);
     }
 }
 

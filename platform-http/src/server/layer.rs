@@ -30,6 +30,7 @@ use platform_core::telemetry::sampling::{self, CallTrace};
 use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::deadline::{Deadlines, gateway_timeout};
+use super::limit::{ConcurrencyLimit, overloaded};
 use super::request_id::{REQUEST_ID_NAME, RequestId};
 use crate::semconv::{METHODS, method_attribute};
 
@@ -62,6 +63,7 @@ struct Shared {
     // Reads `in_flight` when metrics are collected: no work per request.
     _active: ObservableUpDownCounter<i64>,
     deadline: Deadlines,
+    limit: Arc<ConcurrencyLimit>,
     max_body_size: usize,
 }
 
@@ -119,6 +121,7 @@ impl ServerLayer {
                 duration,
                 _active: active,
                 deadline: Deadlines::new(settings.request_timeout, &meter),
+                limit: ConcurrencyLimit::new(&settings.limit, &meter),
                 max_body_size: usize::try_from(settings.max_body_size).unwrap_or(usize::MAX),
             }),
         }
@@ -488,10 +491,13 @@ where
         let deadline = shared
             .deadline
             .deadline_for(request.headers(), deadline_header, started);
-        shared.in_flight.0.fetch_add(1, Ordering::SeqCst);
+        let in_flight = shared.in_flight.0.fetch_add(1, Ordering::SeqCst) + 1;
         let guard = InFlightGuard(shared.in_flight.clone());
+        let admitted = shared.limit.admit(in_flight);
 
         let (inner, sleep, ready) = match deadline {
+            // Refused before any work: the caller may try another instance.
+            _ if !admitted => (None, None, Some(overloaded())),
             None => {
                 span.in_scope(|| {
                     tracing::debug!(
@@ -532,6 +538,7 @@ where
                 request_id,
                 deadline,
                 shared,
+                admitted,
                 _guard: guard,
             }),
         }
@@ -565,6 +572,8 @@ struct RequestState {
     request_id: RequestId,
     deadline: Option<platform_core::resilience::Deadline>,
     shared: Arc<Shared>,
+    /// Within the concurrency limit: its time is a sample of the limit's.
+    admitted: bool,
     _guard: InFlightGuard,
 }
 
@@ -665,9 +674,14 @@ impl RequestState {
             response
         });
         self.span.end(status);
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.started);
+        if self.admitted {
+            self.shared.limit.completed(elapsed, now);
+        }
         record_duration(
             &self.shared.duration,
-            self.started.elapsed(),
+            elapsed,
             self.method,
             self.route,
             status,

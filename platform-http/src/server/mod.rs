@@ -3,6 +3,7 @@
 mod accept;
 mod deadline;
 mod layer;
+mod limit;
 mod request_id;
 mod stall;
 
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 pub use accept::{ClientAddr, serve_listener};
 pub use deadline::{DEADLINE_HEADER, HeaderDeadline};
 pub use layer::{InFlight, ResponseFuture, ServerLayer, ServerService};
+pub use limit::OVERLOADED_HEADER;
 pub(crate) use request_id::REQUEST_ID_NAME;
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
 

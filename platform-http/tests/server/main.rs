@@ -99,6 +99,7 @@ struct Running {
     api: String,
     admin: String,
     rt: Runtime,
+    in_flight: platform_http::InFlight,
     task: tokio::task::JoinHandle<Result<(), platform_core::Error>>,
 }
 
@@ -107,11 +108,13 @@ async fn start(extra: &[(&str, &str)]) -> Running {
     let server = BoundServer::bind(&rt, app()).await.unwrap();
     let api = format!("http://{}", server.api_addr().unwrap());
     let admin = format!("http://{}", server.admin_addr().unwrap());
+    let in_flight = server.in_flight();
     let task = tokio::spawn(server.run());
     Running {
         api,
         admin,
         rt,
+        in_flight,
         task,
     }
 }
@@ -488,4 +491,55 @@ async fn the_server_layers_instruments_come_from_the_meters_it_is_given() {
         capture.histogram_count("http.server.request.duration"),
         Some(1)
     );
+}
+
+/// Over the concurrency limit a request is refused at once, with what the
+/// platform client needs to go elsewhere; the admin port is never limited.
+#[tokio::test]
+async fn requests_over_the_limit_are_refused_at_once_and_probes_are_not() {
+    let s = start(&[("server.limit.mode", "static"), ("server.limit.max", "2")]).await;
+    let slow = format!("{}/slow", s.api);
+    let busy: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(get_status_owned(slow.clone())))
+        .collect();
+    // Both slow requests in flight (800 ms each).
+    for _ in 0..200 {
+        if s.in_flight.current() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(s.in_flight.current(), 2, "the slow requests are in flight");
+    let started = std::time::Instant::now();
+    let refused = reqwest::get(format!("{}/hello", s.api)).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "refused without waiting for a slot"
+    );
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(
+        refused.headers()[platform_http::server::OVERLOADED_HEADER],
+        "1"
+    );
+    assert!(refused.headers().contains_key("x-request-id"));
+    assert_eq!(
+        get_status(&format!("{}/readyz", s.admin)).await,
+        (200, "ok\n".into()),
+        "probes are never limited"
+    );
+    for request in busy {
+        assert_eq!(request.await.unwrap(), (200, "slow done".into()));
+    }
+    assert_eq!(
+        get_status(&format!("{}/hello", s.api)).await,
+        (200, "hello".into()),
+        "a slot is free again"
+    );
+    s.rt.lifecycle().request_shutdown("test");
+    s.task.await.unwrap().unwrap();
+}
+
+async fn get_status_owned(url: String) -> (u16, String) {
+    get_status(&url).await
 }
