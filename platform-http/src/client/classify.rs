@@ -11,6 +11,10 @@
 //!   caller's problem and another attempt would repeat it; a 500 says the
 //!   request itself broke the server, which a retry would most likely repeat
 //!   (Envoy's `retriable-status-codes` and gRPC A6 make the same choice).
+//! - A 503 marked overloaded by a platform server (over its concurrency
+//!   limit) is retried at once on an endpoint the call has not tried, within
+//!   the retry budget, and never on the one that refused it: with no
+//!   untried endpoint left, it is the answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +63,9 @@ pub(crate) enum Failure {
         // map would make them all three times larger for a rare case.
         headers: Box<HeaderMap>,
         retry_after: Option<Duration>,
+        /// A platform server refused the request over its concurrency
+        /// limit ([`OVERLOADED_HEADER`](crate::server::OVERLOADED_HEADER)).
+        overloaded: bool,
         body: Bytes,
     },
 }
@@ -128,6 +135,21 @@ impl StaticStatus for StatusCode {
 pub(crate) fn classify(result: &Result<Response, AttemptError>) -> Classification {
     match result {
         Ok(_) => Classification::success(),
+        // Overloaded: another instance may have room now, this one will not
+        // for a while; with none left untried, a retry would only add load.
+        Err(AttemptError {
+            failure: Failure::Status {
+                overloaded: true, ..
+            },
+            elsewhere: true,
+            ..
+        }) => Classification::retryable().elsewhere(true),
+        Err(AttemptError {
+            failure: Failure::Status {
+                overloaded: true, ..
+            },
+            ..
+        }) => Classification::not_retryable(),
         Err(e) => classify_failure(&e.failure).elsewhere(e.elsewhere),
     }
 }

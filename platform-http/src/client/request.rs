@@ -576,11 +576,14 @@ impl Exchange<'_> {
                     None
                 }
             };
+            let overloaded = status == http::StatusCode::SERVICE_UNAVAILABLE
+                && headers.contains_key(crate::server::OVERLOADED_HEADER);
             return Err(Failure::Status {
                 status,
                 version,
                 headers: Box::new(headers),
                 retry_after,
+                overloaded,
                 body,
             });
         }

@@ -97,7 +97,7 @@ impl ConcurrencyLimit {
             LimitMode::Adaptive => settings.initial,
             LimitMode::Static | LimitMode::Off => settings.max,
         };
-        let limit = Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
+        Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
             let weak = weak.clone();
             let gauge = (settings.mode != LimitMode::Off).then(|| {
                 meter
@@ -138,8 +138,7 @@ impl ConcurrencyLimit {
                     .build(),
                 _limit_gauge: gauge,
             }
-        });
-        limit
+        })
     }
 
     /// The limit now.

@@ -646,3 +646,51 @@ async fn a_tower_http_layer_wraps_the_client_and_its_policies_still_apply() {
     assert_eq!(response.text(), "mapped sku=apple order");
     assert_eq!(response.attempts(), 1);
 }
+
+/// An instance over its concurrency limit says so (503, `Retry-After: 1`,
+/// `x-platform-overloaded`): the call goes at once to an instance it has not
+/// tried, never back to the one that refused, and with none left the 503
+/// is the answer, after one attempt: retries would only add load.
+#[tokio::test]
+async fn an_overloaded_answer_is_retried_elsewhere_at_once_and_never_in_place() {
+    let overloaded = [("retry-after", "1"), ("x-platform-overloaded", "1")];
+    let (full, full_hits) = failing_first(usize::MAX, StatusCode::SERVICE_UNAVAILABLE, &overloaded);
+    let (spare, spare_hits) = failing_first(0, StatusCode::OK, &[]);
+    let (full, spare) = (serve(full).await, serve(spare).await);
+    let client = Client::builder(&target("overloaded-pool"), &settings(&full))
+        .endpoints([full.clone(), spare.clone()])
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    // Round robin starts with the full one.
+    let response = client.get("/").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.attempts(), 2);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the Retry-After is the full instance's, not the call's"
+    );
+    assert_eq!((full_hits.get(), spare_hits.get()), (1, 1));
+
+    // Every instance overloaded: one attempt, and the answer says why.
+    let (only, only_hits) = failing_first(usize::MAX, StatusCode::SERVICE_UNAVAILABLE, &overloaded);
+    let only = serve(only).await;
+    let client = Client::from_settings(&target("overloaded-alone"), &settings(&only)).unwrap();
+    let response = client.get("/").send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.attempts(), 1);
+    assert_eq!(only_hits.get(), 1);
+    match response.error_for_status() {
+        Err(ClientError::Status { retry_after, .. }) => {
+            assert_eq!(retry_after, Some(Duration::from_secs(1)));
+        }
+        other => panic!("expected the 503 as a status error, got {other:?}"),
+    }
+
+    // A 503 without the mark is an ordinary retryable answer, as before.
+    let (plain, plain_hits) = failing_first(1, StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let plain = serve(plain).await;
+    let client = Client::from_settings(&target("plain-503"), &settings(&plain)).unwrap();
+    assert_eq!(client.get("/").send().await.unwrap().status(), 200);
+    assert_eq!(plain_hits.get(), 2);
+}
