@@ -323,6 +323,9 @@ pub struct ClientSettings {
     pub outlier: crate::resilience::OutlierSettings,
     /// Hedged requests for idempotent calls (on by default).
     pub hedge: crate::resilience::HedgeSettings,
+    /// Adaptive throttling: calls refused locally while the target refuses
+    /// most as overloaded (on by default).
+    pub throttle: crate::resilience::ThrottleSettings,
 }
 
 impl ClientSettings {
@@ -335,6 +338,7 @@ impl ClientSettings {
             breaker: self.breaker.clone(),
             outlier: self.outlier.clone(),
             hedge: self.hedge.clone(),
+            throttle: self.throttle.clone(),
         }
     }
 }

@@ -119,10 +119,11 @@ fn status_for(error: &platform_http::ClientError) -> StatusCode {
         ClientError::Timeout { .. } | ClientError::DeadlineExceeded { .. } => {
             StatusCode::GATEWAY_TIMEOUT
         }
-        // Failing fast while inventory is down: tell our caller to back off too.
-        ClientError::CircuitOpen { .. } | ClientError::BudgetExhausted { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        // Failing fast while inventory is down or overloaded: tell our
+        // caller to back off too.
+        ClientError::CircuitOpen { .. }
+        | ClientError::BudgetExhausted { .. }
+        | ClientError::Throttled { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::metrics::Instruments;
+use super::throttle::AdaptiveThrottle;
 use super::{
     CircuitBreaker, Classification, Classifier, Deadline, HedgePolicy, LatencyEstimate,
     OutlierDetector, OutlierSettings, ResilienceError, ResilienceSettings, RetryBudget,
@@ -52,6 +53,7 @@ struct Inner {
     breaker: CircuitBreaker,
     hedge: HedgePolicy,
     outlier: OutlierSettings,
+    throttle: Arc<AdaptiveThrottle>,
     instruments: Instruments,
 }
 
@@ -193,6 +195,7 @@ impl Resilience {
                 breaker: CircuitBreaker::with_instruments(instruments.clone(), &settings.breaker)?,
                 hedge: HedgePolicy::new(&settings.hedge)?,
                 outlier: settings.outlier.clone(),
+                throttle: Arc::new(AdaptiveThrottle::new(&settings.throttle)?),
                 instruments,
             }),
         })
@@ -222,6 +225,7 @@ impl Resilience {
             breaker: self.inner.breaker.clone(),
             hedge: self.inner.hedge.clone(),
             outlier: self.inner.outlier.clone(),
+            throttle: self.inner.throttle.clone(),
             instruments: self.inner.instruments.clone(),
         };
         change(&mut inner);
@@ -243,6 +247,23 @@ impl Resilience {
     /// The target's circuit breaker (a shared handle).
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.inner.breaker
+    }
+
+    /// The target's adaptive throttle (see [`AdaptiveThrottle`]).
+    pub fn throttle(&self) -> &AdaptiveThrottle {
+        &self.inner.throttle
+    }
+
+    /// Whether a new call may go out, or the throttle refuses it locally
+    /// (counted in `platform.resilience.throttled`). A transport calls this
+    /// once per call, before its first attempt, and reports the call's end
+    /// to [`throttle`](Self::throttle) with [`AdaptiveThrottle::record`].
+    pub fn admit_call(&self) -> bool {
+        let admitted = self.inner.throttle.admit();
+        if !admitted {
+            self.inner.instruments.throttled();
+        }
+        admitted
     }
 
     /// A new outlier detector for the endpoints of this target, with its

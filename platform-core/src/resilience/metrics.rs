@@ -31,6 +31,7 @@ pub(crate) struct Instruments {
     ejections_skipped: Counter<u64>,
     hedges: Counter<u64>,
     requeues: Counter<u64>,
+    throttled: Counter<u64>,
 }
 
 impl std::fmt::Debug for Instruments {
@@ -101,8 +102,16 @@ impl Instruments {
                 "platform.resilience.requeues",
                 "Attempts that never reached a server, sent again at once outside the retry budget.",
             ),
+            throttled: counter(
+                "platform.resilience.throttled",
+                "Calls the client refused itself, at once, because the target refuses most calls as overloaded (adaptive throttling).",
+            ),
             meter,
         }
+    }
+
+    pub(crate) fn throttled(&self) {
+        self.throttled.add(1, self.attrs());
     }
 
     fn attrs(&self) -> &[KeyValue] {

@@ -38,6 +38,7 @@ mod metrics;
 mod registry;
 mod retry;
 mod settings;
+mod throttle;
 
 pub use breaker::{
     BreakerOpen, BreakerPermit, BreakerState, CircuitBreaker, EjectionCause, EndpointOutcome,
@@ -55,5 +56,6 @@ pub use retry::{
 };
 pub use settings::{
     BreakerSettings, BudgetSettings, HedgeSettings, OutlierSettings, ResilienceSettings,
-    RetrySettings, SuccessRateSettings,
+    RetrySettings, SuccessRateSettings, ThrottleSettings,
 };
+pub use throttle::{AdaptiveThrottle, Admission};

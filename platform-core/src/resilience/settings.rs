@@ -31,6 +31,26 @@ pub struct ResilienceSettings {
     pub outlier: OutlierSettings,
     /// Hedged requests for idempotent calls.
     pub hedge: HedgeSettings,
+    /// Client-side adaptive throttling of an overloaded target.
+    pub throttle: ThrottleSettings,
+}
+
+/// Client-side adaptive throttling (Google SRE book, "Handling Overload").
+#[platform_config::settings]
+#[derive(PartialEq)]
+pub struct ThrottleSettings {
+    /// Refuse calls locally, at once, while the target refuses most of them
+    /// as overloaded (a platform server's overloaded 503, or 429).
+    #[setting(default = true)]
+    pub enabled: bool,
+    /// How much more than it accepts the target keeps being sent: a call is
+    /// refused locally with probability max(0, (requests − k × accepts) /
+    /// (requests + 1)). The SRE book's 2; at least 1.
+    #[setting(default = 2.0)]
+    pub k: f64,
+    /// The sliding window requests and accepts are counted over (at least 1s).
+    #[setting(default = Duration::from_secs(120))]
+    pub window: Duration,
 }
 
 /// Retry settings: attempts and exponential backoff with full jitter.
@@ -215,7 +235,8 @@ impl ResilienceSettings {
         super::RetryBudget::new(&self.budget)?;
         super::HedgePolicy::new(&self.hedge)?;
         self.breaker.check()?;
-        self.outlier.check()
+        self.outlier.check()?;
+        self.throttle.check()
     }
 }
 

@@ -74,6 +74,14 @@ pub enum ClientError {
         /// Attempts made before the breaker refused the next one.
         attempts: u32,
     },
+    /// The target refuses most calls as overloaded, and the client's
+    /// adaptive throttle refused this one itself, at once: nothing was sent
+    /// (`http.clients.<target>.throttle`).
+    #[error("call to {target} throttled: it refuses most calls as overloaded")]
+    Throttled {
+        /// The target called.
+        target: Arc<str>,
+    },
     /// The client has no endpoint to call.
     #[error("no endpoint to call for {target}")]
     NoEndpoint {
@@ -171,6 +179,7 @@ impl ClientError {
             | Self::BudgetExhausted { target, .. }
             | Self::CircuitOpen { target, .. }
             | Self::NoEndpoint { target }
+            | Self::Throttled { target }
             | Self::Connect { target, .. }
             | Self::Status { target, .. }
             | Self::Body { target, .. }
@@ -194,6 +203,7 @@ impl ClientError {
             Self::Config { .. }
             | Self::InvalidRequest { .. }
             | Self::CircuitOpen { .. }
+            | Self::Throttled { .. }
             | Self::NoEndpoint { .. } => None,
         }
     }
@@ -212,6 +222,7 @@ impl ClientError {
             Self::Config { .. }
             | Self::InvalidRequest { .. }
             | Self::NoEndpoint { .. }
+            | Self::Throttled { .. }
             | Self::Decode { .. } => None,
         }
     }
@@ -236,6 +247,7 @@ impl ClientError {
             Self::BudgetExhausted { .. } => "budget_exhausted",
             Self::CircuitOpen { .. } => "circuit_open",
             Self::NoEndpoint { .. } => "no_endpoint",
+            Self::Throttled { .. } => "throttled",
             Self::Connect { .. } => "connect",
             Self::Status { .. } => "status",
             Self::Body { .. } => "body",

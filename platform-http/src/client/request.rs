@@ -7,7 +7,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use opentelemetry::KeyValue;
 use platform_core::resilience::{
-    Attempt, CallOptions, Classification, Deadline, EndpointOutcome, ResilienceError, Verdict,
+    Admission, Attempt, CallOptions, Classification, Deadline, EndpointOutcome, ResilienceError,
+    Verdict,
 };
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -203,6 +204,16 @@ impl RequestBuilder {
             buffered,
             mut streaming,
         } = self.prepare(inner)?;
+        if !inner.resilience.admit_call() {
+            // The target refuses most calls as overloaded: this one is
+            // refused here, at once, costing it nothing.
+            let result = Err(ClientError::Throttled {
+                target: inner.target.clone(),
+            });
+            report(&result, &trace, Duration::ZERO);
+            trace.end();
+            return result;
+        }
         let exchange = Exchange {
             inner,
             method: &method,
@@ -228,6 +239,9 @@ impl RequestBuilder {
             })
             .await
             .or_else(|stopped| stopped_at(stopped, &trace));
+        if let Some(admission) = admission(&result) {
+            inner.resilience.throttle().record(admission);
+        }
         report(&result, &trace, started.elapsed());
         trace.end();
         result
@@ -313,6 +327,24 @@ struct Prepared {
 }
 
 /// What the caller gets when the resilience loop stopped without an answer
+/// What a call's end tells the adaptive throttle: an answer is the target
+/// taking the call, unless it refused it as overloaded (429, or a platform
+/// server's overloaded 503); no answer tells nothing (the breaker's and
+/// ejection's business).
+fn admission(result: &Result<Response, ClientError>) -> Option<Admission> {
+    let response = result.as_ref().ok()?;
+    let overloaded = response.status() == http::StatusCode::TOO_MANY_REQUESTS
+        || (response.status() == http::StatusCode::SERVICE_UNAVAILABLE
+            && response
+                .headers()
+                .contains_key(crate::server::OVERLOADED_HEADER));
+    Some(if overloaded {
+        Admission::Rejected
+    } else {
+        Admission::Accepted
+    })
+}
+
 /// it liked (see `classify::outcome`), with the closing event on the span.
 fn stopped_at(
     stopped: ResilienceError<AttemptError>,

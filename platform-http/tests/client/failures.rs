@@ -694,3 +694,45 @@ async fn an_overloaded_answer_is_retried_elsewhere_at_once_and_never_in_place() 
     assert_eq!(client.get("/").send().await.unwrap().status(), 200);
     assert_eq!(plain_hits.get(), 2);
 }
+
+/// A target that refuses every call as overloaded soon gets few of them:
+/// the client refuses the rest itself, at once, with their own error, and
+/// a target that merely fails (a plain 503) is not throttled.
+#[tokio::test]
+async fn a_target_refusing_calls_as_overloaded_is_throttled_by_the_client() {
+    let overloaded = [("retry-after", "1"), ("x-platform-overloaded", "1")];
+    let (full, full_hits) = failing_first(usize::MAX, StatusCode::SERVICE_UNAVAILABLE, &overloaded);
+    let full = serve(full).await;
+    let client = Client::from_settings(&target("throttled"), &settings(&full)).unwrap();
+    let mut throttled = 0;
+    for _ in 0..200 {
+        match client.get("/").send().await {
+            Ok(response) => assert_eq!(response.status(), 503),
+            Err(ClientError::Throttled { target }) => {
+                assert!(target.starts_with("throttled"));
+                throttled += 1;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        full_hits.get() + throttled,
+        200,
+        "one attempt or none per call"
+    );
+    assert!(
+        full_hits.get() < 40,
+        "the target got {} calls",
+        full_hits.get()
+    );
+
+    let (failing, failing_hits) = failing_first(usize::MAX, StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let failing = serve(failing).await;
+    let mut s = settings(&failing);
+    s.retry.enabled = false;
+    let client = Client::from_settings(&target("not-throttled"), &s).unwrap();
+    for _ in 0..50 {
+        assert_eq!(client.get("/").send().await.unwrap().status(), 503);
+    }
+    assert_eq!(failing_hits.get(), 50, "a plain 503 is no overload signal");
+}
