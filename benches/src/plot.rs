@@ -77,6 +77,88 @@ pub fn bar_chart(title: &str, unit: &str, bars: &[(String, f64)], marker: Option
     svg
 }
 
+/// One line of a [`line_chart`]: its label and its `(x, y)` points.
+pub type Series = (String, Vec<(f64, f64)>);
+
+const COLOURS: [&str; 6] = [
+    "#4a7fb5", "#c0392b", "#27ae60", "#8e44ad", "#d68910", "#555555",
+];
+
+/// A line chart of `series` against a shared x axis, both axes from zero.
+pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    let (left, top, plot_w, plot_h) = (70.0, 40.0, WIDTH - 250.0, 260.0);
+    let points = || series.iter().flat_map(|(_, p)| p.iter().copied());
+    let finite = |v: &f64| v.is_finite();
+    let x_max = points()
+        .map(|p| p.0)
+        .filter(finite)
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let y_max = points()
+        .map(|p| p.1)
+        .filter(finite)
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let at = |(x, y): (f64, f64)| (left + x / x_max * plot_w, top + plot_h - y / y_max * plot_h);
+    let mut svg = String::new();
+    let height = top + plot_h + 50.0;
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="13">"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="10" y="22" font-size="15" font-weight="bold">{}</text>"#,
+        escape(title)
+    );
+    let (x0, y0) = at((0.0, 0.0));
+    let _ = writeln!(
+        svg,
+        r##"<path d="M{left},{top} L{left},{y0} L{:.1},{y0}" fill="none" stroke="#333"/>"##,
+        x0 + plot_w
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{} (max {})</text>"#,
+        left + plot_w / 2.0,
+        y0 + 32.0,
+        escape(x_label),
+        format_value(x_max)
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="10" y="{:.1}">{} (max {})</text>"#,
+        top - 8.0,
+        escape(y_label),
+        format_value(y_max)
+    );
+    for (i, (label, points)) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let path: Vec<String> = points
+            .iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .map(|&p| {
+                let (x, y) = at(p);
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        let _ = writeln!(
+            svg,
+            r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
+            path.join(" ")
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{}</text>"#,
+            left + plot_w + 12.0,
+            top + 16.0 + i as f64 * 20.0,
+            escape(label)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
 fn format_value(v: f64) -> String {
     if !v.is_finite() {
         "n/a".into()
@@ -120,5 +202,20 @@ mod tests {
         assert_eq!(svg.matches("<rect").count(), 2);
         assert!(svg.contains("&lt;ratio&gt;"));
         assert!(svg.contains("target 1.050"));
+    }
+
+    #[test]
+    fn line_charts_draw_one_line_per_series() {
+        let svg = line_chart(
+            "goodput",
+            "offered",
+            "answers/s",
+            &[
+                ("a".into(), vec![(1.0, 1.0), (2.0, 2.0)]),
+                ("b".into(), vec![(1.0, 0.5), (2.0, f64::NAN)]),
+            ],
+        );
+        assert!(svg.starts_with("<svg"));
+        assert_eq!(svg.matches("<polyline").count(), 2);
     }
 }

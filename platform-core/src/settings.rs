@@ -153,8 +153,9 @@ pub struct LimitSettings {
     #[setting(default = 1000)]
     pub max: u32,
     /// How much slower than with no load answers may get before the
-    /// adaptive limit shrinks (1.5: half as slow again).
-    #[setting(default = 1.5)]
+    /// adaptive limit shrinks (1.25: a quarter slower, Envoy's adaptive
+    /// concurrency buffer; more lets the queue, and latency, grow further).
+    #[setting(default = 1.25)]
     pub tolerance: f64,
     /// How often the adaptive limit is recomputed (from the answers of
     /// the last window, ten at least).

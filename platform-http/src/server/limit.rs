@@ -11,22 +11,30 @@
 //! - Each completed request adds its time to the current *window*. A window
 //!   closes after `server.limit.window` (100 ms) and at least ten requests;
 //!   its mean is the latency now (`short`).
-//! - The no-load latency (`long`) follows the windows in which the limit was
-//!   never reached (an exponential average over about ten of them): the
-//!   latency the service has when nothing waits. While the limit is reached,
-//!   `long` only falls: latency that grows under saturation is queueing, and
-//!   following it would let the limit drift up with the queue (Gradient2's
-//!   known weakness, which it answers with a 600-window average).
+//! - The no-load latency (`long`) comes from the fastest request of each
+//!   window, as TCP Vegas takes the minimum round trip: even a busy service
+//!   answers some request with nothing queued ahead of it, so the fastest
+//!   answer tells the service's own latency where the mean tells the queue.
+//!   `long` drops at once to a faster window's fastest answer and follows a
+//!   slower one slowly (an exponential average over about fifty windows:
+//!   a queue that builds below the limit raises the fastest answer too) and
+//!   only while the limit was never reached: under saturation the queue never empties,
+//!   and following it would let the limit drift up with the queue
+//!   (Gradient2's known weakness, which it answers with a 600-window average).
 //! - `gradient = clamp(tolerance × long / short, 0.5, 1)`: below 1 once the
-//!   latency is more than `tolerance` (1.5) times the no-load latency.
+//!   latency is more than `tolerance` (1.25, Envoy's buffer) times the
+//!   no-load latency.
 //! - `new = limit × gradient + √limit`, the square root leaving room for
 //!   the limit to grow when latency allows (Gradient2's queue size); a
 //!   window in which fewer than half the limit were ever in flight does not
 //!   change it (the limit held nothing back, so says nothing about itself).
-//! - `limit ← 0.8 × limit + 0.2 × new`, kept within `server.limit.min` and
-//!   `server.limit.max`: a fifth of a step per window, so one slow window
-//!   does not halve the limit, and a sustained overload brings it to the
-//!   concurrency that keeps latency within the tolerance in a second or two.
+//! - A lower `new` is taken at once (at most halving the limit per window):
+//!   a queue that has formed costs every request behind it, so the limit
+//!   comes down to the concurrency that keeps latency within the tolerance
+//!   in a few windows. A higher one is approached by a fifth per window
+//!   (`limit ← 0.8 × limit + 0.2 × new`), so that one fast window does not
+//!   open the gate wide. The limit stays within `server.limit.min` and
+//!   `server.limit.max`.
 //!
 //! The per-request cost is a few relaxed atomic operations on admission and
 //! completion; the thread that closes a window does the arithmetic.
@@ -49,10 +57,10 @@ const RETRY_AFTER_SECS: &str = "1";
 /// requests says little.
 const MIN_WINDOW_SAMPLES: u64 = 10;
 
-/// Weight of a new window in the no-load latency's average.
-const LONG_WEIGHT: f64 = 0.1;
+/// Weight of a slower window in the no-load latency's average.
+const LONG_WEIGHT: f64 = 0.02;
 
-/// Weight of a new estimate in the limit.
+/// Weight of a higher estimate in the limit.
 const SMOOTHING: f64 = 0.2;
 
 /// The limit of one listener, shared by its routes.
@@ -71,6 +79,8 @@ pub(crate) struct ConcurrencyLimit {
     total_nanos: AtomicU64,
     /// The most requests in flight at once during the window.
     peak: AtomicU32,
+    /// The window's fastest answer, in nanoseconds.
+    fastest: AtomicU64,
     /// The state only the thread closing a window touches.
     estimate: std::sync::Mutex<Estimate>,
     rejected: Counter<u64>,
@@ -88,6 +98,7 @@ struct Estimate {
 #[derive(Debug, Clone, Copy)]
 struct Window {
     mean_nanos: f64,
+    fastest_nanos: f64,
     peak: u32,
 }
 
@@ -125,6 +136,7 @@ impl ConcurrencyLimit {
                 samples: AtomicU64::new(0),
                 total_nanos: AtomicU64::new(0),
                 peak: AtomicU32::new(0),
+                fastest: AtomicU64::new(u64::MAX),
                 estimate: std::sync::Mutex::new(Estimate {
                     limit: f64::from(start),
                     long: 0.0,
@@ -171,6 +183,9 @@ impl ConcurrencyLimit {
         }
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.total_nanos.fetch_add(nanos, Ordering::Relaxed);
+        if nanos < self.fastest.load(Ordering::Relaxed) {
+            self.fastest.fetch_min(nanos, Ordering::Relaxed);
+        }
         let samples = self.samples.fetch_add(1, Ordering::Relaxed) + 1;
         let now = u64::try_from(now.duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
         let end = self.window_end.load(Ordering::Relaxed);
@@ -197,11 +212,14 @@ impl ConcurrencyLimit {
         let samples = self.samples.swap(0, Ordering::Relaxed);
         let total = self.total_nanos.swap(0, Ordering::Relaxed);
         let peak = self.peak.swap(0, Ordering::Relaxed);
+        let fastest = self.fastest.swap(u64::MAX, Ordering::Relaxed);
         if samples == 0 {
             return;
         }
+        let mean_nanos = total as f64 / samples as f64;
         let window = Window {
-            mean_nanos: total as f64 / samples as f64,
+            mean_nanos,
+            fastest_nanos: (fastest as f64).min(mean_nanos),
             peak,
         };
         let mut estimate = self
@@ -231,13 +249,14 @@ fn next_limit(
     (min, max): (f64, f64),
 ) -> (f64, f64) {
     let short = window.mean_nanos.max(1.0);
+    let fastest = window.fastest_nanos.clamp(1.0, short);
     let saturated = f64::from(window.peak) >= limit.floor();
-    let long = if long <= 0.0 {
-        short
+    let long = if long <= 0.0 || fastest <= long {
+        fastest
     } else if !saturated {
-        long + (short - long) * LONG_WEIGHT
+        long + (fastest - long) * LONG_WEIGHT
     } else {
-        long.min(short)
+        long
     };
     let gradient = (tolerance * long / short).clamp(0.5, 1.0);
     // Fewer than half the limit in flight: the limit was not what held
@@ -248,8 +267,12 @@ fn next_limit(
     } else {
         limit * gradient + limit.sqrt()
     };
-    let limit = (limit * (1.0 - SMOOTHING) + new * SMOOTHING).clamp(min, max);
-    (limit, long)
+    let limit = if new < limit {
+        new
+    } else {
+        limit * (1.0 - SMOOTHING) + new * SMOOTHING
+    };
+    (limit.clamp(min, max), long)
 }
 
 /// The answer to a request over the limit.
@@ -271,12 +294,14 @@ mod tests {
 
     const MS: f64 = 1e6;
 
+    /// A window whose answers all took `mean_ms` (its fastest too).
     fn step(limit: f64, long: f64, mean_ms: f64, peak: u32) -> (f64, f64) {
         next_limit(
             limit,
             long,
             Window {
                 mean_nanos: mean_ms * MS,
+                fastest_nanos: mean_ms * MS,
                 peak,
             },
             1.5,
@@ -318,11 +343,33 @@ mod tests {
     #[test]
     fn the_no_load_latency_follows_unsaturated_windows_both_ways() {
         let (mut limit, mut long) = (100.0, 5.0 * MS);
-        for _ in 0..60 {
+        for _ in 0..10 {
+            (limit, long) = step(limit, long, 20.0, 10);
+        }
+        assert!(long < 8.0 * MS, "slowly up: long {}", long / MS);
+        for _ in 0..400 {
             (limit, long) = step(limit, long, 20.0, 10);
         }
         assert!((long / MS - 20.0).abs() < 0.1, "long {}", long / MS);
         assert_eq!(limit, 100.0, "slower but not queueing: the limit stays");
+        (_, long) = step(limit, long, 5.0, 10);
+        assert_eq!(long, 5.0 * MS, "at once down");
+    }
+
+    #[test]
+    fn queueing_below_the_limit_is_not_taken_for_the_no_load_latency() {
+        // Busy but under the limit: answers average 40 ms in the queue, the
+        // fastest of each window still takes the no-load 5 ms.
+        let mut long = 5.0 * MS;
+        for _ in 0..100 {
+            let window = Window {
+                mean_nanos: 40.0 * MS,
+                fastest_nanos: 5.0 * MS,
+                peak: 60,
+            };
+            (_, long) = next_limit(100.0, long, window, 1.5, (1.0, 1000.0));
+        }
+        assert_eq!(long, 5.0 * MS);
     }
 
     #[test]
@@ -330,6 +377,7 @@ mod tests {
         let bounded = |limit: f64, long: f64, mean_ms: f64| {
             let window = Window {
                 mean_nanos: mean_ms * MS,
+                fastest_nanos: mean_ms * MS,
                 peak: limit as u32,
             };
             next_limit(limit, long, window, 1.5, (10.0, 1000.0))

@@ -13,6 +13,7 @@ mod faults;
 mod flaky;
 mod outage;
 mod overhead;
+mod overload;
 mod probes;
 mod retry_storm;
 mod server_overhead;
@@ -39,6 +40,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("slow-backend", slow_backend::run),
     ("churn", churn::run),
     ("faults", faults::run),
+    ("overload", overload::run),
 ];
 
 fn main() {
