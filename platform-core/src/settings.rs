@@ -118,6 +118,34 @@ pub struct ServerSettings {
     /// The concurrency limit: requests beyond it get 503 at once rather
     /// than a place in a queue (the admin port is never limited).
     pub limit: LimitSettings,
+    /// A rate limit on the whole API (off by default; a route can have its
+    /// own with `platform_http::server::RateLimitLayer`).
+    pub rate_limit: RateLimitSettings,
+}
+
+/// A token-bucket rate limit: requests beyond it get 429 with `Retry-After`.
+#[platform_config::settings(validate_with = Self::check)]
+#[derive(PartialEq)]
+pub struct RateLimitSettings {
+    /// Requests a second on average; 0 turns the limit off.
+    pub rate: f64,
+    /// Requests let through at once above the rate, after a quiet spell.
+    #[setting(default = 100)]
+    pub burst: u32,
+}
+
+impl RateLimitSettings {
+    fn check(&self, v: &mut Validation) {
+        v.check(
+            self.rate.is_finite() && self.rate >= 0.0,
+            "rate",
+            format!(
+                "must be a number of requests a second, 0 or more, got {}",
+                self.rate
+            ),
+        );
+        v.check(self.burst >= 1, "burst", "must be at least 1");
+    }
 }
 
 /// How the API listener's concurrency limit is set.
@@ -209,6 +237,7 @@ impl ServerSettings {
             "must be above zero",
         );
         v.section("limit", &self.limit);
+        v.section("rate_limit", &self.rate_limit);
     }
 }
 
@@ -327,6 +356,9 @@ pub struct ClientSettings {
     /// Adaptive throttling: calls refused locally while the target refuses
     /// most as overloaded (on by default).
     pub throttle: crate::resilience::ThrottleSettings,
+    /// At most this many calls to the target at once; one more fails at
+    /// once with `BulkheadFull`, without a queue. 0: no limit (the default).
+    pub max_concurrent_calls: u32,
 }
 
 impl ClientSettings {
@@ -340,6 +372,7 @@ impl ClientSettings {
             outlier: self.outlier.clone(),
             hedge: self.hedge.clone(),
             throttle: self.throttle.clone(),
+            max_concurrent_calls: self.max_concurrent_calls,
         }
     }
 }

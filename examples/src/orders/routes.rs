@@ -123,7 +123,8 @@ fn status_for(error: &platform_http::ClientError) -> StatusCode {
         // caller to back off too.
         ClientError::CircuitOpen { .. }
         | ClientError::BudgetExhausted { .. }
-        | ClientError::Throttled { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        | ClientError::Throttled { .. }
+        | ClientError::BulkheadFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     }
 }

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::metrics::Instruments;
 use super::throttle::AdaptiveThrottle;
+use super::{Bulkhead, BulkheadPermit};
 use super::{
     CircuitBreaker, Classification, Classifier, Deadline, HedgePolicy, LatencyEstimate,
     OutlierDetector, OutlierSettings, ResilienceError, ResilienceSettings, RetryBudget,
@@ -54,6 +55,7 @@ struct Inner {
     hedge: HedgePolicy,
     outlier: OutlierSettings,
     throttle: Arc<AdaptiveThrottle>,
+    bulkhead: Arc<Bulkhead>,
     instruments: Instruments,
 }
 
@@ -196,6 +198,7 @@ impl Resilience {
                 hedge: HedgePolicy::new(&settings.hedge)?,
                 outlier: settings.outlier.clone(),
                 throttle: Arc::new(AdaptiveThrottle::new(&settings.throttle)?),
+                bulkhead: Arc::new(Bulkhead::new(settings.max_concurrent_calls)),
                 instruments,
             }),
         })
@@ -226,6 +229,7 @@ impl Resilience {
             hedge: self.inner.hedge.clone(),
             outlier: self.inner.outlier.clone(),
             throttle: self.inner.throttle.clone(),
+            bulkhead: self.inner.bulkhead.clone(),
             instruments: self.inner.instruments.clone(),
         };
         change(&mut inner);
@@ -252,6 +256,22 @@ impl Resilience {
     /// The target's adaptive throttle (see [`AdaptiveThrottle`]).
     pub fn throttle(&self) -> &AdaptiveThrottle {
         &self.inner.throttle
+    }
+
+    /// A place for a new call in the target's bulkhead
+    /// (`max_concurrent_calls`), held until the permit is dropped; `None`
+    /// when it is full (counted in `platform.resilience.bulkhead.rejected`).
+    pub fn enter_bulkhead(&self) -> Option<BulkheadPermit> {
+        let permit = self.inner.bulkhead.try_acquire();
+        if permit.is_none() {
+            self.inner.instruments.bulkhead_full();
+        }
+        permit
+    }
+
+    /// The target's bulkhead.
+    pub fn bulkhead(&self) -> &Bulkhead {
+        &self.inner.bulkhead
     }
 
     /// Whether a new call may go out, or the throttle refuses it locally

@@ -32,6 +32,7 @@ pub(crate) struct Instruments {
     hedges: Counter<u64>,
     requeues: Counter<u64>,
     throttled: Counter<u64>,
+    bulkhead_full: Counter<u64>,
 }
 
 impl std::fmt::Debug for Instruments {
@@ -106,8 +107,16 @@ impl Instruments {
                 "platform.resilience.throttled",
                 "Calls the client refused itself, at once, because the target refuses most calls as overloaded (adaptive throttling).",
             ),
+            bulkhead_full: counter(
+                "platform.resilience.bulkhead.rejected",
+                "Calls refused at once because max_concurrent_calls calls to the target were in flight (the bulkhead).",
+            ),
             meter,
         }
+    }
+
+    pub(crate) fn bulkhead_full(&self) {
+        self.bulkhead_full.add(1, self.attrs());
     }
 
     pub(crate) fn throttled(&self) {

@@ -29,6 +29,7 @@
 //! `.breaker.rejections`, `.ejections`, `.ejections.skipped`, `.hedges`.
 
 mod breaker;
+mod bulkhead;
 mod call;
 mod deadline;
 mod error;
@@ -44,6 +45,7 @@ pub use breaker::{
     BreakerOpen, BreakerPermit, BreakerState, CircuitBreaker, EjectionCause, EndpointOutcome,
     OutlierDetector,
 };
+pub use bulkhead::{Bulkhead, BulkheadPermit};
 pub use call::{Attempt, CallOptions, Resilience};
 pub use deadline::{Deadline, current_request_id, request_id_scope, request_scope};
 pub use error::{ResilienceError, SettingsError};

@@ -33,6 +33,9 @@ pub struct ResilienceSettings {
     pub hedge: HedgeSettings,
     /// Client-side adaptive throttling of an overloaded target.
     pub throttle: ThrottleSettings,
+    /// At most this many calls to the target at once; one more is refused
+    /// at once, without a queue (a bulkhead). 0: no limit (the default).
+    pub max_concurrent_calls: u32,
 }
 
 /// Client-side adaptive throttling (Google SRE book, "Handling Overload").

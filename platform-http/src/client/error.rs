@@ -82,6 +82,15 @@ pub enum ClientError {
         /// The target called.
         target: Arc<str>,
     },
+    /// `max_concurrent_calls` calls to the target were in flight: this one
+    /// was refused at once, nothing was sent (the bulkhead).
+    #[error("call to {target} refused: {max} calls to it already in flight")]
+    BulkheadFull {
+        /// The target called.
+        target: Arc<str>,
+        /// Its `max_concurrent_calls`.
+        max: u32,
+    },
     /// The client has no endpoint to call.
     #[error("no endpoint to call for {target}")]
     NoEndpoint {
@@ -180,6 +189,7 @@ impl ClientError {
             | Self::CircuitOpen { target, .. }
             | Self::NoEndpoint { target }
             | Self::Throttled { target }
+            | Self::BulkheadFull { target, .. }
             | Self::Connect { target, .. }
             | Self::Status { target, .. }
             | Self::Body { target, .. }
@@ -204,6 +214,7 @@ impl ClientError {
             | Self::InvalidRequest { .. }
             | Self::CircuitOpen { .. }
             | Self::Throttled { .. }
+            | Self::BulkheadFull { .. }
             | Self::NoEndpoint { .. } => None,
         }
     }
@@ -223,6 +234,7 @@ impl ClientError {
             | Self::InvalidRequest { .. }
             | Self::NoEndpoint { .. }
             | Self::Throttled { .. }
+            | Self::BulkheadFull { .. }
             | Self::Decode { .. } => None,
         }
     }
@@ -248,6 +260,7 @@ impl ClientError {
             Self::CircuitOpen { .. } => "circuit_open",
             Self::NoEndpoint { .. } => "no_endpoint",
             Self::Throttled { .. } => "throttled",
+            Self::BulkheadFull { .. } => "bulkhead_full",
             Self::Connect { .. } => "connect",
             Self::Status { .. } => "status",
             Self::Body { .. } => "body",

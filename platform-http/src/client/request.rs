@@ -204,12 +204,22 @@ impl RequestBuilder {
             buffered,
             mut streaming,
         } = self.prepare(inner)?;
-        if !inner.resilience.admit_call() {
+        // Held until the call ends, retries and hedges included.
+        let permit = inner.resilience.enter_bulkhead();
+        let refused = match &permit {
+            None => Some(ClientError::BulkheadFull {
+                target: inner.target.clone(),
+                max: inner.resilience.bulkhead().max(),
+            }),
             // The target refuses most calls as overloaded: this one is
             // refused here, at once, costing it nothing.
-            let result = Err(ClientError::Throttled {
+            Some(_) if !inner.resilience.admit_call() => Some(ClientError::Throttled {
                 target: inner.target.clone(),
-            });
+            }),
+            Some(_) => None,
+        };
+        if let Some(error) = refused {
+            let result = Err(error);
             report(&result, &trace, Duration::ZERO);
             trace.end();
             return result;
@@ -244,6 +254,7 @@ impl RequestBuilder {
         }
         report(&result, &trace, started.elapsed());
         trace.end();
+        drop(permit);
         result
     }
 

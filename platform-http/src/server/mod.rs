@@ -4,6 +4,7 @@ mod accept;
 mod deadline;
 mod layer;
 mod limit;
+mod rate_limit;
 mod request_id;
 mod stall;
 
@@ -16,6 +17,7 @@ pub use accept::{ClientAddr, serve_listener};
 pub use deadline::{DEADLINE_HEADER, HeaderDeadline};
 pub use layer::{InFlight, ResponseFuture, ServerLayer, ServerService};
 pub use limit::OVERLOADED_HEADER;
+pub use rate_limit::{RateLimit, RateLimitLayer};
 pub(crate) use request_id::REQUEST_ID_NAME;
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
 
@@ -148,7 +150,13 @@ impl BoundServer {
         });
         // Every route gets the layer (it needs the route's `MatchedPath`);
         // one layer, so one more boxed future per request, not one per feature.
-        let app = self.router.layer(ServerLayer::with_meters(
+        let mut router = self.router;
+        // Inside the server layer, so a 429 has its span and duration too.
+        let rate = &config.server.rate_limit;
+        if let Some(limit) = RateLimitLayer::with_meters(rate.rate, rate.burst, self.rt.meters()) {
+            router = router.layer(limit);
+        }
+        let app = router.layer(ServerLayer::with_meters(
             &config.server,
             self.in_flight.clone(),
             self.rt.meters(),

@@ -736,3 +736,49 @@ async fn a_target_refusing_calls_as_overloaded_is_throttled_by_the_client() {
     }
     assert_eq!(failing_hits.get(), 50, "a plain 503 is no overload signal");
 }
+
+/// With `max_concurrent_calls`, a call beyond it fails at once and sends
+/// nothing; a place freed is taken again.
+#[tokio::test]
+async fn a_full_bulkhead_refuses_a_call_at_once() {
+    let hits = Hits::default();
+    let counted = hits.clone();
+    let slow = axum::Router::new().route(
+        "/",
+        get(move || {
+            counted.bump();
+            async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "slow"
+            }
+        }),
+    );
+    let url = serve(slow).await;
+    let mut s = settings(&url);
+    s.max_concurrent_calls = 2;
+    let client = Client::from_settings(&target("bulkhead"), &s).unwrap();
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get("/").send().await })
+        })
+        .collect();
+    while client.resilience().bulkhead().in_flight() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    match client.get("/").send().await {
+        Err(ClientError::BulkheadFull { max, .. }) => assert_eq!(max, 2),
+        other => panic!("expected BulkheadFull, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "refused at once"
+    );
+    for call in busy {
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    }
+    assert_eq!(hits.get(), 2, "the refused call sent nothing");
+    assert_eq!(client.get("/").send().await.unwrap().status(), 200);
+    assert_eq!(client.resilience().bulkhead().in_flight(), 0);
+}

@@ -543,3 +543,32 @@ async fn requests_over_the_limit_are_refused_at_once_and_probes_are_not() {
 async fn get_status_owned(url: String) -> (u16, String) {
     get_status(&url).await
 }
+
+/// `server.rate_limit`: a burst passes, the next request gets 429 with
+/// `Retry-After` (which the platform client reads as overload), with its
+/// request id; probes are not limited.
+#[tokio::test]
+async fn the_servers_rate_limit_answers_429_past_the_burst() {
+    let s = start(&[
+        ("server.rate_limit.rate", "0.5"),
+        ("server.rate_limit.burst", "2"),
+    ])
+    .await;
+    let hello = format!("{}/hello", s.api);
+    assert_eq!(get_status(&hello).await.0, 200);
+    assert_eq!(get_status(&hello).await.0, 200);
+    let limited = reqwest::get(&hello).await.unwrap();
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert!(limited.headers().contains_key("x-request-id"));
+    for _ in 0..5 {
+        assert_eq!(get_status(&format!("{}/readyz", s.admin)).await.0, 200);
+    }
+    s.rt.lifecycle().request_shutdown("test");
+    s.task.await.unwrap().unwrap();
+}
