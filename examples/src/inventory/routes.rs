@@ -24,6 +24,8 @@ pub(crate) struct Store {
     max_reservation: u32,
     extra_latency: Duration,
     failure_rate: f64,
+    /// `app.workers`: what one instance can do at once.
+    workers: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +60,8 @@ impl Store {
             max_reservation: settings.max_reservation,
             extra_latency: settings.extra_latency,
             failure_rate: settings.failure_rate,
+            workers: (settings.workers > 0)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(settings.workers as usize))),
         }
     }
 
@@ -83,9 +87,15 @@ impl Store {
         }
     }
 
-    /// What every answer goes through first: the configured extra latency,
-    /// and the configured share of made-up failures (`app.failure_rate`).
+    /// What every answer goes through first: a worker when `app.workers`
+    /// bounds them, the configured extra latency, and the configured share
+    /// of made-up failures (`app.failure_rate`).
     async fn simulate(&self) -> Result<(), (StatusCode, String)> {
+        // Waits for a worker (FIFO) and holds it through the latency.
+        let _worker = match &self.workers {
+            Some(workers) => workers.acquire().await.ok(),
+            None => None,
+        };
         if !self.extra_latency.is_zero() {
             tokio::time::sleep(self.extra_latency).await;
         }

@@ -20,6 +20,11 @@ pub struct InventorySettings {
     /// Share of requests answered 503 on purpose, 0.0 to 1.0: lets a demo or
     /// a test make one instance flaky.
     pub failure_rate: f64,
+    /// Requests handled at once, each holding its worker for
+    /// `extra_latency`; the others wait their turn. 0: no limit. Gives an
+    /// instance a known capacity (`workers / extra_latency` a second), for
+    /// the demo's overload scene.
+    pub workers: u32,
 }
 
 impl InventorySettings {

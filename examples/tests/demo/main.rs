@@ -77,3 +77,42 @@ fn demo_serves_orders_spreads_load_away_from_the_slow_instance_and_stops_cleanly
     assert!(dir.path().join("logs/orders.log").exists());
     assert!(!stdout.contains("\"level\""), "{stdout}");
 }
+
+/// `--overload`: three times what inventory can take. The platform sheds
+/// what cannot be served at once, as overloaded 503s, instead of queueing
+/// it past the callers' deadlines: orders keep being created at about what
+/// inventory can do, and everything stops cleanly.
+#[test]
+fn the_overload_scene_sheds_load_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let out = Command::new(DEMO)
+        .args(["--overload", "--duration", "6s", "--report-json"])
+        .arg(&report_path)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .env_remove("APP_PROFILE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("  overload "), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let seconds = report["seconds"].as_f64().unwrap();
+    let goodput = report["ok"].as_u64().unwrap() as f64 / seconds;
+    // Inventory takes about 250 orders a second; a debug build on a busy
+    // machine less. Well above nothing, and never the whole offered load.
+    assert!(goodput >= 50.0, "goodput {goodput}: {report:#}");
+    let refused = report["orders"]["refused_overloaded"].as_u64().unwrap()
+        + report["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["refused_overloaded"].as_u64().unwrap())
+            .sum::<u64>();
+    assert!(refused > 0, "{report:#}");
+    assert!(report["p99_ms"].as_f64().unwrap() < 1000.0, "{report:#}");
+    assert_eq!(report["stopped_cleanly"], true, "{report:#}");
+}

@@ -35,9 +35,17 @@ struct DemoArgs {
     /// How long to drive load (`30s`, `2m`).
     #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     duration: Duration,
-    /// Orders per second offered to `orders` (at least 1).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
-    rate: u32,
+    /// Orders per second offered to `orders` (at least 1); 200, or three
+    /// times inventory's capacity with `--overload`.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: Option<u32>,
+    /// The overload scene: each inventory instance handles one request at a
+    /// time (`app.workers = 1`) for at least 10 ms, so inventory can take
+    /// about 250 orders a second, and the load is three times that unless
+    /// `--rate` says otherwise. The report shows each instance's concurrency
+    /// limit and refusals, and what orders' clients throttled.
+    #[arg(long)]
+    overload: bool,
     /// Extra latency of the slow inventory instance.
     #[arg(long, default_value = "20ms", value_parser = parse_duration)]
     slow_latency: Duration,
@@ -155,6 +163,56 @@ fn serve(program: &str, rest: &[String]) -> ExitCode {
     }
 }
 
+/// Orders a second inventory takes in the overload scene: one worker per
+/// instance, 10 ms a request on the healthy and the flaky one (a quarter
+/// of whose answers are made-up 503s), the slow one's latency on it:
+/// 100 + 75 + 50 at the defaults, rounded.
+const OVERLOAD_CAPACITY: u32 = 250;
+
+/// The three inventory instances: healthy, slow, flaky; each with one
+/// worker and at least 10 ms a request in the overload scene.
+fn inventory_roles(args: &DemoArgs) -> [Role; 3] {
+    let slow = platform_config::duration::format(args.slow_latency);
+    let overload = |latency: Duration| -> Vec<String> {
+        if args.overload {
+            vec![
+                "app.workers=1".into(),
+                format!(
+                    "app.extra_latency={}",
+                    platform_config::duration::format(latency.max(Duration::from_millis(10)))
+                ),
+            ]
+        } else if latency.is_zero() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "app.extra_latency={}",
+                platform_config::duration::format(latency)
+            )]
+        }
+    };
+    let with = |mut sets: Vec<String>, more: String| {
+        sets.push(more);
+        sets
+    };
+    [
+        Role::inventory("inventory-healthy", "", &overload(Duration::ZERO)),
+        Role::inventory(
+            "inventory-slow",
+            &format!("+{slow} a request"),
+            &overload(args.slow_latency),
+        ),
+        Role::inventory(
+            "inventory-flaky",
+            &format!("{:.0}% answered 503 on purpose", args.failure_rate * 100.0),
+            &with(
+                overload(Duration::ZERO),
+                format!("app.failure_rate={}", args.failure_rate),
+            ),
+        ),
+    ]
+}
+
 /// How the demo ended.
 struct Ended {
     /// Orders were served and every process stopped cleanly.
@@ -165,29 +223,16 @@ struct Ended {
 
 /// The whole demo.
 async fn run(args: DemoArgs) -> Result<Ended, processes::FleetError> {
+    let rate = args.rate.unwrap_or(if args.overload {
+        3 * OVERLOAD_CAPACITY
+    } else {
+        200
+    });
     let log_dir = match &args.log_dir {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("platform-demo-{}", std::process::id())),
     };
-    let roles = [
-        Role::inventory("inventory-healthy", "", &[]),
-        Role::inventory(
-            "inventory-slow",
-            &format!(
-                "+{} a request",
-                platform_config::duration::format(args.slow_latency)
-            ),
-            &[format!(
-                "app.extra_latency={}",
-                platform_config::duration::format(args.slow_latency)
-            )],
-        ),
-        Role::inventory(
-            "inventory-flaky",
-            &format!("{:.0}% answered 503 on purpose", args.failure_rate * 100.0),
-            &[format!("app.failure_rate={}", args.failure_rate)],
-        ),
-    ];
+    let roles = inventory_roles(&args);
     println!(
         "Starting 3 inventory instances and orders (logs in {})",
         log_dir.display()
@@ -199,9 +244,14 @@ async fn run(args: DemoArgs) -> Result<Ended, processes::FleetError> {
             process.name, process.description, process.api, process.admin
         );
     }
+    if args.overload {
+        println!(
+            "Overload: each inventory instance serves one request at a time; together they take about {OVERLOAD_CAPACITY} orders/s.\n"
+        );
+    }
     println!(
         "Driving {} orders/s at orders for {}; one line a second.\n",
-        args.rate,
+        rate,
         platform_config::duration::format(args.duration)
     );
     if let Some(kind) = args.fault {
@@ -217,7 +267,7 @@ async fn run(args: DemoArgs) -> Result<Ended, processes::FleetError> {
         fleet.orders().api,
         fleet.watched(),
         &client,
-        args.rate,
+        rate,
         args.duration,
     );
     let (stats, injected) = match args.fault {

@@ -30,6 +30,13 @@ pub(crate) struct OrdersFigures {
     /// The breaker's state at the end: closed, half-open or open.
     pub(crate) breaker_state: &'static str,
     pub(crate) hedges: u64,
+    /// Calls orders refused itself while inventory refused most as
+    /// overloaded (adaptive throttling).
+    pub(crate) throttled: u64,
+    /// Orders' own concurrency limit at the end, and the orders it refused
+    /// over it (503, overloaded).
+    pub(crate) limit: u64,
+    pub(crate) refused_overloaded: u64,
     /// What orders' `dependency:inventory` health check says.
     pub(crate) dependency_check: Option<String>,
 }
@@ -41,6 +48,10 @@ pub(crate) struct InstanceFigures {
     pub(crate) description: String,
     pub(crate) requests: u64,
     pub(crate) answered_503: u64,
+    /// Its concurrency limit at the end.
+    pub(crate) limit: u64,
+    /// Requests it refused over its concurrency limit (503, overloaded).
+    pub(crate) refused_overloaded: u64,
 }
 
 /// The figures of every process at one moment.
@@ -120,6 +131,9 @@ impl Snapshot {
                         _ => "open",
                     },
                     hedges: count("platform_resilience_hedges_total", &[TARGET]),
+                    throttled: count("platform_resilience_throttled_total", &[TARGET]),
+                    limit: count("platform_http_server_limit", &[]),
+                    refused_overloaded: count("platform_http_server_limit_rejected_total", &[]),
                     dependency_check: health.as_deref().and_then(dependency_check),
                 };
             } else {
@@ -129,6 +143,8 @@ impl Snapshot {
                     description: process.description.clone(),
                     requests: count(requests, &[]),
                     answered_503: count(requests, &[("http_response_status_code", "503")]),
+                    limit: count("platform_http_server_limit", &[]),
+                    refused_overloaded: count("platform_http_server_limit_rejected_total", &[]),
                 });
             }
         }
@@ -238,6 +254,10 @@ pub(crate) fn print(
         );
     }
     println!(
+        "  goodput         {:.0} orders created a second",
+        stats.ok as f64 / stats.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+    );
+    println!(
         "  latency         p50 {}  p99 {}  max {}",
         show(p50),
         show(p99),
@@ -276,6 +296,25 @@ pub(crate) fn print(
     );
     if let Some(fault) = fault {
         println!("  fault           {fault}");
+    }
+    let refused: u64 = snapshot
+        .instances
+        .iter()
+        .map(|i| i.refused_overloaded)
+        .sum();
+    if refused > 0 || orders.throttled > 0 || orders.refused_overloaded > 0 {
+        let limits: Vec<String> = snapshot
+            .instances
+            .iter()
+            .map(|i| format!("{} {}", i.name.trim_start_matches("inventory-"), i.limit))
+            .collect();
+        println!(
+            "  overload        orders refused {} orders over its concurrency limit (now {}), inventory {refused} requests over its own (now {}); orders' client throttled {} calls to inventory itself",
+            orders.refused_overloaded,
+            orders.limit,
+            limits.join(", "),
+            orders.throttled
+        );
     }
     println!("  traffic         requests each inventory instance answered (retries included):");
     for instance in &snapshot.instances {
