@@ -104,6 +104,11 @@ impl AdaptiveThrottle {
         bucket.requests.fetch_add(1, Ordering::Relaxed);
         if admission == Admission::Accepted {
             bucket.accepts.fetch_add(1, Ordering::Relaxed);
+            // An accept only lowers the probability: already 0, it stays 0,
+            // and the healthy path skips summing the window.
+            if self.probability.load(Ordering::Relaxed) == 0 {
+                return;
+            }
         }
         let (requests, accepts) = self.totals(now);
         let p = ((requests - self.k * accepts) / (requests + 1.0)).max(0.0);
