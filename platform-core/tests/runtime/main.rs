@@ -240,6 +240,28 @@ async fn client_settings_are_validated_with_their_policies() {
 }
 
 #[tokio::test]
+async fn overload_settings_are_checked_with_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[server.limit]\nmin = 0\ntolerance = 0.5\n[server.rate_limit]\nrate = -1.0\nburst = 0\n\
+         [http.clients.inventory]\nbase_url = \"http://inventory\"\n[http.clients.inventory.throttle]\nk = 0.5\n",
+    )
+    .unwrap();
+    let e = init(dir.path()).await.unwrap_err();
+    let text = e.to_string();
+    for key in [
+        "server.limit.min",
+        "server.limit.tolerance",
+        "server.rate_limit.rate",
+        "server.rate_limit.burst",
+        "http.clients.inventory.throttle.k",
+    ] {
+        assert!(text.contains(key), "{key} not in {text}");
+    }
+}
+
+#[tokio::test]
 async fn discovery_targets_and_settings_are_checked_at_start() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

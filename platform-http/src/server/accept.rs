@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use platform_core::settings::ServerSettings;
@@ -51,6 +51,71 @@ impl<S: Sync> axum::extract::FromRequestParts<S> for ClientAddr {
     }
 }
 
+/// How long a connection accepted just before the stop has to send its
+/// first bytes before it is closed unread.
+const FIRST_BYTES: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What each accepted connection is served with.
+struct Serving<'a> {
+    builder: &'a auto::Builder<TokioExecutor>,
+    app: &'a axum::Router,
+    stalls: &'a std::sync::Arc<StallWatch>,
+    /// Cancelled when serving stops: connections finish what they began.
+    stopping: &'a CancellationToken,
+}
+
+impl Serving<'_> {
+    /// Serves one accepted connection as a task of `connections`.
+    fn connection(
+        &self,
+        connections: &mut tokio::task::JoinSet<()>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let app = self.app.clone();
+        let (stream, progress) = self.stalls.watch(stream);
+        let started = progress.clone();
+        let service =
+            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                Handling::new(app.clone().oneshot(request), started.request_started())
+            });
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let stopping = self.stopping.clone();
+        // The client's address is current for the whole connection
+        // rather than put in each request's extensions: see `ClientAddr`.
+        connections.spawn(CLIENT.scope(ClientAddr(peer), async move {
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = stopping.cancelled() => {
+                    // hyper-util drops a connection still telling HTTP/1
+                    // from HTTP/2 when told to shut down, request unread:
+                    // one accepted just before the stop gets to send first.
+                    let first_bytes = async {
+                        while !progress.has_read() {
+                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        }
+                    };
+                    tokio::select! {
+                        ended = connection.as_mut() => ended,
+                        _ = tokio::time::timeout(FIRST_BYTES, first_bytes) => {
+                            connection.as_mut().graceful_shutdown();
+                            connection.await
+                        }
+                    }
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }));
+    }
+}
+
 /// Serves `app` on `listener` until `stop` completes, then lets open
 /// connections finish their in-flight requests and returns. Dropping the
 /// returned future (when the grace period is over) closes every connection.
@@ -82,7 +147,13 @@ pub async fn serve_listener(
     // Dropped (and so aborted) when serving ends.
     let mut sweeper = tokio::task::JoinSet::new();
     sweeper.spawn(stalls.clone().run());
-    let graceful = GracefulShutdown::new();
+    let stopping = CancellationToken::new();
+    let serving = Serving {
+        builder: &builder,
+        app: &app,
+        stalls: &stalls,
+        stopping: &stopping,
+    };
     // Owning the connection tasks: dropping this future aborts them all.
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(stop);
@@ -100,26 +171,25 @@ pub async fn serve_listener(
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let (stream, progress) = stalls.watch(stream);
-                let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    Handling::new(app.clone().oneshot(request), progress.request_started())
-                });
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection.into_owned());
-                // The client's address is current for the whole connection
-                // rather than put in each request's extensions: see `ClientAddr`.
-                connections.spawn(CLIENT.scope(ClientAddr(peer), async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }));
+                serving.connection(&mut connections, stream, peer);
             }
         }
     }
-    drop(listener);
-    graceful.shutdown().await;
+    // Connections the kernel completed before the stop wait in the listen
+    // backlog; their clients have sent, or are sending, a request. Closing
+    // the listener would reset them: take them too (a direct, non-blocking
+    // accept, which the reactor's cached readiness cannot make miss one).
+    stopping.cancel();
+    if let Ok(backlog) = listener.into_std() {
+        while let Ok((stream, peer)) = backlog.accept() {
+            let stream = stream
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpStream::from_std(stream));
+            if let Ok(stream) = stream {
+                serving.connection(&mut connections, stream, peer);
+            }
+        }
+    }
     while connections.join_next().await.is_some() {}
     drop(sweeper);
     Ok(())

@@ -80,6 +80,14 @@ impl Progress {
         Busy(self.clone())
     }
 
+    /// The connection has sent something: a request begun or done, or
+    /// HTTP/2's preface.
+    pub(crate) fn has_read(&self) -> bool {
+        self.midway.load(Ordering::Relaxed)
+            || self.events.load(Ordering::Relaxed) > 0
+            || self.exempt.load(Ordering::Relaxed)
+    }
+
     fn write_polled(&self, blocked: bool) {
         if self.write_blocked.load(Ordering::Relaxed) != blocked {
             self.write_blocked.store(blocked, Ordering::Relaxed);

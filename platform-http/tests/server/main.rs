@@ -572,3 +572,32 @@ async fn the_servers_rate_limit_answers_429_past_the_burst() {
     s.rt.lifecycle().request_shutdown("test");
     s.task.await.unwrap().unwrap();
 }
+
+/// Connections the kernel completed before the server stopped accepting
+/// (waiting in the listen backlog, their requests sent) are served, not
+/// reset when the listener closes.
+#[tokio::test]
+async fn connections_waiting_in_the_backlog_at_the_stop_are_served() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Eight clients connect and send a request before anything accepts.
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        clients.push(stream);
+    }
+    let settings = platform_core::settings::ServerSettings::default();
+    // Told to stop before it has accepted any of them.
+    platform_http::server::serve_listener(listener, app(), &settings, std::future::ready(()))
+        .await
+        .unwrap();
+    for mut client in clients {
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    }
+}
