@@ -40,6 +40,7 @@ mod registry;
 mod retry;
 mod settings;
 mod throttle;
+mod window;
 
 pub use breaker::{
     BreakerOpen, BreakerPermit, BreakerState, CircuitBreaker, EjectionCause, EndpointOutcome,

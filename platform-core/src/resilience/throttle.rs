@@ -17,10 +17,11 @@
 //! transport or of the service are the circuit breaker's and outlier
 //! ejection's business.
 //!
-//! The window is twelve buckets; counting is a few relaxed atomic operations
-//! per call, and the probability is recomputed when a call ends.
+//! The window is twelve buckets (the circuit breaker's rolling counts);
+//! counting is a few relaxed atomic operations per call, and the
+//! probability is recomputed when a call ends that could change it.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rand::Rng as _;
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 
 use super::SettingsError;
 use super::settings::ThrottleSettings;
+use super::window::RollingCounts;
 
 /// Buckets of the sliding window.
 const BUCKETS: usize = 12;
@@ -47,19 +49,10 @@ pub enum Admission {
 pub struct AdaptiveThrottle {
     enabled: bool,
     k: f64,
-    bucket_nanos: u64,
-    epoch: Instant,
-    buckets: [Bucket; BUCKETS],
+    /// Requests, and the accepted ones among them.
+    window: RollingCounts<BUCKETS>,
     /// The local rejection probability, as `f32` bits (0 when not throttling).
     probability: AtomicU32,
-}
-
-#[derive(Debug, Default)]
-struct Bucket {
-    /// Which stretch of time (`now / bucket length`) the counts are for.
-    index: AtomicU64,
-    requests: AtomicU64,
-    accepts: AtomicU64,
 }
 
 impl AdaptiveThrottle {
@@ -69,11 +62,7 @@ impl AdaptiveThrottle {
         Ok(Self {
             enabled: settings.enabled,
             k: settings.k,
-            bucket_nanos: u64::try_from(settings.window.as_nanos() / BUCKETS as u128)
-                .unwrap_or(u64::MAX)
-                .max(1),
-            epoch: Instant::now(),
-            buckets: Default::default(),
+            window: RollingCounts::new(settings.window, Instant::now()),
             probability: AtomicU32::new(0),
         })
     }
@@ -88,9 +77,7 @@ impl AdaptiveThrottle {
         if p <= 0.0 || rand::rng().random::<f32>() >= p {
             return true;
         }
-        self.bucket(Instant::now())
-            .requests
-            .fetch_add(1, Ordering::Relaxed);
+        self.window.record(Instant::now(), false);
         false
     }
 
@@ -100,17 +87,15 @@ impl AdaptiveThrottle {
             return;
         }
         let now = Instant::now();
-        let bucket = self.bucket(now);
-        bucket.requests.fetch_add(1, Ordering::Relaxed);
-        if admission == Admission::Accepted {
-            bucket.accepts.fetch_add(1, Ordering::Relaxed);
-            // An accept only lowers the probability: already 0, it stays 0,
-            // and the healthy path skips summing the window.
-            if self.probability.load(Ordering::Relaxed) == 0 {
-                return;
-            }
+        let accepted = admission == Admission::Accepted;
+        self.window.record(now, accepted);
+        // An accept only lowers the probability: already 0, it stays 0,
+        // and the healthy path skips summing the window.
+        if accepted && self.probability.load(Ordering::Relaxed) == 0 {
+            return;
         }
-        let (requests, accepts) = self.totals(now);
+        let (requests, accepts) = self.window.counts(now);
+        let (requests, accepts) = (requests as f64, accepts as f64);
         let p = ((requests - self.k * accepts) / (requests + 1.0)).max(0.0);
         self.probability
             .store((p as f32).to_bits(), Ordering::Relaxed);
@@ -119,47 +104,6 @@ impl AdaptiveThrottle {
     /// The local rejection probability now (for tests and health reports).
     pub fn probability(&self) -> f64 {
         f64::from(f32::from_bits(self.probability.load(Ordering::Relaxed)))
-    }
-
-    fn index(&self, now: Instant) -> u64 {
-        let nanos =
-            u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
-        // From 1: a bucket at index 0 is one never used.
-        nanos / self.bucket_nanos + 1
-    }
-
-    /// The bucket for `now`, emptied first when it last counted an older stretch.
-    fn bucket(&self, now: Instant) -> &Bucket {
-        let index = self.index(now);
-        let bucket = &self.buckets[(index % BUCKETS as u64) as usize];
-        let seen = bucket.index.load(Ordering::Relaxed);
-        if seen != index
-            && bucket
-                .index
-                .compare_exchange(seen, index, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            // Counts that race with the reset land in either stretch: the
-            // estimate is statistical, never a lost call.
-            bucket.requests.store(0, Ordering::Relaxed);
-            bucket.accepts.store(0, Ordering::Relaxed);
-        }
-        bucket
-    }
-
-    /// Requests and accepts over the window ending at `now`.
-    fn totals(&self, now: Instant) -> (f64, f64) {
-        let index = self.index(now);
-        let oldest = index.saturating_sub(BUCKETS as u64 - 1);
-        self.buckets
-            .iter()
-            .filter(|b| (oldest..=index).contains(&b.index.load(Ordering::Relaxed)))
-            .fold((0.0, 0.0), |(r, a), b| {
-                (
-                    r + b.requests.load(Ordering::Relaxed) as f64,
-                    a + b.accepts.load(Ordering::Relaxed) as f64,
-                )
-            })
     }
 }
 

@@ -20,11 +20,13 @@
 //! operations per attempt; the lock is taken only around state changes and
 //! while open or half-open.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::resilience::window::RollingCounts;
 
 use crate::resilience::metrics::Instruments;
 use crate::resilience::{BreakerSettings, SettingsError};
@@ -89,75 +91,23 @@ struct Inner {
 
 /// Attempts and failures over a rolling window: two buckets of half the
 /// window each, the current and the previous one (so the count covers
-/// between half and all of the window). Lock-free: a bucket is reset by
-/// whichever recorder first sees that its time has come round again; a count
-/// lost to that race is noise, not state.
-struct Window {
-    origin: Instant,
-    bucket_nanos: u64,
-    buckets: [Bucket; 2],
-}
-
-#[derive(Default)]
-struct Bucket {
-    epoch: AtomicU64,
-    attempts: AtomicU32,
-    failures: AtomicU32,
-}
+/// between half and all of the window).
+struct Window(RollingCounts<2>);
 
 impl Window {
     fn new(window: Duration, now: Instant) -> Self {
-        Self {
-            origin: now,
-            bucket_nanos: u64::try_from(window.as_nanos() / 2)
-                .unwrap_or(u64::MAX)
-                .max(1),
-            buckets: Default::default(),
-        }
-    }
-
-    fn epoch(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.origin).as_nanos();
-        // Epoch 0 is a bucket's initial state: start counting at 1.
-        u64::try_from(since / u128::from(self.bucket_nanos))
-            .unwrap_or(u64::MAX - 1)
-            .saturating_add(1)
+        Window(RollingCounts::new(window, now))
     }
 
     fn record(&self, now: Instant, failed: bool) {
-        let epoch = self.epoch(now);
-        let bucket = &self.buckets[(epoch & 1) as usize];
-        let seen = bucket.epoch.load(Ordering::Acquire);
-        if seen != epoch
-            && bucket
-                .epoch
-                .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            bucket.attempts.store(0, Ordering::Relaxed);
-            bucket.failures.store(0, Ordering::Relaxed);
-        }
-        bucket.attempts.fetch_add(1, Ordering::Relaxed);
-        if failed {
-            bucket.failures.fetch_add(1, Ordering::Relaxed);
-        }
+        self.0.record(now, failed);
     }
 
     /// The share of the window's attempts that failed.
     fn failure_ratio(&self, now: Instant) -> f64 {
-        let epoch = self.epoch(now);
-        let (mut attempts, mut failures) = (0u64, 0u64);
-        for bucket in &self.buckets {
-            let seen = bucket.epoch.load(Ordering::Acquire);
-            if seen == epoch || seen + 1 == epoch {
-                attempts += u64::from(bucket.attempts.load(Ordering::Relaxed));
-                failures += u64::from(bucket.failures.load(Ordering::Relaxed));
-            }
-        }
-        if attempts == 0 {
-            0.0
-        } else {
-            failures as f64 / attempts as f64
+        match self.0.counts(now) {
+            (0, _) => 0.0,
+            (attempts, failures) => failures as f64 / attempts as f64,
         }
     }
 }
