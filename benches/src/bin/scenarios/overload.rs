@@ -40,32 +40,47 @@ struct Variant {
     label: &'static str,
     server: &'static [(&'static str, &'static str)],
     throttle: bool,
+    /// The throttle's window, when not the default two minutes.
+    throttle_window: Option<Duration>,
 }
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 5] = [
     Variant {
         key: "no_limit",
         label: "no limit (queue)",
         server: &[("server.limit.mode", "off")],
         throttle: false,
+        throttle_window: None,
     },
     Variant {
         key: "static",
         label: "static limit (2x workers)",
         server: &[("server.limit.mode", "static"), ("server.limit.max", "8")],
         throttle: false,
+        throttle_window: None,
     },
     Variant {
         key: "adaptive",
         label: "adaptive limit",
         server: &[],
         throttle: false,
+        throttle_window: None,
     },
     Variant {
         key: "defaults",
         label: "adaptive limit + client throttling (defaults)",
         server: &[],
         throttle: true,
+        throttle_window: None,
+    },
+    // The default window is two minutes: a few seconds of overload after
+    // healthy traffic never tip it. A short one shows the throttle at work.
+    Variant {
+        key: "throttle_2s",
+        label: "adaptive limit + client throttling (2 s window)",
+        server: &[],
+        throttle: true,
+        throttle_window: Some(Duration::from_secs(2)),
     },
 ];
 
@@ -136,6 +151,8 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         "baseline_goodput_ratio": baseline["goodput_ratio"],
         "baseline_admitted_p99_over_unloaded_p99": baseline["admitted_p99_over_unloaded_p99"],
         "baseline_recovery_s": baseline["recovery_s"],
+        "throttle_2s_attempts_per_call": results["throttle_2s"]["attempts_per_call"],
+        "throttle_2s_goodput_ratio": results["throttle_2s"]["goodput_ratio"],
         "step_seconds": step.as_secs_f64(),
         "workers": WORKERS,
         "work_ms": WORK.as_secs_f64() * 1e3,
@@ -288,6 +305,9 @@ fn client(variant: Variant, api: std::net::SocketAddr) -> Result<Client, String>
         ..Default::default()
     };
     settings.throttle.enabled = variant.throttle;
+    if let Some(window) = variant.throttle_window {
+        settings.throttle.window = window;
+    }
     // One server: ejecting it would measure ejection, not overload.
     settings.outlier.enabled = false;
     settings.hedge.enabled = false;
