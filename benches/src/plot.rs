@@ -12,25 +12,10 @@ const TOP: f64 = 40.0;
 /// A horizontal bar chart: one bar per `(label, value)`, values labelled
 /// with `unit`. An optional `marker` draws a dashed line at a target value.
 pub fn bar_chart(title: &str, unit: &str, bars: &[(String, f64)], marker: Option<f64>) -> String {
-    let max = bars
-        .iter()
-        .map(|(_, v)| *v)
-        .chain(marker)
-        .filter(|v| v.is_finite())
-        .fold(0.0_f64, f64::max)
-        .max(f64::MIN_POSITIVE);
+    let max = axis_max(bars.iter().map(|(_, v)| *v).chain(marker));
     let plot_width = WIDTH - LEFT - 110.0;
     let height = TOP + bars.len() as f64 * (BAR_HEIGHT + 8.0) + 20.0;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="13">"#
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="10" y="22" font-size="15" font-weight="bold">{}</text>"#,
-        escape(title)
-    );
+    let mut svg = open_svg(title, height);
     for (i, (label, value)) in bars.iter().enumerate() {
         let y = TOP + i as f64 * (BAR_HEIGHT + 8.0);
         let w = if value.is_finite() {
@@ -88,29 +73,11 @@ const COLOURS: [&str; 6] = [
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
     let (left, top, plot_w, plot_h) = (70.0, 40.0, WIDTH - 250.0, 260.0);
     let points = || series.iter().flat_map(|(_, p)| p.iter().copied());
-    let finite = |v: &f64| v.is_finite();
-    let x_max = points()
-        .map(|p| p.0)
-        .filter(finite)
-        .fold(0.0, f64::max)
-        .max(f64::MIN_POSITIVE);
-    let y_max = points()
-        .map(|p| p.1)
-        .filter(finite)
-        .fold(0.0, f64::max)
-        .max(f64::MIN_POSITIVE);
+    let x_max = axis_max(points().map(|p| p.0));
+    let y_max = axis_max(points().map(|p| p.1));
     let at = |(x, y): (f64, f64)| (left + x / x_max * plot_w, top + plot_h - y / y_max * plot_h);
-    let mut svg = String::new();
     let height = top + plot_h + 50.0;
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="13">"#
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="10" y="22" font-size="15" font-weight="bold">{}</text>"#,
-        escape(title)
-    );
+    let mut svg = open_svg(title, height);
     let (x0, y0) = at((0.0, 0.0));
     let _ = writeln!(
         svg,
@@ -157,6 +124,29 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// The `<svg>` element of a chart `height` high, with its title.
+fn open_svg(title: &str, height: f64) -> String {
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="13">"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="10" y="22" font-size="15" font-weight="bold">{}</text>"#,
+        escape(title)
+    );
+    svg
+}
+
+/// The largest finite value, above zero, for an axis to end at.
+fn axis_max(values: impl Iterator<Item = f64>) -> f64 {
+    values
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max)
+        .max(f64::MIN_POSITIVE)
 }
 
 fn format_value(v: f64) -> String {
