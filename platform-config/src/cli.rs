@@ -105,7 +105,7 @@ impl ConfigArgs {
         err: &mut dyn Write,
     ) -> Result<Action<T>, ConfigError> {
         if self.print_defaults {
-            let _ = write!(out, "{}", crate::render_defaults::<T>());
+            let _ = write!(out, "{}", loader.render_defaults::<T>());
             return Ok(Action::Exit(0));
         }
         let loaded = match loader.load::<T>() {

@@ -28,6 +28,7 @@ mod render;
 mod report;
 mod schema;
 mod secret;
+mod section;
 pub mod size;
 mod sources;
 mod tree;
@@ -38,6 +39,7 @@ pub use loader::{DEFAULT_CONFIG_DIR, DEFAULT_ENV_PREFIX, Loaded, Loader, Setting
 pub use origin::Origin;
 pub use report::{ConfigError, Problem, Report};
 pub use secret::{REDACTED, Secret};
+pub use section::{Section, Sections};
 pub use validate::{Validate, Validation};
 
 /// Makes a struct with named fields a settings section in one line.
@@ -152,5 +154,5 @@ pub mod __private {
 
 /// The defaults of `T` as a config file, each setting preceded by its doc comment.
 pub fn render_defaults<T: Settings>() -> String {
-    render::defaults::<T>()
+    Loader::new().render_defaults::<T>()
 }

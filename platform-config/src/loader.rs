@@ -1,5 +1,6 @@
 //! Loading: layers in precedence order, one typed value, every problem at once.
 
+use std::any::TypeId;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use crate::limits::Limits;
 use crate::origin::Origin;
 use crate::report::{ConfigError, Problem, Report};
 use crate::schema::Schema;
+use crate::section::{Section, SectionType, SectionValue, Sections};
 use crate::sources;
 use crate::tree::Node;
 use crate::validate::{Validate, Validation};
@@ -77,6 +79,7 @@ pub struct Loader {
     bad_args: Vec<Problem>,
     limits: Limits,
     rules: Vec<Rule>,
+    sections: Vec<SectionType>,
 }
 
 /// A rule added with [`Loader::rule`], for one settings type.
@@ -102,6 +105,10 @@ impl std::fmt::Debug for Loader {
             )
             .field("limits", &self.limits)
             .field("rules", &self.rules.len())
+            .field(
+                "sections",
+                &self.sections.iter().map(|s| s.key).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -130,6 +137,7 @@ impl Loader {
             bad_args: Vec::new(),
             limits: Limits::default(),
             rules: Vec::new(),
+            sections: Vec::new(),
         }
     }
 
@@ -162,6 +170,18 @@ impl Loader {
                 }
             }),
         });
+        self
+    }
+
+    /// Reads the section `X` under its key as well, from the same sources
+    /// and with the same checks as the root type's own sections: for a
+    /// section whose type the root's crate cannot name (a library's above
+    /// it). [`Loaded::section`] gives it. Adding one type twice is the same
+    /// as once.
+    pub fn section<X: Section>(mut self) -> Self {
+        if !self.sections.iter().any(|s| s.type_id == TypeId::of::<X>()) {
+            self.sections.push(SectionType::of::<X>());
+        }
         self
     }
 
@@ -308,8 +328,8 @@ impl Loader {
 
     /// Loads, checks and validates `T`; the error lists every problem found.
     pub fn load<T: Settings>(&self) -> Result<Loaded<T>, ConfigError> {
-        let schema = Schema::of::<T>();
         let mut report = Report::default();
+        let schema = self.schema_of::<T>(&mut report);
         for p in &self.bad_args {
             report.push(p.clone());
         }
@@ -335,13 +355,19 @@ impl Loader {
             &mut report,
         ));
 
-        let value = deserialize_all::<T>(&mut tree, &schema, &mut report);
+        let mut root = tree.clone();
+        for section in &self.sections {
+            root.remove_path(section.key);
+        }
+        let value = deserialize_all::<T>(&mut root, "", &schema, &mut report);
+        let sections = self.load_sections(&tree, &schema, &mut report);
         if let Some(value) = &value {
-            self.validate(value, &tree, &mut report);
+            self.validate(value, &sections, &tree, &mut report);
         }
         match value {
             Some(value) if report.is_empty() => Ok(Loaded {
                 value: Arc::new(value),
+                sections: sections.into(),
                 tree: Arc::new(tree),
                 profile,
                 files,
@@ -349,6 +375,81 @@ impl Loader {
             }),
             _ => Err(ConfigError::Invalid(report)),
         }
+    }
+
+    /// The defaults of `T` and of this loader's sections as a config file,
+    /// each setting preceded by its doc comment (`--print-defaults`).
+    pub fn render_defaults<T: Settings>(&self) -> String {
+        let mut report = Report::default();
+        let schema = self.schema_of::<T>(&mut report);
+        let defaults: Vec<(&str, serde_json::Value)> = self
+            .sections
+            .iter()
+            .map(|s| (s.key, (s.defaults)()))
+            .collect();
+        let json = crate::section::with_sections(crate::render::to_json(&T::default()), &defaults);
+        crate::render::defaults(&schema, &json)
+    }
+
+    /// `T`'s schema with the sections' spliced in; a section whose key `T`
+    /// already has, or which another section has, is reported and left out.
+    fn schema_of<T: Settings>(&self, report: &mut Report) -> Schema {
+        let base = Schema::of::<T>();
+        let mut spliced: Vec<(&str, serde_json::Value)> = Vec::new();
+        for section in &self.sections {
+            let taken_by = if base.declares(section.key) {
+                Some(std::any::type_name::<T>())
+            } else {
+                self.sections
+                    .iter()
+                    .take_while(|s| s.type_id != section.type_id)
+                    .find(|s| s.key == section.key)
+                    .map(|s| s.type_name)
+            };
+            match taken_by {
+                Some(owner) => report.push(Problem::Invalid {
+                    key: section.key.to_owned(),
+                    origin: Origin::Default,
+                    message: format!(
+                        "the section of `{}` cannot be read: `{owner}` has this key",
+                        section.type_name
+                    ),
+                }),
+                None => spliced.push((section.key, (section.schema)())),
+            }
+        }
+        base.with_sections(&spliced)
+    }
+
+    /// Each section deserialized from its part of `tree`.
+    fn load_sections(
+        &self,
+        tree: &Node,
+        schema: &Schema,
+        report: &mut Report,
+    ) -> Vec<SectionValue> {
+        let taken: Vec<String> = report
+            .problems
+            .iter()
+            .filter_map(|p| p.key().map(str::to_owned))
+            .collect();
+        let mut values = Vec::new();
+        for section in &self.sections {
+            if taken.iter().any(|k| k == section.key) {
+                continue;
+            }
+            let mut node = tree
+                .get_path(section.key)
+                .cloned()
+                .unwrap_or_else(|| Node::empty_map(Origin::Default));
+            if let Some(value) = (section.load)(&mut node, section.key, schema, report) {
+                values.push(SectionValue {
+                    of: *section,
+                    value,
+                });
+            }
+        }
+        values
     }
 
     /// Merges the layer files of `dir` into `tree`, lowest precedence first,
@@ -409,13 +510,21 @@ impl Loader {
 
     /// Runs `T`'s own rules and the loader's over `value`, and reports what
     /// they find.
-    fn validate<T: Settings>(&self, value: &T, tree: &Node, report: &mut Report) {
+    fn validate<T: Settings>(
+        &self,
+        value: &T,
+        sections: &[SectionValue],
+        tree: &Node,
+        report: &mut Report,
+    ) {
         let mut validation = Validation::default();
         value.validate(&mut validation);
-        for rule in &self.rules {
-            if rule.for_type == std::any::TypeId::of::<T>() {
-                (rule.check)(value, &mut validation);
-            }
+        self.run_rules(TypeId::of::<T>(), value, &mut validation);
+        for section in sections {
+            validation.within(section.of.key, |v| {
+                (section.of.validate)(&*section.value, v);
+                self.run_rules(section.of.type_id, &*section.value, v);
+            });
         }
         let reported: Vec<String> = report
             .problems
@@ -435,6 +544,14 @@ impl Loader {
                 key: key.clone(),
                 message: message.clone(),
             });
+        }
+    }
+}
+
+impl Loader {
+    fn run_rules(&self, type_id: TypeId, value: &dyn std::any::Any, v: &mut Validation) {
+        for rule in self.rules.iter().filter(|r| r.for_type == type_id) {
+            (rule.check)(value, v);
         }
     }
 }
@@ -507,8 +624,9 @@ pub(crate) fn origin_at(tree: &Node, key: &str) -> Origin {
 
 /// Deserializes `T`, collecting every error: a bad value is reported and
 /// removed from the tree (so its default applies) and the pass repeats.
-fn deserialize_all<T: Settings>(
+pub(crate) fn deserialize_all<T: Settings>(
     tree: &mut Node,
+    prefix: &str,
     schema: &Schema,
     report: &mut Report,
 ) -> Option<T> {
@@ -518,7 +636,7 @@ fn deserialize_all<T: Settings>(
     let mut result = None;
     for _ in 0..max_passes {
         let seen = Seen::default();
-        let outcome = T::deserialize(NodeDe::new(tree, String::new(), &seen));
+        let outcome = T::deserialize(NodeDe::new(tree, prefix.to_owned(), &seen));
         for entry in seen.unknown.into_inner() {
             if !unknown.contains(&entry) {
                 unknown.push(entry);
@@ -541,8 +659,15 @@ fn deserialize_all<T: Settings>(
                         message: e.message.clone(),
                     });
                 }
-                if path.is_empty() || !tree.remove_path(&path) {
-                    break;
+                // `tree` is the part under `prefix`: its paths are relative.
+                let relative = if prefix.is_empty() {
+                    Some(path.as_str())
+                } else {
+                    path.strip_prefix(prefix).and_then(|p| p.strip_prefix('.'))
+                };
+                match relative {
+                    Some(relative) if !relative.is_empty() && tree.remove_path(relative) => {}
+                    _ => break,
                 }
             }
         }
@@ -563,6 +688,7 @@ fn deserialize_all<T: Settings>(
 /// A loaded configuration: the typed value and where each value came from.
 pub struct Loaded<T> {
     value: Arc<T>,
+    sections: Arc<[SectionValue]>,
     tree: Arc<Node>,
     profile: Option<String>,
     files: Vec<PathBuf>,
@@ -584,6 +710,7 @@ impl<T> Clone for Loaded<T> {
     fn clone(&self) -> Self {
         Loaded {
             value: self.value.clone(),
+            sections: self.sections.clone(),
             tree: self.tree.clone(),
             profile: self.profile.clone(),
             files: self.files.clone(),
@@ -601,6 +728,17 @@ impl<T: Settings> Loaded<T> {
     /// The typed configuration, shareable.
     pub fn shared(&self) -> Arc<T> {
         self.value.clone()
+    }
+
+    /// The section `X` as loaded, when the loader was given it with
+    /// [`Loader::section`].
+    pub fn section<X: Section>(&self) -> Option<Arc<X>> {
+        self.sections().get::<X>()
+    }
+
+    /// Every library section as loaded.
+    pub fn sections(&self) -> Sections {
+        Sections(self.sections.clone())
     }
 
     /// The profile in force, if any.
@@ -626,7 +764,10 @@ impl<T: Settings> Loaded<T> {
     /// The effective configuration as TOML, each value followed by its source;
     /// secrets show as `[REDACTED]`.
     pub fn render(&self) -> String {
-        crate::render::effective(&*self.value, &|key| self.origin_of(key))
+        let sections: Vec<(&str, serde_json::Value)> =
+            self.sections.iter().map(|s| (s.of.key, s.json())).collect();
+        let json = crate::section::with_sections(crate::render::to_json(&*self.value), &sections);
+        crate::render::effective(&json, &|key| self.origin_of(key))
     }
 
     pub(crate) fn same_sources(&self, other: &Loaded<T>) -> bool {

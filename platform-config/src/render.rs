@@ -38,9 +38,7 @@ struct Hooks<'a> {
 const EXAMPLE_KEY: &str = "<name>";
 
 /// The defaults as a documented config file.
-pub(crate) fn defaults<T: Serialize + Default + schemars::JsonSchema + 'static>() -> String {
-    let schema = Schema::of::<T>();
-    let json = to_json(&T::default());
+pub(crate) fn defaults(schema: &Schema, json: &Json) -> String {
     let mut out = String::from(
         "# Default configuration: every setting with its built-in value.\n\
          # Copy what you change into config/default.toml or a profile file.\n",
@@ -57,11 +55,11 @@ pub(crate) fn defaults<T: Serialize + Default + schemars::JsonSchema + 'static>(
         describe: &describe,
         example: &example,
     };
-    table(&mut out, &json, "", &hooks);
+    table(&mut out, json, "", &hooks);
     out
 }
 
-fn to_json<T: Serialize>(value: &T) -> Json {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Json {
     serde_json::to_value(value).unwrap_or_else(|e| Json::String(format!("<cannot be shown: {e}>")))
 }
 

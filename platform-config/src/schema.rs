@@ -43,6 +43,59 @@ impl Schema {
             .clone()
     }
 
+    /// The schema document of `T`, as [`Schema::of`] holds it.
+    pub(crate) fn json_of<T: schemars::JsonSchema + 'static>() -> Json {
+        Schema::of::<T>().root.clone()
+    }
+
+    /// This schema with each section's schema under its key: the section's
+    /// definitions are renamed `<key>::<name>` (and its references with
+    /// them), so two crates' types of one name do not collide.
+    pub(crate) fn with_sections(&self, sections: &[(&str, Json)]) -> Schema {
+        let mut root = self.root.clone();
+        for (key, section) in sections {
+            let mut section = section.clone();
+            rename_refs(&mut section, key);
+            let defs = section
+                .as_object_mut()
+                .and_then(|m| m.remove("$defs"))
+                .and_then(|d| match d {
+                    Json::Object(defs) => Some(defs),
+                    _ => None,
+                });
+            if let Some(map) = section.as_object_mut() {
+                map.remove("$schema");
+            }
+            let Json::Object(root_map) = &mut root else {
+                break;
+            };
+            if let Some(defs) = defs {
+                let all = root_map
+                    .entry("$defs")
+                    .or_insert_with(|| Json::Object(Default::default()));
+                if let Json::Object(all) = all {
+                    for (name, def) in defs {
+                        all.insert(format!("{key}::{name}"), def);
+                    }
+                }
+            }
+            let properties = root_map
+                .entry("properties")
+                .or_insert_with(|| Json::Object(Default::default()));
+            if let Json::Object(properties) = properties {
+                properties.insert((*key).to_owned(), section);
+            }
+        }
+        Schema { root }
+    }
+
+    /// True when the schema's root declares `key`.
+    pub(crate) fn declares(&self, key: &str) -> bool {
+        self.branches(self.root())
+            .iter()
+            .any(|b| b.get("properties").and_then(|p| p.get(key)).is_some())
+    }
+
     pub(crate) fn root(&self) -> At<'_> {
         At { local: &self.root }
     }
@@ -230,6 +283,33 @@ impl Schema {
             .min()
             .map(|(_, k)| crate::tree::join(parent_path, k))
     }
+}
+
+/// Points a section's `$ref`s at its renamed definitions (bounded depth:
+/// schemars documents are shallow, a deeper one is left as it is).
+fn rename_refs(schema: &mut Json, key: &str) {
+    fn walk(node: &mut Json, key: &str, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        match node {
+            Json::Object(map) => {
+                for (name, value) in map.iter_mut() {
+                    if name == "$ref"
+                        && let Json::String(reference) = value
+                        && let Some(def) = reference.strip_prefix("#/$defs/")
+                    {
+                        *reference = format!("#/$defs/{key}::{def}");
+                    } else {
+                        walk(value, key, depth + 1);
+                    }
+                }
+            }
+            Json::Array(items) => items.iter_mut().for_each(|v| walk(v, key, depth + 1)),
+            _ => {}
+        }
+    }
+    walk(schema, key, 0);
 }
 
 pub(crate) fn normalize(key: &str) -> String {

@@ -68,6 +68,14 @@ impl Validation {
         self.prefix.pop();
     }
 
+    /// Runs `f` with keys relative to `key` (a section checked by a function
+    /// rather than through [`Validate`]).
+    pub(crate) fn within(&mut self, key: &str, f: impl FnOnce(&mut Validation)) {
+        self.prefix.push(key.to_owned());
+        f(self);
+        self.prefix.pop();
+    }
+
     /// The failed rules so far: (key path, message).
     pub fn errors(&self) -> &[(String, String)] {
         &self.errors

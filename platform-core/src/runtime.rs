@@ -165,30 +165,24 @@ impl<S: AppSettings> RuntimeBuilder<S> {
         self
     }
 
-    /// The service calls `http.clients.<name>` and cannot start without it
-    /// (what [`Client::for_service`] would refuse at start-up, refused by
-    /// `--check-config` too).
-    ///
-    /// [`Client::for_service`]: https://docs.rs/platform-http
-    pub fn requires_client(self, name: &str) -> Self {
-        let name = name.to_owned();
-        self.rule(move |settings, v| {
-            if !settings.http.clients.contains_key(&name) {
-                let configured: Vec<&str> =
-                    settings.http.clients.keys().map(String::as_str).collect();
-                v.error(
-                    &format!("http.clients.{name}"),
-                    format!(
-                        "missing: this service calls `{name}` (configured clients: {})",
-                        if configured.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            configured.join(", ")
-                        }
-                    ),
-                );
-            }
-        })
+    /// Reads the section `X` under its key too, checked at start-up, by
+    /// `--check-config` and on reload like the platform's own sections:
+    /// for a library's settings (platform-http's `http`), which core's
+    /// [`Settings`] cannot name. [`Runtime::section`] gives it.
+    pub fn section<X: platform_config::Section>(mut self) -> Self {
+        self.loader = self.loader.section::<X>();
+        self
+    }
+
+    /// Adds the section `X` and a rule over it (keys relative to the
+    /// section): what a library asks of its section for this service,
+    /// such as a client the service cannot run without.
+    pub fn section_rule<X: platform_config::Section>(
+        mut self,
+        rule: impl Fn(&X, &mut platform_config::Validation) + Send + Sync + 'static,
+    ) -> Self {
+        self.loader = self.loader.section::<X>().rule(rule);
+        self
     }
 
     /// Leaves SIGTERM and SIGINT alone (tests, embedding); call
@@ -524,6 +518,8 @@ trait PlatformView: Send + Sync {
     fn platform(&self) -> Settings;
     /// The whole configuration with provenance, secrets redacted (`/config`).
     fn render(&self) -> String;
+    /// The libraries' sections in force now.
+    fn sections(&self) -> platform_config::Sections;
 }
 
 impl<S: AppSettings> PlatformView for Config<S> {
@@ -533,6 +529,10 @@ impl<S: AppSettings> PlatformView for Config<S> {
 
     fn render(&self) -> String {
         self.loaded().render()
+    }
+
+    fn sections(&self) -> platform_config::Sections {
+        self.loaded().sections()
     }
 }
 
@@ -567,6 +567,12 @@ impl Runtime {
     /// service's own are in its [`Config`]).
     pub fn settings(&self) -> Settings {
         self.inner.config.platform()
+    }
+
+    /// The library section `X` in force now, if the builder was given it
+    /// ([`RuntimeBuilder::section`]).
+    pub fn section<X: platform_config::Section>(&self) -> Option<Arc<X>> {
+        self.inner.config.sections().get::<X>()
     }
 
     /// The whole configuration in force, with the source of each value and

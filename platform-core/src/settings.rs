@@ -1,13 +1,14 @@
 //! The platform's own config sections, and the root type a service loads.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use platform_config::{Validate, Validation};
 use serde::{Deserialize, Serialize};
 
 /// Everything a platform service reads from config: the platform's sections
-/// and the service's own, under `[app]`. `Settings` alone (`S = ()`) is the
+/// and the service's own, under `[app]`. A library's section (platform-http's
+/// `http`) is read beside them when the runtime's builder is given it
+/// ([`RuntimeBuilder::section`](crate::RuntimeBuilder::section)). `Settings` alone (`S = ()`) is the
 /// platform's part, what [`Runtime::settings`](crate::Runtime::settings) gives.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -23,8 +24,6 @@ pub struct Settings<S = ()> {
     pub reload: ReloadSettings,
     /// Logs, traces and metrics (the standard `OTEL_*` variables and `RUST_LOG` rank above these).
     pub telemetry: platform_telemetry::TelemetrySettings,
-    /// Outgoing HTTP calls: one entry per named client (`http.clients.<name>`).
-    pub http: HttpSettings,
     /// How discovery backends are reached, and self-registration in etcd.
     pub discovery: crate::discovery::DiscoverySettings,
     /// The service's own settings.
@@ -40,7 +39,6 @@ impl<S> Settings<S> {
             shutdown: self.shutdown.clone(),
             reload: self.reload.clone(),
             telemetry: self.telemetry.clone(),
-            http: self.http.clone(),
             discovery: self.discovery.clone(),
             app: (),
         }
@@ -53,7 +51,6 @@ impl<S: Validate> Validate for Settings<S> {
         v.section("admin", &self.admin);
         v.section("shutdown", &self.shutdown);
         v.section("telemetry", &self.telemetry);
-        v.section("http", &self.http);
         if let Err(crate::discovery::DiscoveryError::InvalidSettings { key, reason }) =
             self.discovery.validate()
         {
@@ -285,191 +282,4 @@ pub struct ReloadSettings {
     /// Quiet period after the last change before reloading.
     #[setting(default = platform_config::reload::DEFAULT_DEBOUNCE)]
     pub debounce: Duration,
-}
-
-/// Outgoing HTTP calls. The schema lives here with the other platform
-/// sections; `platform-http` turns each entry into a client.
-#[platform_config::settings(validate_with = Self::check)]
-#[derive(PartialEq)]
-pub struct HttpSettings {
-    /// Named clients: `[http.clients.inventory]` configures `Client::for_service(&rt, "inventory")`.
-    pub clients: BTreeMap<String, ClientSettings>,
-}
-
-impl HttpSettings {
-    fn check(&self, v: &mut Validation) {
-        for (name, client) in &self.clients {
-            v.section(&format!("clients.{name}"), client);
-        }
-    }
-}
-
-/// One named HTTP client: where it calls and how it behaves when that fails.
-#[platform_config::settings(validate_with = Self::check)]
-#[derive(PartialEq)]
-pub struct ClientSettings {
-    /// Base URL of the target, e.g. `http://inventory:8081`. With `discovery`
-    /// set, only its scheme and path prefix are used; the host comes from discovery.
-    pub base_url: String,
-    /// Where the target's endpoints come from, instead of the host of
-    /// `base_url`: `static://host:port,host:port`, `dns://name:port` (A/AAAA),
-    /// `dns+srv://_http._tcp.name` (SRV), or `etcd://service`. Empty: `base_url`'s host.
-    pub discovery: String,
-    /// With `discovery` set, `Client::for_service` adds the health check
-    /// `discovery:<name>` (readiness; it warns while discovery is pending,
-    /// stale or empty and never fails readiness, since the last known
-    /// endpoints keep serving). `false` leaves it out.
-    #[setting(default = true)]
-    pub discovery_check: bool,
-    /// How requests are spread over the endpoints.
-    pub balance: crate::balance::BalanceSettings,
-    /// Time to establish a connection.
-    #[setting(default = Duration::from_secs(1))]
-    pub connect_timeout: Duration,
-    /// Time one attempt may take, response body included.
-    #[setting(default = Duration::from_secs(2))]
-    pub attempt_timeout: Duration,
-    /// Request bodies up to this size are buffered so a retry can resend them;
-    /// larger or streaming bodies are sent once and never retried.
-    #[setting(size, default = 64 * 1024)]
-    pub max_replay_body: u64,
-    /// Largest answer body read; a larger one is refused (`ResponseTooLarge`), not buffered.
-    #[setting(size, default = 16 * 1024 * 1024)]
-    pub max_response_body: u64,
-    /// Headers sent with every request (values are not secrets: use code for credentials).
-    pub headers: BTreeMap<String, String>,
-    /// Total time a call may take, every attempt and backoff included, when the caller has no deadline.
-    // A client's resilience defaults are ResilienceSettings' (a test below
-    // keeps the policies' equal too).
-    #[setting(default = crate::resilience::ResilienceSettings::default().total_timeout)]
-    pub total_timeout: Duration,
-    /// Retries.
-    pub retry: crate::resilience::RetrySettings,
-    /// Retry budget shared by every call to this target.
-    pub budget: crate::resilience::BudgetSettings,
-    /// Circuit breaker for the whole target.
-    pub breaker: crate::resilience::BreakerSettings,
-    /// Outlier ejection of single endpoints.
-    pub outlier: crate::resilience::OutlierSettings,
-    /// Hedged requests for idempotent calls (on by default).
-    pub hedge: crate::resilience::HedgeSettings,
-    /// Adaptive throttling: calls refused locally while the target refuses
-    /// most as overloaded (on by default).
-    pub throttle: crate::resilience::ThrottleSettings,
-    /// At most this many calls to the target at once; one more fails at
-    /// once with `BulkheadFull`, without a queue. 0: no limit (the default).
-    pub max_concurrent_calls: u32,
-}
-
-impl ClientSettings {
-    /// The resilience part, for [`crate::resilience::Resilience::new`].
-    pub fn resilience(&self) -> crate::resilience::ResilienceSettings {
-        crate::resilience::ResilienceSettings {
-            total_timeout: self.total_timeout,
-            retry: self.retry.clone(),
-            budget: self.budget.clone(),
-            breaker: self.breaker.clone(),
-            outlier: self.outlier.clone(),
-            hedge: self.hedge.clone(),
-            throttle: self.throttle.clone(),
-            max_concurrent_calls: self.max_concurrent_calls,
-        }
-    }
-}
-
-impl ClientSettings {
-    fn check(&self, v: &mut Validation) {
-        if let Err(reason) = base_url(&self.base_url) {
-            v.error("base_url", reason);
-        }
-        if !self.discovery.trim().is_empty() {
-            match self.discovery.parse::<crate::discovery::Target>() {
-                Err(e) => v.error("discovery", e.to_string()),
-                Ok(target) => {
-                    if let Some(feature) = missing_feature(&target) {
-                        v.error(
-                            "discovery",
-                            format!(
-                                "`{target}` needs the cargo feature `{feature}` of platform-core"
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-        if let Err(crate::balance::BalanceError::InvalidSettings { key, reason }) =
-            self.balance.validate()
-        {
-            v.error(key, reason);
-        }
-        v.check(
-            !self.connect_timeout.is_zero(),
-            "connect_timeout",
-            "must be above zero",
-        );
-        v.check(
-            !self.attempt_timeout.is_zero(),
-            "attempt_timeout",
-            "must be above zero",
-        );
-        v.check(
-            self.attempt_timeout <= self.total_timeout,
-            "attempt_timeout",
-            "must not exceed total_timeout",
-        );
-        for (name, value) in &self.headers {
-            let key = format!("headers.{name}");
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                v.error(&key, "is not a valid header name");
-            } else if http::HeaderValue::from_str(value).is_err() {
-                v.error(&key, "is not a valid header value (control characters?)");
-            }
-        }
-        // The policies' rules, checked without building policies.
-        if let Err(e) = self.resilience().check() {
-            v.error(e.key, format!("{} (got {})", e.reason, e.value));
-        }
-    }
-}
-
-/// A base URL the HTTP client can call: parsed as reqwest parses it (the
-/// `url` crate), http or https, a host and a port, no query or fragment.
-fn base_url(text: &str) -> Result<(), String> {
-    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{text:?}: expected an http:// or https:// URL"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{text:?}: a base URL has no query or fragment"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{text:?} has no host"));
-    }
-    if url.port_or_known_default().is_none() {
-        return Err(format!("{text:?} has no port"));
-    }
-    Ok(())
-}
-
-/// The cargo feature a discovery target needs, when this build lacks it.
-fn missing_feature(target: &crate::discovery::Target) -> Option<&'static str> {
-    use crate::discovery::Target;
-    match target {
-        Target::Static(_) => None,
-        Target::Dns { .. } | Target::DnsSrv { .. } => (!cfg!(feature = "dns")).then_some("dns"),
-        Target::Etcd { .. } => (!cfg!(feature = "etcd")).then_some("etcd"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_clients_resilience_defaults_are_the_resilience_settings_defaults() {
-        assert_eq!(
-            ClientSettings::default().resilience(),
-            crate::resilience::ResilienceSettings::default()
-        );
-    }
 }

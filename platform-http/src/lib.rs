@@ -27,6 +27,7 @@ mod semconv;
 pub mod server;
 
 pub use client::{
-    CallInfo, Client, ClientBuilder, ClientError, HttpService, RequestBuilder, Response,
+    CallInfo, Client, ClientBuilder, ClientError, ClientSettings, HttpService, HttpSettings,
+    RequestBuilder, Response, RuntimeBuilderExt,
 };
 pub use server::{BoundServer, InFlight, ServerLayer, serve};

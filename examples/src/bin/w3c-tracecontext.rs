@@ -24,8 +24,8 @@ use axum::http::{StatusCode, Uri};
 use axum::routing::post;
 use axum::{Json, Router};
 use platform_core::Runtime;
-use platform_core::settings::ClientSettings;
 use platform_http::Client;
+use platform_http::ClientSettings;
 
 /// One call the harness asks for.
 #[derive(Debug, serde::Deserialize)]

@@ -12,6 +12,7 @@ use std::time::Duration;
 use platform_config::cli::ConfigArgs;
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
 use platform_core::resilience::BreakerState;
+use platform_http::RuntimeBuilderExt;
 
 pub use settings::OrdersSettings;
 

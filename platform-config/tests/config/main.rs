@@ -10,4 +10,5 @@ mod mounts;
 mod properties;
 mod reload;
 mod secrets;
+mod sections;
 mod settings;

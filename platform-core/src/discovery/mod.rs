@@ -150,15 +150,10 @@ impl TargetResolver {
             }
             #[allow(unreachable_patterns)]
             _ => {
-                let feature = if matches!(target, Target::Etcd { .. }) {
-                    "etcd"
-                } else {
-                    "dns"
-                };
                 let _ = settings;
                 return Err(TargetError::FeatureDisabled {
                     input: text,
-                    feature,
+                    feature: target.missing_feature().unwrap_or("dns"),
                 }
                 .into());
             }

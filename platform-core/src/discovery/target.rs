@@ -103,6 +103,16 @@ pub enum TargetError {
 }
 
 impl Target {
+    /// The cargo feature of platform-core this target needs, when this build
+    /// lacks it (a config naming `etcd://` in a binary built without etcd).
+    pub fn missing_feature(&self) -> Option<&'static str> {
+        match self {
+            Target::Static(_) => None,
+            Target::Dns { .. } | Target::DnsSrv { .. } => (!cfg!(feature = "dns")).then_some("dns"),
+            Target::Etcd { .. } => (!cfg!(feature = "etcd")).then_some("etcd"),
+        }
+    }
+
     /// The scheme of this target (`static`, `dns`, `dns+srv`, `etcd`).
     pub fn scheme(&self) -> &'static str {
         match self {

@@ -222,30 +222,11 @@ async fn the_service_info_names_the_process() {
 }
 
 #[tokio::test]
-async fn client_settings_are_validated_with_their_policies() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("default.toml"),
-        "[http.clients.inventory]\nbase_url = \"inventory:8081\"\n[http.clients.inventory.retry]\nmax_attempts = 9\n\n[http.clients.payments]\nbase_url = \"http://payments\"\n",
-    )
-    .unwrap();
-    let e = init(dir.path()).await.unwrap_err();
-    let text = e.to_string();
-    assert!(text.contains("http.clients.inventory.base_url"), "{text}");
-    assert!(
-        text.contains("http.clients.inventory.retry.max_attempts"),
-        "{text}"
-    );
-    assert!(!text.contains("payments"), "{text}");
-}
-
-#[tokio::test]
 async fn overload_settings_are_checked_with_their_keys() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("default.toml"),
-        "[server.limit]\nmin = 0\ntolerance = 0.5\n[server.rate_limit]\nrate = -1.0\nburst = 0\n\
-         [http.clients.inventory]\nbase_url = \"http://inventory\"\n[http.clients.inventory.throttle]\nk = 0.5\n",
+        "[server.limit]\nmin = 0\ntolerance = 0.5\n[server.rate_limit]\nrate = -1.0\nburst = 0\n",
     )
     .unwrap();
     let e = init(dir.path()).await.unwrap_err();
@@ -255,40 +236,32 @@ async fn overload_settings_are_checked_with_their_keys() {
         "server.limit.tolerance",
         "server.rate_limit.rate",
         "server.rate_limit.burst",
-        "http.clients.inventory.throttle.k",
     ] {
         assert!(text.contains(key), "{key} not in {text}");
     }
 }
 
 #[tokio::test]
-async fn discovery_targets_and_settings_are_checked_at_start() {
+async fn discovery_settings_are_checked_at_start() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("default.toml"),
-        "[http.clients.inventory]\nbase_url = \"http://inventory\"\ndiscovery = \"dns+srv://\"\n[http.clients.inventory.balance]\npanic_threshold = 2.0\n[discovery.registration]\nlease_ttl = \"500ms\"\n",
+        "[discovery.registration]\nlease_ttl = \"500ms\"\n",
     )
     .unwrap();
     let e = init(dir.path()).await.unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("http.clients.inventory.discovery"), "{text}");
-    assert!(
-        text.contains("http.clients.inventory.balance.panic_threshold"),
-        "{text}"
-    );
     assert!(text.contains("discovery.registration.lease_ttl"), "{text}");
 }
 
-/// The loader validates every section: telemetry and client settings are
-/// refused by `--check-config` exactly as by start-up, all at once.
+/// The loader validates every section: telemetry settings are refused by
+/// `--check-config` exactly as by start-up, all at once.
 #[tokio::test]
-async fn telemetry_and_client_settings_are_refused_by_the_loader_all_at_once() {
+async fn telemetry_settings_are_refused_by_the_loader_all_at_once() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("default.toml"),
-        "[telemetry.tracing]\nsampling_ratio = 1.5\n[telemetry.logging]\nlevel = \"loud\"\n\
-         [http.clients.inventory]\nbase_url = \"http://inventory:99999\"\n\
-         [http.clients.inventory.headers]\nx-team = \"a\\u0001b\"\n",
+        "[telemetry.tracing]\nsampling_ratio = 1.5\n[telemetry.logging]\nlevel = \"loud\"\n",
     )
     .unwrap();
     let e = loader(dir.path())
@@ -306,8 +279,6 @@ async fn telemetry_and_client_settings_are_refused_by_the_loader_all_at_once() {
         [
             "telemetry.tracing.sampling_ratio",
             "telemetry.logging.level",
-            "http.clients.inventory.base_url",
-            "http.clients.inventory.headers.x-team",
         ],
         "{e}"
     );
@@ -319,38 +290,4 @@ async fn telemetry_and_client_settings_are_refused_by_the_loader_all_at_once() {
     // Start-up refuses with the same report.
     let started = init(dir.path()).await.unwrap_err().to_string();
     assert_eq!(started, text);
-}
-
-#[tokio::test]
-async fn a_required_client_is_checked_with_the_configuration() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("default.toml"),
-        "[http.clients.payments]\nbase_url = \"http://payments\"\n",
-    )
-    .unwrap();
-    let builder = || {
-        Runtime::builder::<App>("svc")
-            .loader(loader(dir.path()))
-            .without_signal_handlers()
-            .without_telemetry()
-            .requires_client("inventory")
-    };
-    let e = builder()
-        .args(ConfigArgs::default())
-        .init()
-        .await
-        .unwrap_err();
-    let text = e.to_string();
-    assert!(
-        text.contains("http.clients.inventory") && text.contains("configured clients: payments"),
-        "{text}"
-    );
-    // The other way round: with the client configured, start-up passes.
-    std::fs::write(
-        dir.path().join("default.toml"),
-        "[http.clients.inventory]\nbase_url = \"http://inventory\"\n",
-    )
-    .unwrap();
-    builder().args(ConfigArgs::default()).init().await.unwrap();
 }

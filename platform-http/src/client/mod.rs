@@ -76,6 +76,7 @@ mod request;
 mod response;
 mod retry_after;
 mod service;
+mod settings;
 mod trace;
 
 use std::sync::Arc;
@@ -85,13 +86,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use platform_core::discovery::{DiscoverySettings, EndpointSet, Resolver, TargetResolver};
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
 use platform_core::resilience::{RegistryError, Resilience, ResilienceRegistry, SettingsError};
-use platform_core::settings::ClientSettings;
 use platform_core::{Meters, Runtime};
 
 pub use error::ClientError;
 pub use request::RequestBuilder;
 pub use response::Response;
 pub use service::{CallInfo, HttpService};
+pub use settings::{ClientSettings, HttpSettings, RuntimeBuilderExt};
 
 use endpoints::{Endpoint, Endpoints};
 use metrics::Instruments;
@@ -124,20 +125,20 @@ impl Client {
     /// runtime's config; an error when that entry is missing or invalid.
     pub fn for_service(rt: &Runtime, name: &str) -> Result<Self, ClientError> {
         let config = rt.settings();
-        let settings = config.http.clients.get(name).ok_or_else(|| {
-            let known: Vec<&str> = config.http.clients.keys().map(String::as_str).collect();
-            ClientError::Config {
-                target: name.to_owned(),
-                key: String::new(),
-                reason: format!(
-                    "no [http.clients.{name}] in the configuration (configured clients: {})",
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            }
+        let http = rt.section::<HttpSettings>().ok_or_else(|| ClientError::Config {
+            target: name.to_owned(),
+            key: String::new(),
+            reason: "this runtime does not read the `http` section: build it with \
+                     `.requires_client(name)` or `.http_clients()` (platform_http::RuntimeBuilderExt)"
+                .to_owned(),
+        })?;
+        let settings = http.clients.get(name).ok_or_else(|| ClientError::Config {
+            target: name.to_owned(),
+            key: String::new(),
+            reason: format!(
+                "no [http.clients.{name}] in the configuration ({})",
+                http.configured()
+            ),
         })?;
         let mut builder = Self::builder(name, settings)
             .discovery_settings(&config.discovery)

@@ -12,7 +12,7 @@ use platform_config::cli::ConfigArgs;
 use platform_core::Runtime;
 use platform_core::resilience::Deadline;
 use platform_http::server::DEADLINE_HEADER;
-use platform_http::{BoundServer, Client, ClientError};
+use platform_http::{BoundServer, Client, ClientError, RuntimeBuilderExt};
 
 use crate::{Hits, settings, target};
 
@@ -36,6 +36,7 @@ async fn runtime(extra: &[(&str, &str)]) -> Runtime {
     Runtime::builder::<App>("deadline-test")
         .args(ConfigArgs::default())
         .loader(loader)
+        .http_clients()
         .without_signal_handlers()
         .without_telemetry()
         .init()

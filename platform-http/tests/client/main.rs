@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use platform_core::settings::ClientSettings;
+use platform_http::ClientSettings;
 use tokio::net::TcpListener;
 
 /// Client settings for tests: fast backoff, a generous budget, breaker and

@@ -4,9 +4,11 @@
 
 use platform_config::{Validate, Validation};
 use platform_core::resilience::ResilienceRegistry;
-use platform_core::settings::ClientSettings;
 use platform_http::Client;
+use platform_http::ClientSettings;
 use proptest::prelude::*;
+
+mod section;
 
 fn validation_problems(settings: &ClientSettings) -> Vec<(String, String)> {
     let mut v = Validation::default();

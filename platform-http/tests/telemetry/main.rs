@@ -82,7 +82,7 @@ async fn traces_continue_garbage_is_counted_and_metrics_are_exposed() {
         );
     let server = BoundServer::bind(&rt, app).await.unwrap();
     let api = format!("http://{}", server.api_addr().unwrap());
-    let settings = platform_core::settings::ClientSettings {
+    let settings = platform_http::ClientSettings {
         base_url: api.clone(),
         ..Default::default()
     };

@@ -33,7 +33,7 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
     let (calls, changes) = rt.block_on(async {
         let resolver = ManualResolver::new("churn");
         resolver.set(endpoints.clone());
-        let settings = platform_core::settings::ClientSettings {
+        let settings = platform_http::ClientSettings {
             base_url: "http://backends".into(),
             ..Default::default()
         };

@@ -182,7 +182,7 @@ fn one(name: &'static str, fault: Option<Fault>, timing: Timing) -> Result<Outco
     let calls = rt.block_on(async {
         let resolver = ManualResolver::new("inventory");
         resolver.set(endpoints);
-        let mut settings = platform_core::settings::ClientSettings {
+        let mut settings = platform_http::ClientSettings {
             base_url: "http://inventory".into(),
             ..Default::default()
         };

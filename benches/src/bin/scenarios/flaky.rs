@@ -17,7 +17,7 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let settings = platform_core::settings::ClientSettings {
+    let settings = platform_http::ClientSettings {
         base_url: server.url(),
         ..Default::default()
     };

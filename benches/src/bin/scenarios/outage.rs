@@ -41,7 +41,7 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let mut settings = platform_core::settings::ClientSettings {
+    let mut settings = platform_http::ClientSettings {
         base_url: server.url(),
         ..Default::default()
     };

@@ -162,7 +162,7 @@ impl Bench {
             .build()
             .map_err(|e| e.to_string())?;
 
-        let mut settings = platform_core::settings::ClientSettings {
+        let mut settings = platform_http::ClientSettings {
             base_url: server.url(),
             ..Default::default()
         };

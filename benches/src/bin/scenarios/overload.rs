@@ -298,7 +298,7 @@ async fn start_server(variant: Variant, held: Arc<Held>) -> Result<(Runtime, Bou
 }
 
 fn client(variant: Variant, api: std::net::SocketAddr) -> Result<Client, String> {
-    let mut settings = platform_core::settings::ClientSettings {
+    let mut settings = platform_http::ClientSettings {
         base_url: format!("http://{api}"),
         total_timeout: DEADLINE,
         attempt_timeout: DEADLINE,

@@ -71,7 +71,7 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let duration = budget.load;
-    let settings = platform_core::settings::ClientSettings {
+    let settings = platform_http::ClientSettings {
         base_url: server.url(),
         ..Default::default()
     };

@@ -34,7 +34,7 @@ fn measure(name: &str, strategy: Strategy, slow: bool, load: Duration) -> Result
     for (i, server) in servers.iter().enumerate() {
         server.set_delay(if slow && i == 0 { SLOW } else { FAST });
     }
-    let mut settings = platform_core::settings::ClientSettings {
+    let mut settings = platform_http::ClientSettings {
         base_url: "http://backends".into(),
         discovery: format!(
             "static://{}",
