@@ -197,3 +197,32 @@ fn print_defaults_and_print_config_show_the_section() {
     assert!(effective.contains("[mail.relays.eu]"), "{effective}");
     assert!(effective.contains("host = \"eu.smtp\"  # "), "{effective}");
 }
+
+#[test]
+fn a_reload_reads_the_section_again_and_refuses_a_bad_one() {
+    let dir = config_dir(&[("default.toml", "[mail]\ntimeout = \"5s\"\n")]);
+    let loader = loader(dir.path()).section::<Mail>();
+    let reloader =
+        platform_config::reload::Reloader::new(loader.clone(), loader.load::<Root>().unwrap());
+    let timeout =
+        |r: &platform_config::reload::Reloader<Root>| r.loaded().section::<Mail>().unwrap().timeout;
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[mail]\ntimeout = \"7s\"\n",
+    )
+    .unwrap();
+    assert!(reloader.reload().unwrap());
+    assert_eq!(timeout(&reloader), Duration::from_secs(7));
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[mail]\ntimeout = \"never\"\n",
+    )
+    .unwrap();
+    let e = reloader.reload().unwrap_err();
+    assert!(e.to_string().contains("mail.timeout"), "{e}");
+    assert_eq!(
+        timeout(&reloader),
+        Duration::from_secs(7),
+        "the last good one stays"
+    );
+}
