@@ -271,6 +271,25 @@ impl OutlierSettings {
             self.max_ejection_share,
             "must be a number between 0 and 1",
         )?;
+        let rate = &self.success_rate;
+        SettingsError::when(
+            !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&rate.window),
+            "outlier.success_rate.window",
+            rate.window,
+            "must be between 1s and 10m",
+        )?;
+        SettingsError::when(
+            rate.min_requests == 0,
+            "outlier.success_rate.min_requests",
+            rate.min_requests,
+            "must be at least 1",
+        )?;
+        SettingsError::when(
+            !(rate.drop > 0.0 && rate.drop < 1.0),
+            "outlier.success_rate.drop",
+            rate.drop,
+            "must be above 0 and below 1",
+        )?;
         Ok(())
     }
 }

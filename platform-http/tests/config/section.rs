@@ -53,13 +53,24 @@ async fn client_settings_are_refused_at_start_up_with_their_keys_and_lines() {
     assert!(text.contains("default.toml:4"), "names the line: {text}");
     assert!(!text.contains("payments"), "{text}");
 
-    // The policies' rules are the resilience settings' own.
-    let dir = config_dir(
-        "[http.clients.inventory]\nbase_url = \"http://inventory\"\n\
-         [http.clients.inventory.throttle]\nk = 0.5\n",
-    );
-    let text = start_error(builder(dir.path()).http_clients()).await;
-    assert!(text.contains("http.clients.inventory.throttle.k"), "{text}");
+    // The policies' rules are the resilience settings' own, checked
+    // without building policies.
+    for (table, key) in [
+        ("throttle]\nk = 0.5", "throttle.k"),
+        (
+            "outlier.success_rate]\ndrop = 2.0",
+            "outlier.success_rate.drop",
+        ),
+    ] {
+        let dir = config_dir(&format!(
+            "[http.clients.inventory]\nbase_url = \"http://inventory\"\n[http.clients.inventory.{table}\n"
+        ));
+        let text = start_error(builder(dir.path()).http_clients()).await;
+        assert!(
+            text.contains(&format!("http.clients.inventory.{key}")),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -212,24 +212,6 @@ where
     ) -> Result<Self, SettingsError> {
         settings.check()?;
         let rate = &settings.success_rate;
-        SettingsError::when(
-            !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&rate.window),
-            "outlier.success_rate.window",
-            rate.window,
-            "must be between 1s and 10m",
-        )?;
-        SettingsError::when(
-            rate.min_requests == 0,
-            "outlier.success_rate.min_requests",
-            rate.min_requests,
-            "must be at least 1",
-        )?;
-        SettingsError::when(
-            !(rate.drop > 0.0 && rate.drop < 1.0),
-            "outlier.success_rate.drop",
-            rate.drop,
-            "must be above 0 and below 1",
-        )?;
         let detector = Self {
             inner: Arc::new(Inner {
                 enabled: settings.enabled,
