@@ -168,6 +168,12 @@ fn split_list(text: &str, origin: &Origin) -> Vec<Node> {
         .collect()
 }
 
+/// What a `deserialize_*` method returns (serde's signature, shortened).
+type Out<'de, V> = Result<<V as Visitor<'de>>::Value, DeError>;
+
+/// Field or variant names, as serde passes them.
+type Names = &'static [&'static str];
+
 impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     type Error = DeError;
 
@@ -265,11 +271,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         visitor.visit_some(self).map_err(|e| e.at(&path, &origin))
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &str, visitor: V) -> Out<'de, V> {
         let path = self.path.clone();
         let origin = self.node.origin.clone();
         visitor
@@ -293,21 +295,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         self.deserialize_seq(v)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _len: usize,
-        v: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _: &str, _: usize, v: V) -> Out<'de, V> {
         self.deserialize_seq(v)
     }
 
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_struct<V: Visitor<'de>>(self, _: &str, _: Names, visitor: V) -> Out<'de, V> {
         // `section:` with nothing under it (YAML null) is an empty section.
         if matches!(self.node.value, Value::Null) {
             let empty = std::collections::BTreeMap::new();
@@ -317,12 +309,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         self.deserialize_any(visitor)
     }
 
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_enum<V: Visitor<'de>>(self, _: &str, _: Names, visitor: V) -> Out<'de, V> {
         let result = match &self.node.value {
             Value::Str { value, .. } => {
                 let variant: de::value::StrDeserializer<'_, DeError> =
@@ -471,12 +458,7 @@ impl<'de> de::Deserializer<'de> for KeyDe<'_> {
         self.deserialize_i64(v)
     }
 
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_enum<V: Visitor<'de>>(self, _: &str, _: Names, visitor: V) -> Out<'de, V> {
         let variant: de::value::StrDeserializer<'_, DeError> = self.0.into_deserializer();
         visitor.visit_enum(variant)
     }

@@ -213,15 +213,12 @@ impl HealthRegistry {
 
     /// Like [`HealthRegistry::register`], for a check that reads state the
     /// service already has (a breaker, a cache) and does no I/O.
-    pub fn register_sync<F>(
+    pub fn register_sync(
         &self,
         name: &str,
         options: CheckOptions,
-        check: F,
-    ) -> Result<(), HealthError>
-    where
-        F: Fn() -> CheckOutcome + Send + Sync + 'static,
-    {
+        check: impl Fn() -> CheckOutcome + Send + Sync + 'static,
+    ) -> Result<(), HealthError> {
         self.register(name, options, move || std::future::ready(check()))
     }
 

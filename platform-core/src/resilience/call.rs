@@ -377,8 +377,8 @@ impl Resilience {
                     .await
             } else {
                 attempts += 1;
-                self.attempt(classifier, &mut attempt, attempts, limit, permit)
-                    .await
+                let future = self.start(&mut attempt, attempts, false, deadline);
+                self.finish(classifier, future, limit, permit).await
             };
             let Some((result, classification)) = finished else {
                 return Err(self.deadline_exceeded(attempts, last));
@@ -515,34 +515,18 @@ impl Resilience {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
-        Err(match stop {
-            Stop::AttemptsExhausted => ResilienceError::AttemptsExhausted {
-                target,
-                attempts,
-                last,
-            },
-            Stop::NotIdempotent => ResilienceError::NotIdempotent {
-                target,
-                attempts,
-                source: last,
-            },
-            Stop::Budget => ResilienceError::BudgetExhausted {
-                target,
-                attempts,
-                last,
-            },
-            Stop::Deadline => ResilienceError::DeadlineExceeded {
-                target,
-                attempts,
-                last: Some(last),
-            },
-            Stop::Pushback(pushback) => ResilienceError::PushbackBeyondDeadline {
-                target,
-                attempts,
-                pushback,
-                last,
-            },
-        })
+        // One arm a line: which error each stop gives reads as a table.
+        #[rustfmt::skip]
+        let error = match stop {
+            Stop::AttemptsExhausted => ResilienceError::AttemptsExhausted { target, attempts, last },
+            Stop::NotIdempotent => ResilienceError::NotIdempotent { target, attempts, source: last },
+            Stop::Budget => ResilienceError::BudgetExhausted { target, attempts, last },
+            Stop::Deadline => ResilienceError::DeadlineExceeded { target, attempts, last: Some(last) },
+            Stop::Pushback(pushback) => {
+                ResilienceError::PushbackBeyondDeadline { target, attempts, pushback, last }
+            }
+        };
+        Err(error)
     }
 
     fn deadline_exceeded<E>(&self, attempts: u32, last: Option<E>) -> ResilienceError<E> {
@@ -622,24 +606,6 @@ impl Resilience {
         Some((result, classification))
     }
 
-    /// One attempt, within the deadline, reported to the breaker.
-    async fn attempt<T, E, C, F, Fut>(
-        &self,
-        classifier: &C,
-        make: &mut F,
-        number: u32,
-        limit: Limit,
-        permit: super::BreakerPermit,
-    ) -> Finished<T, E>
-    where
-        C: Classifier<T, E> + ?Sized,
-        F: FnMut(Attempt) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let future = self.start(make, number, false, limit.deadline);
-        self.finish(classifier, future, limit, permit).await
-    }
-
     /// An attempt that gets a second, racing one if it is slower than the
     /// estimated quantile and the budget and breaker allow it. The first
     /// answer that is not a retryable failure wins; the other attempt is
@@ -660,13 +626,11 @@ impl Resilience {
         let inner = &*self.inner;
         let deadline = limit.deadline;
         *attempts += 1;
-        let Some(hedge_delay) = inner.hedge.delay() else {
-            return self
-                .attempt(classifier, make, *attempts, limit, permit)
-                .await;
-        };
         let first_future = self.start(make, *attempts, false, deadline);
         let mut first = pin!(self.finish(classifier, first_future, limit, permit));
+        let Some(hedge_delay) = inner.hedge.delay() else {
+            return first.await;
+        };
         tokio::select! {
             biased;
             finished = &mut first => return finished,

@@ -200,10 +200,8 @@ where
         target: impl Into<Arc<str>>,
         settings: &OutlierSettings,
     ) -> Result<Self, SettingsError> {
-        Self::with_instruments(
-            Instruments::new(target.into(), &crate::Meters::global()),
-            settings,
-        )
+        let instruments = Instruments::new(target.into(), &crate::Meters::global());
+        Self::with_instruments(instruments, settings)
     }
 
     pub(crate) fn with_instruments(
@@ -214,12 +212,6 @@ where
         let rate = &settings.success_rate;
         let detector = Self {
             inner: Arc::new(Inner {
-                enabled: settings.enabled,
-                threshold: settings.consecutive_failures,
-                base: settings.base_ejection_time,
-                max: settings.max_ejection_time,
-                max_share: settings.max_ejection_share,
-                eject_refused: settings.eject_refused,
                 success_rate: SuccessRate {
                     enabled: rate.enabled,
                     origin: Instant::now(),
@@ -227,6 +219,12 @@ where
                     min_requests: u64::from(rate.min_requests),
                     floor: 1.0 - rate.drop,
                 },
+                enabled: settings.enabled,
+                threshold: settings.consecutive_failures,
+                base: settings.base_ejection_time,
+                max: settings.max_ejection_time,
+                max_share: settings.max_ejection_share,
+                eject_refused: settings.eject_refused,
                 endpoints: Mutex::new(HashMap::new()),
                 instruments,
             }),
@@ -513,14 +511,11 @@ mod tests {
             Some(EjectionCause::Refused)
         );
         assert!(d.is_ejected(&4));
-        let off = OutlierDetector::new(
-            "inventory",
-            &OutlierSettings {
-                eject_refused: false,
-                ..OutlierSettings::default()
-            },
-        )
-        .unwrap();
+        let settings = OutlierSettings {
+            eject_refused: false,
+            ..OutlierSettings::default()
+        };
+        let off = OutlierDetector::new("inventory", &settings).unwrap();
         off.set_endpoints(0..10);
         assert_eq!(off.record_outcome(&4, EndpointOutcome::Refused), None);
         assert!(!off.is_ejected(&4));
