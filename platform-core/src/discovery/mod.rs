@@ -242,14 +242,21 @@ impl Resolver for ManualResolver {
     }
 }
 
-/// Delay before the `attempt`-th retry (0-based): doubling from `min` up to `max`, with up to
-/// 50% jitter subtracted so that many clients do not reconnect in lockstep.
+/// Delay before the `attempt`-th reconnect (0-based): the retries' backoff
+/// doubling from `min` up to `max`, with equal jitter (see
+/// [`Backoff::delay_at_least_half`](crate::resilience::Backoff::delay_at_least_half)
+/// for why not full jitter), never below `min`.
 #[cfg(feature = "etcd")]
 pub(crate) fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
-    use rand::Rng;
-    let base = min.saturating_mul(1u32 << attempt.min(16)).min(max);
-    let jitter = rand::rng().random_range(0.0..0.5);
-    base.mul_f64(1.0 - jitter).max(min.min(max))
+    // The settings were checked (min above zero, max at least min); the
+    // clamps only keep a bad pair from erroring here.
+    let min = min.max(Duration::from_millis(1));
+    match crate::resilience::Backoff::new(min, max.max(min)) {
+        Ok(backoff) => backoff
+            .delay_at_least_half(attempt.saturating_add(1))
+            .max(min),
+        Err(_) => min,
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,16 @@
-//! Exponential backoff with full jitter.
+//! Exponential backoff with jitter.
 //!
 //! The n-th retry (n counted from 1) sleeps a uniformly random time in
 //! `[0, min(cap, base * 2^(n-1))]`. Marc Brooker's "Exponential Backoff And
 //! Jitter" (AWS Architecture Blog, 2015) compares the variants: full jitter
 //! does the least total work and spreads retries of clients that failed
-//! together, where a fixed or "equal jitter" schedule keeps them in lockstep.
+//! together, where a fixed schedule keeps them in lockstep. Request retries
+//! use it.
+//!
+//! A reconnect loop (discovery's watch of etcd) uses "equal jitter" instead,
+//! `[ceiling / 2, ceiling]`: it keeps trying for as long as the server is
+//! down, so a retry at once is a wasted connection attempt on a server that
+//! may just be restarting, and half the ceiling still spreads the clients.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -77,15 +83,30 @@ impl Backoff {
         self.base.saturating_mul(factor).min(self.cap)
     }
 
-    /// A random sleep in `[0, ceiling(retry)]`.
+    /// A random sleep in `[0, ceiling(retry)]` (full jitter).
     pub fn delay(&self, retry: u32) -> Duration {
-        let ceiling = u64::try_from(self.ceiling(retry).as_nanos()).unwrap_or(u64::MAX);
+        self.uniform(0, self.ceiling_nanos(retry))
+    }
+
+    /// A random sleep in `[ceiling(retry) / 2, ceiling(retry)]` (equal
+    /// jitter), for a loop that reconnects rather than retries a request.
+    pub fn delay_at_least_half(&self, retry: u32) -> Duration {
+        let ceiling = self.ceiling_nanos(retry);
+        self.uniform(ceiling / 2, ceiling)
+    }
+
+    fn ceiling_nanos(&self, retry: u32) -> u64 {
+        u64::try_from(self.ceiling(retry).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A sleep drawn uniformly from `[low, high]` nanoseconds.
+    fn uniform(&self, low: u64, high: u64) -> Duration {
         let nanos = match &self.rng {
-            JitterRng::Thread => rand::rng().random_range(0..=ceiling),
+            JitterRng::Thread => rand::rng().random_range(low..=high),
             JitterRng::Seeded(rng) => rng
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .random_range(0..=ceiling),
+                .random_range(low..=high),
         };
         Duration::from_nanos(nanos)
     }
@@ -139,6 +160,19 @@ mod tests {
             let share = *count as f64 / n as f64;
             assert!((share - 0.1).abs() < 0.015, "decile {i}: {share}");
         }
+    }
+
+    #[test]
+    fn equal_jitter_waits_at_least_half_the_ceiling() {
+        let b = backoff();
+        let (mut low, mut high) = (Duration::MAX, Duration::ZERO);
+        for _ in 0..2000 {
+            let delay = b.delay_at_least_half(2);
+            low = low.min(delay);
+            high = high.max(delay);
+        }
+        assert!(low >= Duration::from_millis(100) && high <= Duration::from_millis(200));
+        assert!(low < Duration::from_millis(110) && high > Duration::from_millis(190));
     }
 
     #[test]
