@@ -145,9 +145,10 @@ impl Running {
 
 /// A unary Export call over a bare HTTP/2 connection, with `headers` added;
 /// returns the call's `grpc-status` (from the trailers-only head or the
-/// trailers). Unlike tonic's client, it never gives up on its own, so what
-/// it reads is what the server answered.
-pub async fn raw_call(api: &str, headers: &[(&'static str, &str)]) -> u16 {
+/// trailers), `None` for an answer that is not gRPC's (an HTTP error
+/// without one). Unlike tonic's client, it never gives up on its own and
+/// maps nothing, so what it reads is what the server answered.
+pub async fn raw_call(api: &str, headers: &[(&'static str, &str)]) -> Option<u16> {
     let authority = api.trim_start_matches("http://").to_owned();
     let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
@@ -172,7 +173,10 @@ pub async fn raw_call(api: &str, headers: &[(&'static str, &str)]) -> u16 {
             .map(|v| v.to_str().unwrap().parse().unwrap())
     };
     if let Some(code) = code(response.headers()) {
-        return code;
+        return Some(code);
+    }
+    if response.status() != http::StatusCode::OK {
+        return None;
     }
     let mut body = response.into_body();
     while let Some(data) = body.data().await {
@@ -180,5 +184,5 @@ pub async fn raw_call(api: &str, headers: &[(&'static str, &str)]) -> u16 {
         let _ = body.flow_control().release_capacity(data.len());
     }
     let trailers = body.trailers().await.unwrap().expect("trailers");
-    code(&trailers).expect("a grpc-status in the trailers")
+    Some(code(&trailers).expect("a grpc-status in the trailers"))
 }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::{Running, SERVICE, builder, call, raw_call};
 
-const OK: u16 = 0;
-const DEADLINE_EXCEEDED: u16 = 4;
+const OK: Option<u16> = Some(0);
+const DEADLINE_EXCEEDED: Option<u16> = Some(4);
+const INTERNAL: Option<u16> = Some(13);
 use platform_core::health::{CheckOutcome, Kind, Status};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -90,14 +91,16 @@ async fn a_malformed_grpc_timeout_is_ignored() {
     s.stop().await;
 }
 
-/// A handler's panic is INTERNAL (not HTTP 500, which a gRPC client reads
-/// as UNKNOWN), and the server goes on serving.
+/// A handler's panic is INTERNAL (not HTTP 500, which a gRPC client can
+/// only guess a status for), and the server goes on serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_is_internal_and_the_server_goes_on() {
     let s = start(&[]).await;
+    assert_eq!(raw_call(&s.api, &[("x-panic", "1")]).await, INTERNAL);
     let mut client = s.client().await;
     let panicked = client.export(call(&[("x-panic", "1")])).await.unwrap_err();
     assert_eq!(panicked.code(), Code::Internal, "{panicked:?}");
+    assert_eq!(panicked.message(), "internal error");
     client
         .export(call(&[]))
         .await
