@@ -103,23 +103,16 @@ impl ServerLayer {
     /// (`serve` gives the runtime's).
     pub fn with_meters(settings: &ServerSettings, in_flight: InFlight, meters: &Meters) -> Self {
         let meter = meters.meter(crate::semconv::SCOPE);
-        // Bucket boundaries from the HTTP semantic conventions.
-        let duration = meter
-            .f64_histogram("http.server.request.duration")
-            .with_unit("s")
-            .with_description("Duration of HTTP server requests.")
-            .with_boundaries(vec![
-                0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-            ])
-            .build();
-        let rpc_duration = meter
-            .f64_histogram("rpc.server.call.duration")
-            .with_unit("s")
-            .with_description("Duration of gRPC calls served, to the end of the response.")
-            .with_boundaries(vec![
-                0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-            ])
-            .build();
+        let duration = crate::semconv::duration_histogram(
+            &meter,
+            "http.server.request.duration",
+            "Duration of HTTP server requests.",
+        );
+        let rpc_duration = crate::semconv::duration_histogram(
+            &meter,
+            "rpc.server.call.duration",
+            "Duration of gRPC calls served, to the end of the response.",
+        );
         let observed = in_flight.clone();
         let active = meter
             .i64_observable_up_down_counter("http.server.active_requests")
@@ -416,24 +409,36 @@ impl RequestSpan {
                 .with_kind(SpanKind::Server)
                 .with_attributes(attributes)
         });
+        Self::from_trace(trace, parent, || {
+            let route = route.map(Route::as_str);
+            tracing::info_span!(
+                "http.server.request",
+                otel.name = %match route { Some(r) => format!("{method} {r}"), None => method.to_owned() },
+                otel.kind = "server",
+                http.request.method = method,
+                url.path = %request.uri().path(),
+                http.route = route,
+                http.response.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                request_id = %request_id,
+            )
+        })
+    }
+
+    /// The span the sampler's answer says: the SDK's own, or the `tracing`
+    /// span `layer` makes, under `parent`.
+    fn from_trace(
+        trace: CallTrace,
+        parent: opentelemetry::Context,
+        layer: impl FnOnce() -> tracing::Span,
+    ) -> Self {
         match trace {
             CallTrace::Direct(cx) | CallTrace::Dropped(cx) => {
                 let recording = cx.span().is_recording();
                 RequestSpan::Own { cx, recording }
             }
             CallTrace::Layer => {
-                let route = route.map(Route::as_str);
-                let span = tracing::info_span!(
-                    "http.server.request",
-                    otel.name = %match route { Some(r) => format!("{method} {r}"), None => method.to_owned() },
-                    otel.kind = "server",
-                    http.request.method = method,
-                    url.path = %request.uri().path(),
-                    http.route = route,
-                    http.response.status_code = tracing::field::Empty,
-                    otel.status_code = tracing::field::Empty,
-                    request_id = %request_id,
-                );
+                let span = layer();
                 let _ = span.set_parent(parent);
                 RequestSpan::Layer(span)
             }
@@ -461,27 +466,19 @@ impl RequestSpan {
                 .with_kind(SpanKind::Server)
                 .with_attributes(attributes)
         });
-        match trace {
-            CallTrace::Direct(cx) | CallTrace::Dropped(cx) => {
-                let recording = cx.span().is_recording();
-                RequestSpan::Own { cx, recording }
-            }
-            CallTrace::Layer => {
-                let span = tracing::info_span!(
-                    "rpc.server.call",
-                    otel.name = name,
-                    otel.kind = "server",
-                    rpc.system = "grpc",
-                    rpc.service = names.map(|n| n.service),
-                    rpc.method = names.map(|n| n.method),
-                    rpc.grpc.status_code = tracing::field::Empty,
-                    otel.status_code = tracing::field::Empty,
-                    request_id = %request_id,
-                );
-                let _ = span.set_parent(parent);
-                RequestSpan::Layer(span)
-            }
-        }
+        Self::from_trace(trace, parent, || {
+            tracing::info_span!(
+                "rpc.server.call",
+                otel.name = name,
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = names.map(|n| n.service),
+                rpc.method = names.map(|n| n.method),
+                rpc.grpc.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                request_id = %request_id,
+            )
+        })
     }
 
     /// Runs `f` inside the span.

@@ -281,25 +281,25 @@ fn next_limit(
 pub(crate) fn overloaded() -> http::Response<axum::body::Body> {
     let mut response = http::Response::new(axum::body::Body::from("overloaded: try again later\n"));
     *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::RETRY_AFTER,
-        http::HeaderValue::from_static(RETRY_AFTER_SECS),
-    );
-    headers.insert(OVERLOADED_HEADER, http::HeaderValue::from_static("1"));
-    response
+    with_marker(response, http::header::RETRY_AFTER, RETRY_AFTER_SECS)
 }
 
 /// [`overloaded`] for a gRPC call: UNAVAILABLE, trailers-only, with the
 /// same marker, and the wait as gRPC's pushback (proposal A6).
 pub(crate) fn overloaded_grpc() -> http::Response<axum::body::Body> {
-    let mut response =
+    let response =
         super::grpc::trailers_only(super::grpc::UNAVAILABLE, "overloaded: try again later");
+    with_marker(response, super::grpc::GRPC_PUSHBACK, RETRY_AFTER_MILLIS)
+}
+
+/// Adds the overloaded marker and how long to wait (`wait` in `header`).
+fn with_marker(
+    mut response: http::Response<axum::body::Body>,
+    header: http::HeaderName,
+    wait: &'static str,
+) -> http::Response<axum::body::Body> {
     let headers = response.headers_mut();
-    headers.insert(
-        super::grpc::GRPC_PUSHBACK,
-        http::HeaderValue::from_static(RETRY_AFTER_MILLIS),
-    );
+    headers.insert(header, http::HeaderValue::from_static(wait));
     headers.insert(OVERLOADED_HEADER, http::HeaderValue::from_static("1"));
     response
 }
