@@ -149,12 +149,17 @@ impl Running {
 /// without one). Unlike tonic's client, it never gives up on its own and
 /// maps nothing, so what it reads is what the server answered.
 pub async fn raw_call(api: &str, headers: &[(&'static str, &str)]) -> Option<u16> {
+    raw_call_to(api, &format!("/{SERVICE}/Export"), headers).await
+}
+
+/// [`raw_call`] to the method at `path`.
+pub async fn raw_call_to(api: &str, path: &str, headers: &[(&'static str, &str)]) -> Option<u16> {
     let authority = api.trim_start_matches("http://").to_owned();
     let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();
-    let mut request = http::Request::post(format!("{api}/{SERVICE}/Export"))
+    let mut request = http::Request::post(format!("{api}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers");
     for (name, value) in headers {

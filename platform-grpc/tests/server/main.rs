@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Running, SERVICE, builder, call, raw_call};
+use common::{Running, SERVICE, builder, call, raw_call, raw_call_to};
 
 const OK: Option<u16> = Some(0);
 const DEADLINE_EXCEEDED: Option<u16> = Some(4);
@@ -105,6 +105,33 @@ async fn a_panicking_handler_is_internal_and_the_server_goes_on() {
         .export(call(&[]))
         .await
         .expect("the next call is served");
+    s.stop().await;
+}
+
+/// Bad input gets an answer, never a panic or a reset: an unknown service
+/// or method is UNIMPLEMENTED; metadata over `server.max_header_size` is
+/// refused by h2 itself with HTTP 431 before any layer sees the call (a
+/// client reads UNKNOWN, naming the 431; RESOURCE_EXHAUSTED would be
+/// gRPC's own answer, which the layer cannot give there); the server goes
+/// on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_methods_and_oversized_metadata_get_a_status() {
+    let s = start(&[("server.max_header_size", "16KiB")]).await;
+    const UNIMPLEMENTED: Option<u16> = Some(12);
+    assert_eq!(
+        raw_call_to(&s.api, "/no.such.Service/Call", &[]).await,
+        UNIMPLEMENTED
+    );
+    assert_eq!(
+        raw_call_to(&s.api, &format!("/{SERVICE}/Nothing"), &[]).await,
+        UNIMPLEMENTED
+    );
+    let mut client = s.client().await;
+    let big = "x".repeat(32 * 1024);
+    let refused = client.export(call(&[("x-big", &big)])).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unknown, "{refused:?}");
+    assert!(refused.message().contains("431"), "{refused:?}");
+    client.export(call(&[])).await.expect("still serving");
     s.stop().await;
 }
 
@@ -226,4 +253,42 @@ fn ambiguous_services_are_refused() {
         twice.to_string(),
         format!("the gRPC service `{SERVICE}` is added twice")
     );
+    let reserved = platform_grpc::Services::new()
+        .add_service(Liveness)
+        .unwrap_err();
+    assert!(
+        matches!(
+            reserved,
+            platform_grpc::ServiceError::Reserved {
+                name: "liveness",
+                probe: "liveness"
+            }
+        ),
+        "{reserved}"
+    );
+}
+
+/// A service named as a probe of the health protocol.
+#[derive(Clone)]
+struct Liveness;
+
+impl tonic::server::NamedService for Liveness {
+    const NAME: &'static str = "liveness";
+}
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Liveness {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+        std::future::ready(Ok(tonic::Status::unimplemented("").into_http()))
+    }
 }
