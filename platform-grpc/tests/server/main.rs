@@ -75,6 +75,51 @@ async fn a_call_past_its_grpc_timeout_is_deadline_exceeded() {
     s.stop().await;
 }
 
+/// A response stream is held to the caller's deadline: still going when it
+/// passes, it ends with DEADLINE_EXCEEDED. Without one, the server's
+/// `request_timeout` bounds the handler only: the stream stays open. (The
+/// streaming method served is the health service's Watch.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_stream_ends_at_the_callers_deadline_only() {
+    use tonic_health::pb::health_server::HealthServer;
+    let rt = builder(&[("server.request_timeout", "300ms")])
+        .without_telemetry()
+        .init()
+        .await
+        .unwrap()
+        .0;
+    let watch = platform_grpc::health::HealthService::new(
+        rt.health().clone(),
+        [],
+        rt.lifecycle().task_token(),
+    );
+    let services = platform_grpc::Services::new()
+        .add_service(HealthServer::new(watch))
+        .unwrap();
+    let server = platform_grpc::bind(&rt, services).await.unwrap();
+    let api = format!("http://{}", server.api_addr().unwrap());
+    let task = tokio::spawn(server.run());
+    let path = "/grpc.health.v1.Health/Watch";
+
+    let started = Instant::now();
+    let ended = tokio::time::timeout(
+        Duration::from_secs(5),
+        raw_call_to(&api, path, &[("grpc-timeout", "200m")]),
+    )
+    .await
+    .expect("the stream ended at the caller's deadline");
+    assert_eq!(ended, DEADLINE_EXCEEDED);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let open = tokio::time::timeout(Duration::from_secs(1), raw_call_to(&api, path, &[])).await;
+    assert!(
+        open.is_err(),
+        "no caller's deadline: still streaming past request_timeout"
+    );
+
+    rt.lifecycle().request_shutdown("test");
+    task.await.unwrap().unwrap();
+}
+
 /// A `grpc-timeout` that is not 1 to 8 digits and a known unit is ignored
 /// (the server's default deadline applies), never a failed call or a panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,14 +115,14 @@ impl Deadlines {
         self.deadline_from(read, DEADLINE_HEADER, headers, now)
     }
 
-    /// [`deadline_for`](Self::deadline_for) a gRPC call: the caller's time
-    /// is in `grpc-timeout`.
+    /// [`deadline_for`](Self::deadline_for) a gRPC call, whose caller's
+    /// time is in `grpc-timeout`; `read` is what that header said.
     pub(crate) fn grpc_deadline_for(
         &self,
+        read: HeaderDeadline,
         headers: &HeaderMap,
         now: tokio::time::Instant,
     ) -> Option<Deadline> {
-        let read = super::grpc::timeout_in(headers);
         self.deadline_from(read, super::grpc::GRPC_TIMEOUT_HEADER, headers, now)
     }
 

@@ -14,6 +14,10 @@
 //!   (4) for a deadline that passed, INTERNAL (13) for a handler's panic,
 //!   UNAVAILABLE (14) over the concurrency limit, with the overloaded marker
 //!   and `grpc-retry-pushback-ms` (gRPC's `Retry-After`, proposal A6);
+//! - holds a response stream to the caller's deadline too: one still going
+//!   when it passes ends with DEADLINE_EXCEEDED trailers (the server's own
+//!   `server.request_timeout` bounds the handler only, as for HTTP, so a
+//!   stream the caller wants open for long is not cut);
 //! - names the span `package.Service/Method` and records
 //!   `rpc.server.call.duration` instead of `http.server.request.duration`,
 //!   both with the RPC attributes and the call's status code, read from the
@@ -35,6 +39,7 @@
 //! count as server errors. When the RPC conventions are stable the
 //! attributes follow them in one change.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -200,16 +205,27 @@ impl RpcNames {
 /// A response body that tells `on_end` the call's status code when it
 /// ends: from the trailers, UNKNOWN when it ends without them (or fails),
 /// CANCELLED when it is dropped before its end (the client went away).
+///
+/// It also holds the call to its deadline: a stream still going when the
+/// deadline passes is ended there with DEADLINE_EXCEEDED trailers (the
+/// handler's stream is dropped), as the deadline covers the whole call.
+/// The timer is made only when the stream first waits: a unary answer,
+/// whose message and trailers are ready together, never needs one.
 pub(crate) struct ObservedBody<F: FnOnce(u16)> {
-    inner: Body,
+    /// `None` once the deadline ended the stream.
+    inner: Option<Body>,
     on_end: Option<F>,
+    deadline: Option<tokio::time::Instant>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<F: FnOnce(u16)> ObservedBody<F> {
-    pub(crate) fn new(inner: Body, on_end: F) -> Self {
+    pub(crate) fn new(inner: Body, deadline: Option<tokio::time::Instant>, on_end: F) -> Self {
         ObservedBody {
-            inner,
+            inner: Some(inner),
             on_end: Some(on_end),
+            deadline,
+            timer: None,
         }
     }
 
@@ -217,6 +233,18 @@ impl<F: FnOnce(u16)> ObservedBody<F> {
         if let Some(on_end) = self.on_end.take() {
             on_end(code);
         }
+    }
+
+    /// Whether the deadline has passed (registering the timer to wake the
+    /// task when it does, the first time the stream waits).
+    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.deadline else {
+            return false;
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -229,7 +257,21 @@ impl<F: FnOnce(u16) + Unpin> http_body::Body for ObservedBody<F> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        let polled = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(polled) => polled,
+            Poll::Pending if this.deadline_passed(cx) => {
+                this.inner = None;
+                this.end(DEADLINE_EXCEEDED);
+                let mut trailers = HeaderMap::new();
+                trailers.insert(GRPC_STATUS, HeaderValue::from(DEADLINE_EXCEEDED));
+                trailers.insert(GRPC_MESSAGE, HeaderValue::from_static("deadline exceeded"));
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+            Poll::Pending => return Poll::Pending,
+        };
         match &polled {
             Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_ref() {
@@ -242,11 +284,13 @@ impl<F: FnOnce(u16) + Unpin> http_body::Body for ObservedBody<F> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| http_body::SizeHint::with_exact(0), Body::size_hint)
     }
 }
 

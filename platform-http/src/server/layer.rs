@@ -30,7 +30,7 @@ use platform_core::telemetry::propagation;
 use platform_core::telemetry::sampling::{self, CallTrace};
 use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::deadline::{Deadlines, gateway_timeout};
+use super::deadline::{Deadlines, HeaderDeadline, gateway_timeout};
 use super::grpc::{self, RpcNames};
 use super::limit::{ConcurrencyLimit, overloaded, overloaded_grpc};
 use super::request_id::{REQUEST_ID_NAME, RequestId};
@@ -568,10 +568,16 @@ impl<S> ServerService<S> {
     }
 }
 
-/// A gRPC call's names, when its method could be interned (see `RouteTable`).
+/// What the layer knows of a gRPC call.
 #[derive(Debug, Clone, Copy)]
 struct Rpc {
+    /// Its names, when its method could be interned (see `RouteTable`).
     names: Option<RpcNames>,
+    /// The caller gave a deadline (`grpc-timeout`): it covers the whole
+    /// call, response stream included. The server's own limit
+    /// (`server.request_timeout`) bounds the handler only, as for HTTP: a
+    /// stream the caller asked to keep open is not cut by it.
+    caller_deadline: bool,
 }
 
 impl<S, B, ResB> tower::Service<Request<B>> for ServerService<S>
@@ -600,11 +606,14 @@ where
         let method = method_attribute(request.method());
         let protocol = Protocol::of(&request);
         let route = self.route(&request, method, protocol);
-        let rpc = (protocol == Protocol::Grpc).then(|| Rpc {
+        let grpc_timeout =
+            (protocol == Protocol::Grpc).then(|| grpc::timeout_in(request.headers()));
+        let rpc = grpc_timeout.map(|timeout| Rpc {
             names: route
                 .as_ref()
                 .and_then(Route::interned)
                 .and_then(RpcNames::of),
+            caller_deadline: matches!(timeout, HeaderDeadline::Remaining(_)),
         });
         // The caller's id goes back as it came; a new one is made up. It
         // reaches handlers as the current id, not as an extension: a fifth
@@ -622,15 +631,13 @@ where
             axum::extract::DefaultBodyLimit::max(shared.max_body_size).apply(&mut request);
         }
         let span = RequestSpan::start(&request, method.0, route.as_ref(), rpc, &request_id);
-        let deadline = match protocol {
-            Protocol::Http => {
-                shared
-                    .deadline
-                    .deadline_for(request.headers(), deadline_header, started)
-            }
-            Protocol::Grpc => shared
+        let deadline = match grpc_timeout {
+            None => shared
                 .deadline
-                .grpc_deadline_for(request.headers(), started),
+                .deadline_for(request.headers(), deadline_header, started),
+            Some(read) => shared
+                .deadline
+                .grpc_deadline_for(read, request.headers(), started),
         };
         let in_flight = shared.in_flight.0.fetch_add(1, Ordering::SeqCst) + 1;
         let guard = InFlightGuard(shared.in_flight.clone());
@@ -836,6 +843,7 @@ impl RequestState {
                 shared: self.shared,
                 started: self.started,
                 names: rpc.names,
+                deadline: self.deadline.filter(|_| rpc.caller_deadline),
             };
             return result.map(|response| call.at_response(response));
         }
@@ -858,6 +866,8 @@ struct RpcEnd {
     shared: Arc<Shared>,
     started: tokio::time::Instant,
     names: Option<RpcNames>,
+    /// The caller's deadline, which the response stream is held to.
+    deadline: Option<platform_core::resilience::Deadline>,
 }
 
 impl RpcEnd {
@@ -874,8 +884,11 @@ impl RpcEnd {
             // Sent whole with the head (hyper would never poll it): no status came.
             None if http_body::Body::is_end_stream(response.body()) => self.end(grpc::UNKNOWN),
             None => {
+                let deadline = self.deadline.map(|d| d.instant());
                 return response.map(|body| {
-                    Body::new(grpc::ObservedBody::new(body, move |code| self.end(code)))
+                    Body::new(grpc::ObservedBody::new(body, deadline, move |code| {
+                        self.end(code)
+                    }))
                 });
             }
         }
