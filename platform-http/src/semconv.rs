@@ -25,3 +25,20 @@ pub(crate) fn method_attribute(method: &http::Method) -> (&'static str, usize) {
     };
     (METHODS[index], index)
 }
+
+/// A duration histogram in seconds with the bucket boundaries the HTTP
+/// semantic conventions give (the RPC conventions give the same).
+pub(crate) fn duration_histogram(
+    meter: &opentelemetry::metrics::Meter,
+    name: &'static str,
+    description: &'static str,
+) -> opentelemetry::metrics::Histogram<f64> {
+    meter
+        .f64_histogram(name)
+        .with_unit("s")
+        .with_description(description)
+        .with_boundaries(vec![
+            0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+        ])
+        .build()
+}

@@ -19,4 +19,4 @@ mod registry;
 
 pub use check::{CheckFn, CheckOptions, CheckOutcome, Kind, Status};
 pub(crate) use registry::rfc3339;
-pub use registry::{CheckReport, HealthRegistry, HealthReport, ManualCheck};
+pub use registry::{CheckReport, HealthChanges, HealthRegistry, HealthReport, ManualCheck};

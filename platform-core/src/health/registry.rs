@@ -35,6 +35,38 @@ pub struct HealthRegistry {
 struct Inner {
     checks: RwLock<Vec<Arc<Entry>>>,
     stop: CancellationToken,
+    changes: Arc<Changes>,
+}
+
+/// Told whenever a check is added or its status changes, so that watchers
+/// (gRPC health `Watch`) answer at once instead of polling the probes.
+#[derive(Debug)]
+struct Changes(tokio::sync::watch::Sender<u64>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes(tokio::sync::watch::Sender::new(0))
+    }
+}
+
+impl Changes {
+    fn notify(&self) {
+        self.0
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+}
+
+/// A subscription to the registry's changes (see [`HealthRegistry::changes`]).
+#[derive(Debug, Clone)]
+pub struct HealthChanges(tokio::sync::watch::Receiver<u64>);
+
+impl HealthChanges {
+    /// Waits until a check is added or a check's status changes after the
+    /// last call (or after the subscription, for the first). Returns false
+    /// when the registry is gone and nothing will change any more.
+    pub async fn changed(&mut self) -> bool {
+        self.0.changed().await.is_ok()
+    }
 }
 
 #[derive(Debug)]
@@ -43,6 +75,7 @@ struct Entry {
     kinds: Vec<Kind>,
     options: Option<CheckOptions>,
     state: Mutex<State>,
+    changes: Arc<Changes>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +125,8 @@ impl Entry {
         }
         if s.status != before {
             tracing::info!(check = %self.name, from = ?before, to = ?s.status, detail = ?s.message, "health check changed");
+            drop(s);
+            self.changes.notify();
         }
     }
 }
@@ -194,8 +229,11 @@ impl HealthRegistry {
                 last_success: None,
                 runs: 0,
             }),
+            changes: self.inner.changes.clone(),
         });
         checks.push(entry.clone());
+        drop(checks);
+        self.inner.changes.notify();
         Ok(entry)
     }
 
@@ -268,6 +306,25 @@ impl HealthRegistry {
             }
         });
         Ok(())
+    }
+
+    /// A subscription to changes: a check added, or a check's status
+    /// changed (probes may then answer differently).
+    ///
+    /// ```
+    /// use platform_core::health::{HealthRegistry, Kind, Status, CheckOutcome};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let health = HealthRegistry::new();
+    /// let mut changes = health.changes();
+    /// let db = health.manual("db", &[Kind::Readiness], Status::Pass).unwrap();
+    /// db.set(CheckOutcome::fail("down"));
+    /// assert!(changes.changed().await);
+    /// assert!(!health.passes(Kind::Readiness));
+    /// # }
+    /// ```
+    pub fn changes(&self) -> HealthChanges {
+        HealthChanges(self.inner.changes.0.subscribe())
     }
 
     /// Whether the probe of `kind` passes: every check of that kind passes.
@@ -390,6 +447,35 @@ mod tests {
     async fn advance(d: Duration) {
         // Paused clock: sleeping advances time and lets the checks run.
         tokio::time::sleep(d).await;
+    }
+
+    /// Watchers hear of a status change and of a new check, and of nothing
+    /// else: a result that leaves the status as it was is no change.
+    #[tokio::test(start_paused = true)]
+    async fn changes_are_told_when_a_status_changes_and_only_then() {
+        let health = HealthRegistry::new();
+        let mut changes = health.changes();
+        let pending = |changes: &mut HealthChanges| {
+            let mut changes = changes.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(1), changes.changed())
+                    .await
+                    .is_err()
+            }
+        };
+        assert!(pending(&mut changes).await, "nothing happened yet");
+        let db = health
+            .manual("db", &[Kind::Readiness], Status::Pass)
+            .unwrap();
+        assert!(changes.changed().await, "a check was added");
+        db.set(CheckOutcome::pass());
+        assert!(pending(&mut changes).await, "pass after pass is no change");
+        db.set(CheckOutcome::fail("down"));
+        assert!(changes.changed().await, "pass to fail");
+        assert!(!health.passes(Kind::Readiness));
+        drop(db);
+        drop(health);
+        assert!(!changes.changed().await, "the registry is gone");
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,7 +18,9 @@
 //! The header comes from outside and can be anything: a value that is not a
 //! plain non-negative integer is ignored (the default applies), logged at
 //! debug level and counted in `platform.http.server.deadline.header` with
-//! `outcome = invalid`; clamped and expired deadlines are counted there too.
+//! `outcome = invalid` (and `header`, the header's name); clamped and
+//! expired deadlines are counted there too. A gRPC call's deadline comes from
+//! `grpc-timeout` instead, read and counted the same way (see `grpc.rs`).
 
 use std::time::Duration;
 
@@ -105,23 +107,49 @@ impl Deadlines {
         header: bool,
         now: tokio::time::Instant,
     ) -> Option<Deadline> {
-        let count = |outcome: &'static str| {
-            self.instruments
-                .header
-                .add(1, &[KeyValue::new("outcome", outcome)]);
-        };
         let read = if header {
             HeaderDeadline::from_headers(headers)
         } else {
             HeaderDeadline::Absent
+        };
+        self.deadline_from(read, DEADLINE_HEADER, headers, now)
+    }
+
+    /// [`deadline_for`](Self::deadline_for) a gRPC call, whose caller's
+    /// time is in `grpc-timeout`; `read` is what that header said.
+    pub(crate) fn grpc_deadline_for(
+        &self,
+        read: HeaderDeadline,
+        headers: &HeaderMap,
+        now: tokio::time::Instant,
+    ) -> Option<Deadline> {
+        self.deadline_from(read, super::grpc::GRPC_TIMEOUT_HEADER, headers, now)
+    }
+
+    /// The deadline `read` from the header `name` gives.
+    fn deadline_from(
+        &self,
+        read: HeaderDeadline,
+        name: &'static str,
+        headers: &HeaderMap,
+        now: tokio::time::Instant,
+    ) -> Option<Deadline> {
+        let count = |outcome: &'static str| {
+            self.instruments.header.add(
+                1,
+                &[
+                    KeyValue::new("outcome", outcome),
+                    KeyValue::new("header", name),
+                ],
+            );
         };
         let remaining = match read {
             HeaderDeadline::Absent => self.max,
             HeaderDeadline::Invalid => {
                 count("invalid");
                 tracing::debug!(
-                    header = DEADLINE_HEADER,
-                    value = ?headers.get(DEADLINE_HEADER),
+                    header = name,
+                    value = ?headers.get(name),
                     "ignoring a malformed deadline header"
                 );
                 self.max
@@ -140,8 +168,8 @@ impl Deadlines {
     }
 }
 
-pub(crate) fn gateway_timeout<B: From<&'static str>>(message: &'static str) -> Response<B> {
-    let mut response = Response::new(B::from(message));
+pub(crate) fn gateway_timeout(message: &'static str) -> Response<axum::body::Body> {
+    let mut response = Response::new(axum::body::Body::from(message));
     *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
     response
 }

@@ -18,6 +18,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::MatchedPath;
 use http::{Request, Response};
 use opentelemetry::metrics::{BoundHistogram, Histogram, ObservableUpDownCounter};
@@ -29,8 +30,9 @@ use platform_core::telemetry::propagation;
 use platform_core::telemetry::sampling::{self, CallTrace};
 use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::deadline::{Deadlines, gateway_timeout};
-use super::limit::{ConcurrencyLimit, overloaded};
+use super::deadline::{Deadlines, HeaderDeadline, gateway_timeout};
+use super::grpc::{self, RpcNames};
+use super::limit::{ConcurrencyLimit, overloaded, overloaded_grpc};
 use super::request_id::{REQUEST_ID_NAME, RequestId};
 use crate::semconv::{METHODS, method_attribute};
 
@@ -60,6 +62,8 @@ impl Drop for InFlightGuard {
 struct Shared {
     in_flight: InFlight,
     duration: Histogram<f64>,
+    /// `rpc.server.call.duration`: gRPC calls' duration (see `grpc.rs`).
+    rpc_duration: Histogram<f64>,
     // Reads `in_flight` when metrics are collected: no work per request.
     _active: ObservableUpDownCounter<i64>,
     deadline: Deadlines,
@@ -75,6 +79,8 @@ const AXUM_DEFAULT_BODY_LIMIT: usize = 2_097_152;
 /// span continuing the caller's trace, `http.server.request.duration` and
 /// `http.server.active_requests`, the caller's deadline (504 when it passes),
 /// the body limit (for axum's extractors) and a panic turned into a 500.
+/// A gRPC call gets the same in gRPC's terms: `grpc-timeout`, status codes,
+/// `rpc.server.call.duration` (see the module `grpc.rs`).
 #[derive(Debug, Clone)]
 pub struct ServerLayer {
     shared: Arc<Shared>,
@@ -97,15 +103,16 @@ impl ServerLayer {
     /// (`serve` gives the runtime's).
     pub fn with_meters(settings: &ServerSettings, in_flight: InFlight, meters: &Meters) -> Self {
         let meter = meters.meter(crate::semconv::SCOPE);
-        // Bucket boundaries from the HTTP semantic conventions.
-        let duration = meter
-            .f64_histogram("http.server.request.duration")
-            .with_unit("s")
-            .with_description("Duration of HTTP server requests.")
-            .with_boundaries(vec![
-                0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-            ])
-            .build();
+        let duration = crate::semconv::duration_histogram(
+            &meter,
+            "http.server.request.duration",
+            "Duration of HTTP server requests.",
+        );
+        let rpc_duration = crate::semconv::duration_histogram(
+            &meter,
+            "rpc.server.call.duration",
+            "Duration of gRPC calls served, to the end of the response.",
+        );
         let observed = in_flight.clone();
         let active = meter
             .i64_observable_up_down_counter("http.server.active_requests")
@@ -119,6 +126,7 @@ impl ServerLayer {
             shared: Arc::new(Shared {
                 in_flight,
                 duration,
+                rpc_duration,
                 _active: active,
                 deadline: Deadlines::new(settings.request_timeout, &meter),
                 limit: ConcurrencyLimit::new(&settings.limit, &meter),
@@ -266,18 +274,50 @@ impl RouteEntry {
     }
 }
 
-/// The route of a request: the one axum matched, or for a gRPC request
-/// served by any other service, its method (`/package.Service/Method`, a
-/// fixed set, as a route is). A plain request outside a router has none.
-fn route_of<B>(request: &Request<B>) -> Option<(&str, &'static RouteTable)> {
-    if let Some(path) = request.extensions().get::<MatchedPath>() {
-        return Some((path.as_str(), &ROUTES));
+/// The route of a request: for a gRPC call its method
+/// (`/package.Service/Method`, a fixed set, as a route is; a router's
+/// pattern such as tonic's `/package.Service/{*rest}` would say less), else
+/// the one axum matched. A plain request outside a router has none.
+fn route_of<B>(request: &Request<B>, protocol: Protocol) -> Option<(&str, &'static RouteTable)> {
+    if let Protocol::Grpc = protocol {
+        return Some((request.uri().path(), &GRPC_METHODS));
     }
-    let grpc = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
-    grpc.then(|| (request.uri().path(), &GRPC_METHODS))
+    let path = request.extensions().get::<MatchedPath>()?;
+    Some((path.as_str(), &ROUTES))
+}
+
+/// How a request is spoken: what the layer answers by itself, and which
+/// span and metric describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http,
+    Grpc,
+}
+
+impl Protocol {
+    fn of<B>(request: &Request<B>) -> Self {
+        if grpc::is_grpc(request.headers()) {
+            Protocol::Grpc
+        } else {
+            Protocol::Http
+        }
+    }
+
+    /// The answer when the caller's deadline passed before the answer.
+    fn expired(self, message: &'static str) -> Response<Body> {
+        match self {
+            Protocol::Http => gateway_timeout(message),
+            Protocol::Grpc => grpc::trailers_only(grpc::DEADLINE_EXCEEDED, "deadline exceeded"),
+        }
+    }
+
+    /// The answer over the concurrency limit.
+    fn overloaded(self) -> Response<Body> {
+        match self {
+            Protocol::Http => overloaded(),
+            Protocol::Grpc => overloaded_grpc(),
+        }
+    }
 }
 
 /// The route a request matched.
@@ -299,6 +339,14 @@ enum Route {
 }
 
 impl Route {
+    /// The route, when it was interned (lives as long as the process).
+    fn interned(&self) -> Option<&'static str> {
+        match self {
+            Route::Known { route, .. } | Route::Interned { route, .. } => Some(route),
+            Route::Other { .. } => None,
+        }
+    }
+
     fn as_str(&self) -> &str {
         match self {
             Route::Known { route, .. } | Route::Interned { route, .. } => route,
@@ -338,11 +386,15 @@ impl RequestSpan {
         request: &Request<impl Sized>,
         method: &'static str,
         route: Option<&Route>,
+        rpc: Option<Rpc>,
         request_id: &RequestId,
     ) -> Self {
         // The caller's trace continues here; a malformed traceparent starts a
         // new trace (and is counted by telemetry), never fails the request.
         let parent = platform_core::telemetry::propagation::extract(request.headers());
+        if let Some(rpc) = rpc {
+            return Self::start_rpc(parent, rpc.names, request_id);
+        }
         let trace = sampling::server_span(parent.clone(), || {
             let mut attributes = Vec::with_capacity(5);
             attributes.push(KeyValue::new("http.request.method", method));
@@ -357,28 +409,76 @@ impl RequestSpan {
                 .with_kind(SpanKind::Server)
                 .with_attributes(attributes)
         });
+        Self::from_trace(trace, parent, || {
+            let route = route.map(Route::as_str);
+            tracing::info_span!(
+                "http.server.request",
+                otel.name = %match route { Some(r) => format!("{method} {r}"), None => method.to_owned() },
+                otel.kind = "server",
+                http.request.method = method,
+                url.path = %request.uri().path(),
+                http.route = route,
+                http.response.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                request_id = %request_id,
+            )
+        })
+    }
+
+    /// The span the sampler's answer says: the SDK's own, or the `tracing`
+    /// span `layer` makes, under `parent`.
+    fn from_trace(
+        trace: CallTrace,
+        parent: opentelemetry::Context,
+        layer: impl FnOnce() -> tracing::Span,
+    ) -> Self {
         match trace {
             CallTrace::Direct(cx) | CallTrace::Dropped(cx) => {
                 let recording = cx.span().is_recording();
                 RequestSpan::Own { cx, recording }
             }
             CallTrace::Layer => {
-                let route = route.map(Route::as_str);
-                let span = tracing::info_span!(
-                    "http.server.request",
-                    otel.name = %match route { Some(r) => format!("{method} {r}"), None => method.to_owned() },
-                    otel.kind = "server",
-                    http.request.method = method,
-                    url.path = %request.uri().path(),
-                    http.route = route,
-                    http.response.status_code = tracing::field::Empty,
-                    otel.status_code = tracing::field::Empty,
-                    request_id = %request_id,
-                );
+                let span = layer();
                 let _ = span.set_parent(parent);
                 RequestSpan::Layer(span)
             }
         }
+    }
+
+    /// The span of a gRPC call: `package.Service/Method` with the RPC
+    /// attributes (the semantic conventions' name when the method is not
+    /// known is the RPC system's).
+    fn start_rpc(
+        parent: opentelemetry::Context,
+        names: Option<RpcNames>,
+        request_id: &RequestId,
+    ) -> Self {
+        let name = names.map_or("grpc", |n| n.full);
+        let trace = sampling::server_span(parent.clone(), || {
+            let mut attributes = Vec::with_capacity(4);
+            attributes.push(KeyValue::new("rpc.system", "grpc"));
+            if let Some(names) = names {
+                attributes.push(KeyValue::new("rpc.service", names.service));
+                attributes.push(KeyValue::new("rpc.method", names.method));
+            }
+            attributes.push(KeyValue::new("request_id", request_id.attribute_value()));
+            SpanBuilder::from_name(name)
+                .with_kind(SpanKind::Server)
+                .with_attributes(attributes)
+        });
+        Self::from_trace(trace, parent, || {
+            tracing::info_span!(
+                "rpc.server.call",
+                otel.name = name,
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = names.map(|n| n.service),
+                rpc.method = names.map(|n| n.method),
+                rpc.grpc.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                request_id = %request_id,
+            )
+        })
     }
 
     /// Runs `f` inside the span.
@@ -392,18 +492,31 @@ impl RequestSpan {
         }
     }
 
-    /// Records the outcome and ends the span.
+    /// Records the HTTP outcome and ends the span.
     fn end(self, status: Option<u16>) {
         let failed = status.is_none_or(|s| s >= 500);
+        self.end_with(
+            status.map(|s| ("http.response.status_code", i64::from(s))),
+            failed,
+        );
+    }
+
+    /// Records a gRPC call's status code and ends the span.
+    fn end_rpc(self, code: u16) {
+        self.end_with(
+            Some(("rpc.grpc.status_code", i64::from(code))),
+            grpc::is_server_error(code),
+        );
+    }
+
+    /// Records the status (attribute and code) and ends the span.
+    fn end_with(self, status: Option<(&'static str, i64)>, failed: bool) {
         match self {
             RequestSpan::Own { cx, recording } => {
                 if recording {
                     let span = cx.span();
-                    if let Some(status) = status {
-                        span.set_attribute(KeyValue::new(
-                            "http.response.status_code",
-                            i64::from(status),
-                        ));
+                    if let Some((key, code)) = status {
+                        span.set_attribute(KeyValue::new(key, code));
                     }
                     if failed {
                         span.set_status(Status::error(""));
@@ -412,8 +525,8 @@ impl RequestSpan {
                 }
             }
             RequestSpan::Layer(span) => {
-                if let Some(status) = status {
-                    span.record("http.response.status_code", i64::from(status));
+                if let Some((key, code)) = status {
+                    span.record(key, code);
                 }
                 if failed {
                     span.record("otel.status_code", "ERROR");
@@ -425,8 +538,13 @@ impl RequestSpan {
 
 impl<S> ServerService<S> {
     /// The request's route, with its names made once (see `RouteTable`).
-    fn route<B>(&self, request: &Request<B>, method: (&'static str, usize)) -> Option<Route> {
-        let (path, table) = route_of(request)?;
+    fn route<B>(
+        &self,
+        request: &Request<B>,
+        method: (&'static str, usize),
+        protocol: Protocol,
+    ) -> Option<Route> {
+        let (path, table) = route_of(request, protocol)?;
         if let Some(entry) = self.names.get(table, path, method) {
             return Some(Route::Known {
                 names: self.names.clone(),
@@ -450,17 +568,32 @@ impl<S> ServerService<S> {
     }
 }
 
+/// What the layer knows of a gRPC call.
+#[derive(Debug, Clone, Copy)]
+struct Rpc {
+    /// Its names, when its method could be interned (see `RouteTable`).
+    names: Option<RpcNames>,
+    /// The caller gave a deadline (`grpc-timeout`): it covers the whole
+    /// call, response stream included. The server's own limit
+    /// (`server.request_timeout`) bounds the handler only, as for HTTP: a
+    /// stream the caller asked to keep open is not cut by it.
+    caller_deadline: bool,
+}
+
 impl<S, B, ResB> tower::Service<Request<B>> for ServerService<S>
 where
     S: tower::Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: std::fmt::Display + Send + 'static,
     B: Send + 'static,
-    ResB: From<&'static str> + Send + 'static,
+    ResB: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ResB::Error: Into<axum::BoxError>,
 {
-    type Response = Response<ResB>;
+    // axum's body: a gRPC response's body is wrapped to read its trailers,
+    // and an axum route's body is one already (`Body::new` keeps it as is).
+    type Response = Response<Body>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResB>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -471,7 +604,17 @@ where
         let started = tokio::time::Instant::now();
         let shared = self.shared.clone();
         let method = method_attribute(request.method());
-        let route = self.route(&request, method);
+        let protocol = Protocol::of(&request);
+        let route = self.route(&request, method, protocol);
+        let grpc_timeout =
+            (protocol == Protocol::Grpc).then(|| grpc::timeout_in(request.headers()));
+        let rpc = grpc_timeout.map(|timeout| Rpc {
+            names: route
+                .as_ref()
+                .and_then(Route::interned)
+                .and_then(RpcNames::of),
+            caller_deadline: matches!(timeout, HeaderDeadline::Remaining(_)),
+        });
         // The caller's id goes back as it came; a new one is made up. It
         // reaches handlers as the current id, not as an extension: a fifth
         // extension would make the request's map grow, a copy of the table.
@@ -487,24 +630,29 @@ where
         if shared.max_body_size != AXUM_DEFAULT_BODY_LIMIT {
             axum::extract::DefaultBodyLimit::max(shared.max_body_size).apply(&mut request);
         }
-        let span = RequestSpan::start(&request, method.0, route.as_ref(), &request_id);
-        let deadline = shared
-            .deadline
-            .deadline_for(request.headers(), deadline_header, started);
+        let span = RequestSpan::start(&request, method.0, route.as_ref(), rpc, &request_id);
+        let deadline = match grpc_timeout {
+            None => shared
+                .deadline
+                .deadline_for(request.headers(), deadline_header, started),
+            Some(read) => shared
+                .deadline
+                .grpc_deadline_for(read, request.headers(), started),
+        };
         let in_flight = shared.in_flight.0.fetch_add(1, Ordering::SeqCst) + 1;
         let guard = InFlightGuard(shared.in_flight.clone());
         let admitted = shared.limit.admit(in_flight);
 
         let (inner, sleep, ready) = match deadline {
             // Refused before any work: the caller may try another instance.
-            _ if !admitted => (None, None, Some(overloaded())),
+            _ if !admitted => (None, None, Some(protocol.overloaded())),
             None => {
                 span.in_scope(|| {
                     tracing::debug!(
-                        "caller's deadline already expired: 504 without running the handler"
+                        "caller's deadline already expired: answered without running the handler"
                     );
                 });
-                let expired = gateway_timeout("deadline expired before the request was handled\n");
+                let expired = protocol.expired("deadline expired before the request was handled\n");
                 (None, None, Some(expired))
             }
             Some(deadline) => {
@@ -522,7 +670,7 @@ where
                     // answer at once, and a timer costs a registration in
                     // tokio's wheel and its removal.
                     Ok(()) => (future, None, None),
-                    Err(panic) => (None, None, Some(panic_response(panic))),
+                    Err(panic) => (None, None, Some(panic_response(protocol, panic))),
                 }
             }
         };
@@ -534,6 +682,8 @@ where
                 started,
                 method: method.0,
                 route,
+                protocol,
+                rpc,
                 span,
                 request_id,
                 deadline,
@@ -568,6 +718,9 @@ struct RequestState {
     started: tokio::time::Instant,
     method: &'static str,
     route: Option<Route>,
+    protocol: Protocol,
+    /// A gRPC call: its span and duration end with its response body.
+    rpc: Option<Rpc>,
     span: RequestSpan,
     request_id: RequestId,
     deadline: Option<platform_core::resilience::Deadline>,
@@ -583,29 +736,30 @@ pin_project_lite::pin_project! {
     /// deadline, with its panic caught and its deadline enforced. One
     /// future, no box: the wrappers a stack of layers or `async` blocks
     /// would nest each copy the handler's future again.
-    pub struct ResponseFuture<F, ResB> {
+    pub struct ResponseFuture<F> {
         #[pin]
         inner: Option<F>,
         #[pin]
         sleep: Option<tokio::time::Sleep>,
-        ready: Option<Response<ResB>>,
+        ready: Option<Response<Body>>,
         state: Option<RequestState>,
     }
 }
 
-impl<F, ResB> std::fmt::Debug for ResponseFuture<F, ResB> {
+impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, E, ResB> Future for ResponseFuture<F, ResB>
+impl<F, E, ResB> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResB>, E>>,
     E: std::fmt::Display,
-    ResB: From<&'static str>,
+    ResB: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ResB::Error: Into<axum::BoxError>,
 {
-    type Output = Result<Response<ResB>, E>;
+    type Output = Result<Response<Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -622,8 +776,10 @@ where
                 polled = inner.poll(cx);
             });
             match (outcome, polled) {
-                (Ok(()), Poll::Ready(result)) => result,
-                (Err(panic), _) => state.span.in_scope(|| Ok(panic_response(panic))),
+                (Ok(()), Poll::Ready(result)) => result.map(|r| r.map(Body::new)),
+                (Err(panic), _) => state
+                    .span
+                    .in_scope(|| Ok(panic_response(state.protocol, panic))),
                 (Ok(()), Poll::Pending) => {
                     if this.sleep.is_none() {
                         this.sleep
@@ -631,10 +787,10 @@ where
                     }
                     match this.sleep.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
                         Some(Poll::Ready(())) => state.span.in_scope(|| {
-                            tracing::debug!("request deadline passed while handling: 504");
-                            Ok(gateway_timeout(
-                                "deadline passed while the request was handled\n",
-                            ))
+                            tracing::debug!("request deadline passed while handling");
+                            Ok(state
+                                .protocol
+                                .expired("deadline passed while the request was handled\n"))
                         }),
                         _ => return Poll::Pending,
                     }
@@ -654,11 +810,12 @@ where
 }
 
 impl RequestState {
-    /// Stamps the response with the request id, ends the span, records the duration.
-    fn finish<ResB, E: std::fmt::Display>(
+    /// Stamps the response with the request id, ends the span, records the
+    /// duration (a gRPC call's when its response ends: see [`RpcEnd`]).
+    fn finish<E: std::fmt::Display>(
         self,
-        result: Result<Response<ResB>, E>,
-    ) -> Result<Response<ResB>, E> {
+        result: Result<Response<Body>, E>,
+    ) -> Result<Response<Body>, E> {
         let status = match &result {
             Ok(response) => Some(response.status().as_u16()),
             Err(e) => {
@@ -673,12 +830,24 @@ impl RequestState {
                 .insert(REQUEST_ID_NAME, self.request_id.header_value().clone());
             response
         });
-        self.span.end(status);
         let now = tokio::time::Instant::now();
         let elapsed = now.duration_since(self.started);
+        // The limit's sample is the time to the response head, for a gRPC
+        // call as for a request: a long stream says nothing of the queue.
         if self.admitted {
             self.shared.limit.completed(elapsed, now);
         }
+        if let Some(rpc) = self.rpc {
+            let call = RpcEnd {
+                span: self.span,
+                shared: self.shared,
+                started: self.started,
+                names: rpc.names,
+                deadline: self.deadline.filter(|_| rpc.caller_deadline),
+            };
+            return result.map(|response| call.at_response(response));
+        }
+        self.span.end(status);
         record_duration(
             &self.shared.duration,
             elapsed,
@@ -687,6 +856,59 @@ impl RequestState {
             status,
         );
         result
+    }
+}
+
+/// What ends with a gRPC call: its span and its `rpc.server.call.duration`,
+/// both with the call's status code.
+struct RpcEnd {
+    span: RequestSpan,
+    shared: Arc<Shared>,
+    started: tokio::time::Instant,
+    names: Option<RpcNames>,
+    /// The caller's deadline, which the response stream is held to.
+    deadline: Option<platform_core::resilience::Deadline>,
+}
+
+impl RpcEnd {
+    /// Ends the call now when the response head holds its status (a
+    /// trailers-only answer, or an HTTP error a client maps to a status),
+    /// else when the response body gives its trailers.
+    fn at_response(self, response: Response<Body>) -> Response<Body> {
+        let code = grpc::status_in(response.headers()).or_else(|| {
+            (response.status() != http::StatusCode::OK)
+                .then(|| grpc::code_of_http_status(response.status()))
+        });
+        match code {
+            Some(code) => self.end(code),
+            // Sent whole with the head (hyper would never poll it): no status came.
+            None if http_body::Body::is_end_stream(response.body()) => self.end(grpc::UNKNOWN),
+            None => {
+                let deadline = self.deadline.map(|d| d.instant());
+                return response.map(|body| {
+                    Body::new(grpc::ObservedBody::new(body, deadline, move |code| {
+                        self.end(code)
+                    }))
+                });
+            }
+        }
+        response
+    }
+
+    fn end(self, code: u16) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let mut attributes = Vec::with_capacity(5);
+        attributes.push(KeyValue::new("rpc.system", "grpc"));
+        if let Some(names) = self.names {
+            attributes.push(KeyValue::new("rpc.service", names.service));
+            attributes.push(KeyValue::new("rpc.method", names.method));
+        }
+        attributes.push(KeyValue::new("rpc.grpc.status_code", i64::from(code)));
+        if grpc::is_server_error(code) {
+            attributes.push(KeyValue::new("error.type", grpc::code_name(code)));
+        }
+        self.shared.rpc_duration.record(elapsed, &attributes);
+        self.span.end_rpc(code);
     }
 }
 
@@ -747,17 +969,23 @@ fn duration_attributes(
     attributes
 }
 
-/// A handler's panic becomes a logged 500; the process keeps serving.
-pub(crate) fn panic_response<B: From<&'static str>>(
+/// A handler's panic becomes a logged 500 (INTERNAL for a gRPC call); the
+/// process keeps serving.
+fn panic_response(
+    protocol: Protocol,
     panic: Box<dyn std::any::Any + Send + 'static>,
-) -> Response<B> {
+) -> Response<Body> {
     let message = panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned());
+    if protocol == Protocol::Grpc {
+        tracing::error!(panic = %message, "handler panicked; answered INTERNAL");
+        return grpc::trailers_only(grpc::INTERNAL, "internal error");
+    }
     tracing::error!(panic = %message, "handler panicked; answered 500");
-    let mut response = Response::new(B::from("internal server error\n"));
+    let mut response = Response::new(Body::from("internal server error\n"));
     *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
     response
 }

@@ -52,6 +52,8 @@ pub const OVERLOADED_HEADER: &str = "x-platform-overloaded";
 
 /// Seconds a refused caller is told to wait (`Retry-After`).
 const RETRY_AFTER_SECS: &str = "1";
+/// The same wait for a gRPC caller (`grpc-retry-pushback-ms`).
+const RETRY_AFTER_MILLIS: &str = "1000";
 
 /// Fewer completions than this never close a window: a mean of a few
 /// requests says little.
@@ -276,14 +278,28 @@ fn next_limit(
 }
 
 /// The answer to a request over the limit.
-pub(crate) fn overloaded<B: From<&'static str>>() -> http::Response<B> {
-    let mut response = http::Response::new(B::from("overloaded: try again later\n"));
+pub(crate) fn overloaded() -> http::Response<axum::body::Body> {
+    let mut response = http::Response::new(axum::body::Body::from("overloaded: try again later\n"));
     *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    with_marker(response, http::header::RETRY_AFTER, RETRY_AFTER_SECS)
+}
+
+/// [`overloaded`] for a gRPC call: UNAVAILABLE, trailers-only, with the
+/// same marker, and the wait as gRPC's pushback (proposal A6).
+pub(crate) fn overloaded_grpc() -> http::Response<axum::body::Body> {
+    let response =
+        super::grpc::trailers_only(super::grpc::UNAVAILABLE, "overloaded: try again later");
+    with_marker(response, super::grpc::GRPC_PUSHBACK, RETRY_AFTER_MILLIS)
+}
+
+/// Adds the overloaded marker and how long to wait (`wait` in `header`).
+fn with_marker(
+    mut response: http::Response<axum::body::Body>,
+    header: http::HeaderName,
+    wait: &'static str,
+) -> http::Response<axum::body::Body> {
     let headers = response.headers_mut();
-    headers.insert(
-        http::header::RETRY_AFTER,
-        http::HeaderValue::from_static(RETRY_AFTER_SECS),
-    );
+    headers.insert(header, http::HeaderValue::from_static(wait));
     headers.insert(OVERLOADED_HEADER, http::HeaderValue::from_static("1"));
     response
 }

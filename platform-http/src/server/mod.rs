@@ -2,6 +2,7 @@
 
 mod accept;
 mod deadline;
+mod grpc;
 mod layer;
 mod limit;
 mod rate_limit;
@@ -78,6 +79,8 @@ pub struct BoundServer {
     router: axum::Router,
     api: Option<tokio::net::TcpListener>,
     admin: Option<tokio::net::TcpListener>,
+    /// Served on the admin port beside its own endpoints.
+    admin_routes: axum::Router,
     in_flight: InFlight,
 }
 
@@ -106,6 +109,7 @@ impl BoundServer {
             router,
             api,
             admin,
+            admin_routes: axum::Router::new(),
             in_flight: InFlight::default(),
         })
     }
@@ -118,6 +122,17 @@ impl BoundServer {
     /// Where the admin endpoints listen.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves `routes` on the admin port too, beside `/livez`, `/metrics`
+    /// and the rest (platform-grpc adds `grpc.health.v1.Health` this way).
+    /// The admin port speaks HTTP/1 and HTTP/2 without TLS (h2c, as a gRPC
+    /// client or a Kubernetes `grpc:` probe sends it); like the probes,
+    /// these routes are neither limited nor measured by the server layer.
+    /// A route that is already there panics, as axum's `merge` does.
+    pub fn with_admin_routes(mut self, routes: axum::Router) -> Self {
+        self.admin_routes = std::mem::take(&mut self.admin_routes).merge(routes);
+        self
     }
 
     /// Requests being served now.
@@ -138,8 +153,9 @@ impl BoundServer {
             tracing::info!(%addr, "API server listening");
         }
         let admin_stop = CancellationToken::new();
+        let admin_routes = self.admin_routes;
         let admin_task = self.admin.map(|listener| {
-            let app = crate::admin::router(&self.rt);
+            let app = crate::admin::router(&self.rt).merge(admin_routes);
             let settings = config.server.clone();
             let stop = admin_stop.clone().cancelled_owned();
             tokio::spawn(async move {

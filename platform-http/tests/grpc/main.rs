@@ -1,6 +1,6 @@
 //! A tonic service served by `platform_http::serve` like any axum router:
-//! the request id, the caller's trace, `http.server.request.duration` with
-//! the gRPC method as its route, and a graceful drain. The service is the
+//! the request id, the caller's trace, `rpc.server.call.duration` with the
+//! gRPC method, and a graceful drain. The service is the
 //! OTLP trace collector opentelemetry-proto generates (a real generated
 //! tonic server, no codegen step here); its client is tonic's.
 
@@ -109,18 +109,22 @@ async fn a_tonic_service_gets_the_whole_server_layer_and_drains() {
         ("grpc-call-1".to_owned(), PARENT_TRACE.to_owned())
     );
 
-    // The duration metric, with the gRPC method as the route.
+    // The call's duration, as an RPC (platform-grpc's tests check the rest).
     let metrics = reqwest::get(format!("{admin}/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    let route = "http_route=\"/opentelemetry.proto.collector.trace.v1.TraceService/Export\"";
     assert!(
-        metrics.lines().any(
-            |l| l.starts_with("http_server_request_duration_seconds_count") && l.contains(route)
-        ),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("rpc_server_call_duration_seconds_count")
+                && l.contains(
+                    "rpc_service=\"opentelemetry.proto.collector.trace.v1.TraceService\""
+                )
+                && l.contains("rpc_method=\"Export\"")
+                && l.contains("rpc_grpc_status_code=\"0\"")),
         "{metrics}"
     );
 
