@@ -44,6 +44,12 @@ pub enum Error {
     /// match on it (`platform_http::ClientError` for the HTTP client).
     #[error(transparent)]
     Client(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The service could not be put together: a library's own wiring error
+    /// (`platform_grpc::ServiceError` for a gRPC service added twice, ...),
+    /// converted by that library so that `main` uses `?` on it. Downcast
+    /// the source to match on it.
+    #[error(transparent)]
+    Setup(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A server stopped with an error.
     #[error("{what} server failed: {source}")]
     Serve {

@@ -23,3 +23,10 @@ pub enum ServiceError {
         probe: &'static str,
     },
 }
+
+/// `?` in `main`, which returns the runtime's error.
+impl From<ServiceError> for platform_core::Error {
+    fn from(error: ServiceError) -> Self {
+        platform_core::Error::Setup(Box::new(error))
+    }
+}

@@ -11,6 +11,8 @@ use crate::ServiceError;
 pub struct Services {
     routes: tonic::service::Routes,
     names: Vec<&'static str>,
+    /// An HTTP API served on the same port.
+    http: Option<axum::Router>,
 }
 
 impl Services {
@@ -71,6 +73,21 @@ impl Services {
         Ok(self)
     }
 
+    /// Serves `router` on the same port: a service with an HTTP API and a
+    /// gRPC one (the server layer tells a gRPC call by its content type;
+    /// gRPC paths are `/package.Service/Method`, which an HTTP route does
+    /// not take). Each route of `router` keeps its `http.route`. A path
+    /// neither serves is 404 to an HTTP request and UNIMPLEMENTED to a
+    /// gRPC call. `router` must not have a fallback of its own (axum
+    /// refuses to merge two; it panics when the server is bound).
+    pub fn with_http(mut self, router: axum::Router) -> Self {
+        self.http = Some(match self.http.take() {
+            Some(http) => http.merge(router),
+            None => router,
+        });
+        self
+    }
+
     /// The names of the services added (`package.Service`).
     pub fn names(&self) -> &[&'static str] {
         &self.names
@@ -83,7 +100,13 @@ impl Services {
 /// [`BoundServer::run`]; [`serve`] does both.
 pub async fn bind(rt: &Runtime, services: Services) -> Result<BoundServer, Error> {
     let health = crate::health::routes(rt, &services.names);
-    let server = BoundServer::bind(rt, services.routes.into_axum_router()).await?;
+    let mut router = services.routes.into_axum_router();
+    if let Some(http) = services.http {
+        // tonic's fallback answers any path UNIMPLEMENTED, which would
+        // tell an HTTP caller of a wrong path "200 OK".
+        router = router.merge(http).fallback(not_found_or_unimplemented);
+    }
+    let server = BoundServer::bind(rt, router).await?;
     Ok(server.with_admin_routes(health))
 }
 
@@ -95,4 +118,16 @@ pub async fn bind(rt: &Runtime, services: Services) -> Result<BoundServer, Error
 /// GOAWAY.
 pub async fn serve(rt: &Runtime, services: Services) -> Result<(), Error> {
     bind(rt, services).await?.run().await
+}
+
+/// A path no route takes: UNIMPLEMENTED to a gRPC call, 404 otherwise.
+async fn not_found_or_unimplemented(request: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if platform_http::server::is_grpc(request.headers()) {
+        tonic::Status::unimplemented("")
+            .into_http::<axum::body::Body>()
+            .into_response()
+    } else {
+        http::StatusCode::NOT_FOUND.into_response()
+    }
 }

@@ -3,8 +3,10 @@
 //! Start-up is the whole of a golden-path `main`: the runtime (command line,
 //! layered config, telemetry, health, signals), the service's own state and
 //! health checks, then `serve` (API and admin servers, self-registration in
-//! etcd when configured, graceful drain on SIGTERM).
+//! etcd when configured, graceful drain on SIGTERM). It answers over HTTP
+//! and gRPC on one port, and the gRPC health protocol on its admin port.
 
+pub mod grpc;
 mod routes;
 mod settings;
 
@@ -39,5 +41,10 @@ pub async fn main(args: Option<ConfigArgs>) -> Result<(), platform_core::Error> 
         move || checked.check(),
     )?;
 
-    platform_http::serve(&rt, routes::router(store)).await
+    // One port for both APIs: gRPC calls are told apart by their content
+    // type; the admin port answers the gRPC health protocol too.
+    let services = platform_grpc::Services::new()
+        .add_service(grpc::server(store.clone()))?
+        .with_http(routes::router(store));
+    platform_grpc::serve(&rt, services).await
 }

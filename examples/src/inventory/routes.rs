@@ -1,4 +1,4 @@
-//! Inventory's HTTP API: stock levels and reservations.
+//! Inventory's stock levels and reservations, and its HTTP API.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -90,7 +90,7 @@ impl Store {
     /// What every answer goes through first: a worker when `app.workers`
     /// bounds them, the configured extra latency, and the configured share
     /// of made-up failures (`app.failure_rate`).
-    async fn simulate(&self) -> Result<(), (StatusCode, String)> {
+    async fn simulate(&self) -> Result<(), Refusal> {
         // Waits for a worker (FIFO) and holds it through the latency.
         let _worker = match &self.workers {
             Some(workers) => workers.acquire().await.ok(),
@@ -100,12 +100,82 @@ impl Store {
             tokio::time::sleep(self.extra_latency).await;
         }
         if self.failure_rate > 0.0 && rand::random::<f64>() < self.failure_rate {
-            return Err((
-                StatusCode::SERVICE_UNAVAILABLE,
-                "failing on purpose (app.failure_rate)".into(),
-            ));
+            return Err(Refusal::Failing);
         }
         Ok(())
+    }
+
+    /// How much of `sku` is left: the answer of both APIs.
+    pub(crate) async fn stock(&self, sku: String) -> Result<Stock, Refusal> {
+        self.simulate().await?;
+        let available = *self
+            .shelf()
+            .stock
+            .get(&sku)
+            .ok_or_else(|| Refusal::UnknownSku(sku.clone()))?;
+        Ok(Stock { sku, available })
+    }
+
+    /// Takes the reservation's units; a `key` seen before gets the first
+    /// answer again (callers retry a reservation only because it carries one).
+    pub(crate) async fn reserve(
+        &self,
+        request: Reservation,
+        key: Option<String>,
+    ) -> Result<Stock, Refusal> {
+        self.simulate().await?;
+        if request.quantity == 0 || request.quantity > self.max_reservation {
+            return Err(Refusal::Quantity {
+                max: self.max_reservation,
+            });
+        }
+        let mut shelf = self.shelf();
+        if let Some(answer) = key.as_ref().and_then(|k| shelf.answered.get(k)) {
+            return Ok(answer.clone());
+        }
+        let available = shelf
+            .stock
+            .get_mut(&request.sku)
+            .ok_or_else(|| Refusal::UnknownSku(request.sku.clone()))?;
+        if *available < request.quantity {
+            return Err(Refusal::TooLittle {
+                available: *available,
+            });
+        }
+        *available -= request.quantity;
+        let answer = Stock {
+            sku: request.sku,
+            available: *available,
+        };
+        if let Some(key) = key {
+            shelf.remember(key, answer.clone());
+        }
+        Ok(answer)
+    }
+}
+
+/// Why inventory did not answer with stock: each API says it in its terms.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error("unknown sku {0:?}")]
+    UnknownSku(String),
+    #[error("quantity must be 1..={max}")]
+    Quantity { max: u32 },
+    #[error("only {available} left")]
+    TooLittle { available: u32 },
+    #[error("failing on purpose (app.failure_rate)")]
+    Failing,
+}
+
+impl axum::response::IntoResponse for Refusal {
+    fn into_response(self) -> axum::response::Response {
+        let status = match self {
+            Refusal::UnknownSku(_) => StatusCode::NOT_FOUND,
+            Refusal::Quantity { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::TooLittle { .. } => StatusCode::CONFLICT,
+            Refusal::Failing => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        (status, self.to_string()).into_response()
     }
 }
 
@@ -133,52 +203,18 @@ pub(crate) fn router(store: Store) -> Router {
 async fn stock(
     State(store): State<Store>,
     Path(sku): Path<String>,
-) -> Result<Json<Stock>, (StatusCode, String)> {
-    store.simulate().await?;
-    let shelf = store.shelf();
-    let available = *shelf
-        .stock
-        .get(&sku)
-        .ok_or((StatusCode::NOT_FOUND, format!("unknown sku {sku:?}")))?;
-    Ok(Json(Stock { sku, available }))
+) -> Result<Json<Stock>, Refusal> {
+    store.stock(sku).await.map(Json)
 }
 
 async fn reserve(
     State(store): State<Store>,
     headers: HeaderMap,
     Json(request): Json<Reservation>,
-) -> Result<Json<Stock>, (StatusCode, String)> {
-    store.simulate().await?;
-    if request.quantity == 0 || request.quantity > store.max_reservation {
-        return Err((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("quantity must be 1..={}", store.max_reservation),
-        ));
-    }
-    // Callers retry a reservation only because it carries this key; a key
-    // seen before gets the first answer again.
+) -> Result<Json<Stock>, Refusal> {
     let key = headers
         .get(platform_http::client::IDEMPOTENCY_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut shelf = store.shelf();
-    if let Some(answer) = key.as_ref().and_then(|k| shelf.answered.get(k)) {
-        return Ok(Json(answer.clone()));
-    }
-    let available = shelf.stock.get_mut(&request.sku).ok_or((
-        StatusCode::NOT_FOUND,
-        format!("unknown sku {:?}", request.sku),
-    ))?;
-    if *available < request.quantity {
-        return Err((StatusCode::CONFLICT, format!("only {available} left")));
-    }
-    *available -= request.quantity;
-    let answer = Stock {
-        sku: request.sku,
-        available: *available,
-    };
-    if let Some(key) = key {
-        shelf.remember(key, answer.clone());
-    }
-    Ok(Json(answer))
+    store.reserve(request, key).await.map(Json)
 }

@@ -174,12 +174,34 @@ fn check(service: &str) {
         ("readinessProbe", "/readyz"),
         ("startupProbe", "/startupz"),
     ] {
+        // inventory serves gRPC: its readiness is Kubernetes' gRPC probe of
+        // the health protocol on the admin port ("" is readiness there).
+        let grpc = &container[probe]["grpc"];
+        if !grpc.is_badvalue() {
+            assert_eq!(probe, "readinessProbe", "{manifest}: {probe}");
+            assert_eq!(
+                grpc["port"].as_i64(),
+                Some(admin_port),
+                "{manifest}: {probe}"
+            );
+            assert!(
+                matches!(grpc["service"].as_str(), None | Some("" | "readiness")),
+                "{manifest}: {probe} asks for readiness"
+            );
+            continue;
+        }
         let get = &container[probe]["httpGet"];
         assert_eq!(get["path"].as_str(), Some(path), "{manifest}: {probe}");
         assert_eq!(
             get["port"].as_str(),
             Some("admin"),
             "{manifest}: {probe} on the admin port"
+        );
+    }
+    if manifest.contains("inventory") {
+        assert!(
+            !container["readinessProbe"]["grpc"].is_badvalue(),
+            "{manifest}: the example of a gRPC probe"
         );
     }
     let readiness = &container["readinessProbe"];

@@ -90,7 +90,7 @@ const CODE_NAMES: [&str; 17] = [
 ];
 
 /// Whether a request is a gRPC call: its content type says so.
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"))

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use accept::{ClientAddr, serve_listener};
 pub use deadline::{DEADLINE_HEADER, HeaderDeadline};
+pub use grpc::is_grpc;
 pub use layer::{InFlight, ResponseFuture, ServerLayer, ServerService};
 pub use limit::OVERLOADED_HEADER;
 pub use rate_limit::{RateLimit, RateLimitLayer};
