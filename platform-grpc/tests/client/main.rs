@@ -181,6 +181,24 @@ async fn unavailable_is_retried_on_the_other_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_cannot_connect_is_requeued_elsewhere() {
+    let (backends, mut addresses) = backends(1).await;
+    // Nothing listens there.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    addresses.insert(0, closed.local_addr().unwrap().to_string());
+    drop(closed);
+    // One attempt allowed: only a requeue, outside the attempts, rescues it.
+    let mut client = client(&addresses, &settings(|s| s.retry.max_attempts = 1));
+    for _ in 0..4 {
+        client
+            .export(request())
+            .await
+            .expect("requeued to the live endpoint");
+    }
+    assert_eq!(backends[0].calls(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_configured_codes_are_retried() {
     let (backends, addresses) = backends(1).await;
     backends[0].set(|b| {
@@ -465,6 +483,7 @@ async fn a_streaming_call_is_not_retried_after_its_first_message() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
+    assert!(ChannelError::of(&status).is_none(), "the server's answer: {status:?}");
     assert_eq!(backends[0].calls(), 4, "sent once");
 }
 
