@@ -445,10 +445,13 @@ impl Exchange<'_> {
             Some(own) if own < deadline => (own, false),
             _ => (deadline, true),
         };
+        // The server is told the call's time left, not the attempt's: it
+        // holds a response stream to it, which the attempt timer (until the
+        // headers) does not cover.
         let exchange = self.exchange(
             connection,
             attempt,
-            limit.saturating_duration_since(started),
+            deadline.saturating_duration_since(started),
         );
         match tokio::time::timeout_at(limit, exchange).await {
             Ok(result) => (result, false),
@@ -502,8 +505,8 @@ impl Exchange<'_> {
         self.commit(response, connection, attempt)
     }
 
-    /// The attempt's request: the call's headers, the time left, the
-    /// number of earlier attempts, the trace context.
+    /// The attempt's request: the call's headers, the time left to the
+    /// call's deadline, the number of earlier attempts, the trace context.
     fn request(
         &self,
         authority: http::uri::Authority,

@@ -25,8 +25,9 @@
 //! - **Deadlines.** One deadline covers every attempt: the earliest of
 //!   tonic's `Request::set_timeout`, the request being served (inside a
 //!   handler served by [`serve`](crate::serve)) and `total_timeout`. Each
-//!   attempt sends what is left of it (or of its own `attempt_timeout`, if
-//!   earlier) as `grpc-timeout`.
+//!   attempt sends what is left of it as `grpc-timeout` (a platform server
+//!   holds the whole call, response stream included, to it); the attempt's
+//!   own `attempt_timeout` bounds the wait for the response headers.
 //! - **Telemetry.** A client span `package.Service/Method` (`rpc.system`,
 //!   `rpc.service`, `rpc.method`, `rpc.grpc.status_code`, `server.address`,
 //!   `server.port`) with an event per attempt; trace context and baggage in

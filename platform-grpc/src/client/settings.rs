@@ -95,10 +95,11 @@ pub struct GrpcClientSettings {
     /// first message leaves.
     #[setting(size, default = 64 * 1024)]
     pub max_replay_message: u64,
-    /// Total time a call may take until its response headers, every attempt
-    /// and backoff included, when the caller has no earlier deadline
-    /// (`grpc-timeout` from tonic's `Request::set_timeout`, or the request
-    /// being served).
+    /// Total time a call may take, every attempt and backoff included, when
+    /// the caller has no earlier deadline (tonic's `Request::set_timeout`,
+    /// or the request being served). The server is given what is left of it
+    /// as `grpc-timeout`, so it bounds a response stream too: raise it for
+    /// a channel whose streams stay open longer.
     #[setting(default = platform_core::resilience::ResilienceSettings::default().total_timeout)]
     pub total_timeout: Duration,
     /// Retries (`max_attempts` at most 5, as gRPC A6 allows).
