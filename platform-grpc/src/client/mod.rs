@@ -69,9 +69,9 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
-use platform_core::discovery::{DiscoverySettings, EndpointSet, Resolver, TargetResolver};
+use platform_core::discovery::{DiscoverySettings, Resolver, TargetResolver};
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
-use platform_core::resilience::{RegistryError, Resilience, ResilienceRegistry, SettingsError};
+use platform_core::resilience::{Resilience, ResilienceRegistry};
 use platform_core::{Meters, Runtime};
 
 pub use body::ResponseBody;
@@ -184,20 +184,7 @@ impl Channel {
     /// How discovery is doing for this channel: warns, never fails readiness
     /// (the last known endpoints keep serving).
     fn discovery_health(&self) -> CheckOutcome {
-        use platform_core::discovery::DiscoveryHealth;
-        match self.inner.endpoints.set().health() {
-            DiscoveryHealth::Healthy { .. } => CheckOutcome::pass(),
-            DiscoveryHealth::Pending { last_error } => CheckOutcome::warn(format!(
-                "no answer from discovery yet{}",
-                last_error.map(|e| format!(": {e}")).unwrap_or_default()
-            )),
-            DiscoveryHealth::Stale {
-                reason, endpoints, ..
-            } => CheckOutcome::warn(format!(
-                "discovery failing ({reason}); using the last {endpoints} known endpoints"
-            )),
-            DiscoveryHealth::Empty => CheckOutcome::warn("discovery answered with no endpoints"),
-        }
+        self.inner.endpoints.set().health().check_outcome()
     }
 
     /// A builder, for what settings do not say (endpoints given in code, a
@@ -354,21 +341,24 @@ impl ChannelBuilder {
             .collect::<Result<Vec<_>, _>>()?;
         let resilience = match self.resilience {
             Some(resilience) => resilience,
-            None => policies(
-                &name,
-                settings,
+            None => ResilienceRegistry::shared_or_own(
                 self.registry.as_ref(),
+                &name,
+                &settings.resilience(),
                 &self.source,
                 &self.meters,
             )
-            .map_err(|(key, reason)| config(key, reason))?,
+            .map_err(|e| {
+                let (key, reason) = e.key_and_reason();
+                config(key, reason)
+            })?,
         };
         let detector = resilience.new_outlier_detector();
         let balance = &settings.balance;
         let connect = settings.connect_timeout;
         let meters = &self.meters;
         let endpoints = if let Some(resolver) = self.resolver {
-            Endpoints::new(SharedResolver(resolver), balance, detector, connect, meters)
+            Endpoints::new(resolver, balance, detector, connect, meters)
                 .map_err(|reason| config("balance", reason))?
         } else {
             let (key, target) = match (&self.endpoints, settings.discovery.trim()) {
@@ -413,40 +403,5 @@ impl ChannelBuilder {
                 idempotent,
             }),
         })
-    }
-}
-
-/// The target's policies: from `registry`, shared with the target's other
-/// clients there, or its own; the key and what is wrong otherwise.
-fn policies(
-    name: &str,
-    settings: &GrpcClientSettings,
-    registry: Option<&ResilienceRegistry>,
-    source: &str,
-    meters: &Meters,
-) -> Result<Resilience, (&'static str, String)> {
-    let invalid = |e: SettingsError| (e.key, format!("{} (got {})", e.reason, e.value));
-    match registry {
-        Some(registry) => registry
-            .get_or_insert(name, &settings.resilience(), source)
-            .map_err(|e| match e {
-                RegistryError::Invalid(e) => invalid(e),
-                conflict @ RegistryError::Conflict { .. } => ("", conflict.to_string()),
-            }),
-        None => Resilience::with_meters(name, &settings.resilience(), meters).map_err(invalid),
-    }
-}
-
-/// A resolver behind an `Arc`, so the builder can hold any resolver type.
-#[derive(Debug)]
-struct SharedResolver(Arc<dyn Resolver>);
-
-impl Resolver for SharedResolver {
-    fn target(&self) -> &str {
-        self.0.target()
-    }
-
-    fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<EndpointSet>> {
-        self.0.subscribe()
     }
 }

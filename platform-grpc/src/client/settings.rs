@@ -152,42 +152,21 @@ impl GrpcClientSettings {
     }
 
     fn check(&self, v: &mut Validation) {
-        if !self.discovery.trim().is_empty() {
-            match self.discovery.parse::<platform_core::discovery::Target>() {
-                Err(e) => v.error("discovery", e.to_string()),
-                Ok(target) => {
-                    if let Some(feature) = target.missing_feature() {
-                        v.error(
-                            "discovery",
-                            format!(
-                                "`{target}` needs the cargo feature `{feature}` of platform-core"
-                            ),
-                        );
-                    }
-                }
-            }
-        } else if let Err(reason) = super::endpoints::authority(&self.address) {
+        if self.discovery.trim().is_empty()
+            && let Err(reason) = super::endpoints::authority(&self.address)
+        {
             v.error("address", reason);
         }
-        if let Err(platform_core::balance::BalanceError::InvalidSettings { key, reason }) =
-            self.balance.validate()
-        {
-            v.error(key, reason);
-        }
-        v.check(
-            !self.connect_timeout.is_zero(),
-            "connect_timeout",
-            "must be above zero",
-        );
-        v.check(
-            !self.attempt_timeout.is_zero(),
-            "attempt_timeout",
-            "must be above zero",
-        );
-        v.check(
-            self.attempt_timeout <= self.total_timeout,
-            "attempt_timeout",
-            "must not exceed total_timeout",
+        let resilience = self.resilience();
+        platform_core::settings::check_client(
+            platform_core::settings::ClientRules {
+                discovery: &self.discovery,
+                balance: &self.balance,
+                connect_timeout: self.connect_timeout,
+                attempt_timeout: self.attempt_timeout,
+                resilience: &resilience,
+            },
+            v,
         );
         if let Err((key, reason)) = self.codes() {
             v.error(&key, reason);
@@ -196,10 +175,6 @@ impl GrpcClientSettings {
             if let Err(reason) = super::call::MethodPattern::parse(method) {
                 v.error(&format!("idempotent_methods.{i}"), reason);
             }
-        }
-        // The policies' rules, checked without building policies.
-        if let Err(e) = self.resilience().check() {
-            v.error(e.key, format!("{} (got {})", e.reason, e.value));
         }
     }
 }
