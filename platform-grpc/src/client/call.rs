@@ -468,6 +468,7 @@ impl Exchange<'_> {
         let mut sender = connection.sender().await.map_err(Failure::Connect)?;
         // The connection may be at its stream limit, or closing.
         if let Err(error) = sender.ready().await {
+            connection.forget_if_closed().await;
             return Err(Failure::NotSent {
                 error,
                 resendable: self.prepared.body.available(),

@@ -93,6 +93,19 @@ impl Connection {
         Ok(sender)
     }
 
+    /// Lets the connection go if it no longer takes streams (a GOAWAY, a
+    /// broken socket), so the next call connects again rather than finding
+    /// it closed too.
+    pub(crate) async fn forget_if_closed(&self) {
+        let mut slot = self.sender.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|s| s.is_closed() || !s.is_ready())
+        {
+            *slot = None;
+        }
+    }
+
     async fn connect(&self) -> Result<SendRequest<RequestBody>, ConnectError> {
         let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await

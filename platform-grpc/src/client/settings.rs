@@ -115,8 +115,9 @@ pub struct GrpcClientSettings {
     /// Adaptive throttling: calls refused locally while the target refuses
     /// most as overloaded (on by default).
     pub throttle: platform_core::resilience::ThrottleSettings,
-    /// At most this many calls to the target at once (until their response
-    /// headers); one more fails at once, without a queue. 0: no limit.
+    /// At most this many calls to the target at once (a call holds its
+    /// place until its response ends); one more fails at once with
+    /// RESOURCE_EXHAUSTED, without a queue. 0: no limit.
     pub max_concurrent_calls: u32,
 }
 

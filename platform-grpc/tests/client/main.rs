@@ -199,6 +199,103 @@ async fn a_call_that_cannot_connect_is_requeued_elsewhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_or_empty_target_fails_clearly_in_bounded_time() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nowhere = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let mut unreachable = client(std::slice::from_ref(&nowhere), &settings(|_| {}));
+    let started = Instant::now();
+    let status = unreachable.export(request()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    match ChannelError::of(&status) {
+        Some(ChannelError::Connect { endpoint, .. }) => assert_eq!(&**endpoint, nowhere),
+        other => panic!("{other:?}"),
+    }
+
+    // Discovery that never answers.
+    let silent = ManualResolver::new("backend");
+    let channel = Channel::builder("backend", &settings(|_| {}))
+        .resolver(silent)
+        .build()
+        .unwrap();
+    let status = TraceServiceClient::new(channel)
+        .export(request())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        matches!(
+            ChannelError::of(&status),
+            Some(ChannelError::NoEndpoint { .. })
+        ),
+        "{status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_max_concurrent_calls_is_refused_at_once() {
+    let (backends, addresses) = backends(1).await;
+    backends[0].set(|b| b.sleep = Duration::from_millis(500));
+    let client = client(&addresses, &settings(|s| s.max_concurrent_calls = 1));
+    let mut first = client.clone();
+    let in_flight = tokio::spawn(async move { first.export(request()).await });
+    // The first call holds the one place until its response ends.
+    while backends[0].calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = client.clone().export(request()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        matches!(
+            ChannelError::of(&status),
+            Some(ChannelError::BulkheadFull { max: 1, .. })
+        ),
+        "{status:?}"
+    );
+    in_flight.await.unwrap().unwrap();
+    client
+        .clone()
+        .export(request())
+        .await
+        .expect("the place is free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_keep_succeeding_while_an_instance_drains_and_stops() {
+    // Two instances served by the platform (its drain: GOAWAY, then the
+    // listener closes), one channel over both.
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        let rt = builder(&[]).without_telemetry().init().await.unwrap().0;
+        running.push(common::Running::start(rt).await);
+    }
+    let addresses: Vec<String> = running
+        .iter()
+        .map(|r| r.api.trim_start_matches("http://").to_owned())
+        .collect();
+    let mut client = client(&addresses, &settings(|_| {}));
+    for _ in 0..4 {
+        client.export(request()).await.unwrap();
+    }
+    let survivor = running.pop().unwrap();
+    let before = survivor.collector.finished();
+    running.pop().unwrap().stop().await;
+    for _ in 0..6 {
+        client
+            .export(request())
+            .await
+            .expect("answered by the instance left");
+    }
+    assert_eq!(survivor.collector.finished(), before + 6);
+    survivor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_configured_codes_are_retried() {
     let (backends, addresses) = backends(1).await;
     backends[0].set(|b| {
