@@ -295,6 +295,52 @@ async fn calls_keep_succeeding_while_an_instance_drains_and_stops() {
     survivor.stop().await;
 }
 
+/// A response stream is not buffered: each message reaches the caller as
+/// it comes, on a stream that stays open (the health protocol's Watch,
+/// which ends only with the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_stream_flows_through_as_it_comes() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let rt = builder(&[("shutdown.drain_delay", "300ms")])
+        .without_telemetry()
+        .init()
+        .await
+        .unwrap()
+        .0;
+    let running = common::Running::start(rt).await;
+    let admin = running.admin.trim_start_matches("http://").to_owned();
+    let mut health = HealthClient::new(
+        Channel::builder("admin", &settings(|_| {}))
+            .endpoints([admin])
+            .build()
+            .unwrap(),
+    );
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(2), watch.message())
+        .await
+        .expect("the first message, while the stream stays open")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    running.rt.lifecycle().request_shutdown("test");
+    let next = tokio::time::timeout(Duration::from_secs(2), watch.message())
+        .await
+        .expect("the drain, told as it starts")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_configured_codes_are_retried() {
     let (backends, addresses) = backends(1).await;
