@@ -283,3 +283,65 @@ pub struct ReloadSettings {
     #[setting(default = platform_config::reload::DEFAULT_DEBOUNCE)]
     pub debounce: Duration,
 }
+
+/// What every transport's client settings have in common, for
+/// [`check_client`]: the keys they share, under the same names.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientRules<'a> {
+    /// `discovery`: a target string, or empty for none.
+    pub discovery: &'a str,
+    /// `balance`.
+    pub balance: &'a crate::balance::BalanceSettings,
+    /// `connect_timeout`.
+    pub connect_timeout: Duration,
+    /// `attempt_timeout`.
+    pub attempt_timeout: Duration,
+    /// `total_timeout`, `retry`, `budget`, `breaker`, `outlier`, `hedge`,
+    /// `throttle`, `max_concurrent_calls`.
+    pub resilience: &'a crate::resilience::ResilienceSettings,
+}
+
+/// Checks the rules every client's settings share (platform-http's
+/// `http.clients.<name>`, platform-grpc's `grpc.clients.<name>`), keys
+/// relative to the client's entry: a discovery target that parses and is
+/// compiled in, balancing, timeouts above zero and an attempt no longer
+/// than the call, and the resilience policies' own rules, checked without
+/// building policies (so `--check-config` makes no instruments).
+pub fn check_client(client: ClientRules<'_>, v: &mut Validation) {
+    if !client.discovery.trim().is_empty() {
+        match client.discovery.parse::<crate::discovery::Target>() {
+            Err(e) => v.error("discovery", e.to_string()),
+            Ok(target) => {
+                if let Some(feature) = target.missing_feature() {
+                    v.error(
+                        "discovery",
+                        format!("`{target}` needs the cargo feature `{feature}` of platform-core"),
+                    );
+                }
+            }
+        }
+    }
+    if let Err(crate::balance::BalanceError::InvalidSettings { key, reason }) =
+        client.balance.validate()
+    {
+        v.error(key, reason);
+    }
+    v.check(
+        !client.connect_timeout.is_zero(),
+        "connect_timeout",
+        "must be above zero",
+    );
+    v.check(
+        !client.attempt_timeout.is_zero(),
+        "attempt_timeout",
+        "must be above zero",
+    );
+    v.check(
+        client.attempt_timeout <= client.resilience.total_timeout,
+        "attempt_timeout",
+        "must not exceed total_timeout",
+    );
+    if let Err(e) = client.resilience.check() {
+        v.error(e.key, format!("{} (got {})", e.reason, e.value));
+    }
+}

@@ -1,4 +1,6 @@
-//! gRPC for platform services: tonic services served on the runtime with
+//! gRPC for platform services: a resilient [`Channel`] for generated tonic
+//! clients (discovery, balancing, retries as gRPC's proposal A6 specifies
+//! them, hedging, deadlines, the breaker; see [`client`]), tonic services served on the runtime with
 //! the platform's server layer, and the standard health protocol
 //! (`grpc.health.v1.Health`) answered from the health registry on the admin
 //! port, so that a Kubernetes `grpc:` probe works.
@@ -41,14 +43,20 @@
 //! }
 //! ```
 //!
-//! Cargo features: none.
+//! Cargo features: `etcd`, etcd discovery for channels (`discovery =
+//! "etcd://service"`); building it needs `protoc`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 mod error;
 pub mod health;
 mod server;
 
+pub use client::{
+    Channel, ChannelBuilder, ChannelError, GrpcClientSettings, GrpcRuntimeBuilderExt, GrpcSettings,
+    ResponseBody,
+};
 pub use error::ServiceError;
 pub use server::{Services, bind, serve};
 /// The tonic this crate is built with: generated code must use the same.

@@ -23,7 +23,7 @@
 
 pub mod admin;
 pub mod client;
-mod semconv;
+pub mod semconv;
 pub mod server;
 
 pub use client::{

@@ -1,5 +1,5 @@
 //! What the HTTP semantic conventions say, written once for the client
-//! and the server.
+//! and the server (and, for the duration histograms, platform-grpc's).
 
 /// The instrumentation scope of platform-http's instruments.
 pub(crate) const SCOPE: &str = "platform-http";
@@ -27,8 +27,10 @@ pub(crate) fn method_attribute(method: &http::Method) -> (&'static str, usize) {
 }
 
 /// A duration histogram in seconds with the bucket boundaries the HTTP
-/// semantic conventions give (the RPC conventions give the same).
-pub(crate) fn duration_histogram(
+/// semantic conventions give (the RPC conventions give the same): every
+/// request and call duration of the platform, HTTP's and gRPC's, client
+/// and server, has the same buckets.
+pub fn duration_histogram(
     meter: &opentelemetry::metrics::Meter,
     name: &'static str,
     description: &'static str,

@@ -341,6 +341,31 @@ pub enum DiscoveryHealth {
     Empty,
 }
 
+impl DiscoveryHealth {
+    /// As a client's discovery health check sees it: a pass while fresh,
+    /// else a warning that never fails readiness (the last known endpoints
+    /// keep serving, and refusing traffic would not bring discovery back).
+    pub fn check_outcome(&self) -> crate::health::CheckOutcome {
+        use crate::health::CheckOutcome;
+        match self {
+            DiscoveryHealth::Healthy { .. } => CheckOutcome::pass(),
+            DiscoveryHealth::Pending { last_error } => CheckOutcome::warn(format!(
+                "no answer from discovery yet{}",
+                last_error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )),
+            DiscoveryHealth::Stale {
+                reason, endpoints, ..
+            } => CheckOutcome::warn(format!(
+                "discovery failing ({reason}); using the last {endpoints} known endpoints"
+            )),
+            DiscoveryHealth::Empty => CheckOutcome::warn("discovery answered with no endpoints"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

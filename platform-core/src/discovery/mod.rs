@@ -82,6 +82,18 @@ pub trait Resolver: Send + Sync + fmt::Debug {
     }
 }
 
+/// A shared resolver is a resolver: a client builder can hold any resolver
+/// type it is given.
+impl Resolver for Arc<dyn Resolver> {
+    fn target(&self) -> &str {
+        (**self).target()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<EndpointSet>> {
+        (**self).subscribe()
+    }
+}
+
 /// Aborts the backend task when the last handle to it goes away.
 #[derive(Debug)]
 struct BackgroundTask(JoinHandle<()>);

@@ -32,6 +32,18 @@ pub enum RegistryError {
     },
 }
 
+impl RegistryError {
+    /// The settings key at fault (relative to the resilience settings; `""`
+    /// for a conflict, which is the whole entry's) and what is wrong, for a
+    /// client's configuration error.
+    pub fn key_and_reason(&self) -> (&'static str, String) {
+        match self {
+            RegistryError::Invalid(e) => (e.key, format!("{} (got {})", e.reason, e.value)),
+            conflict @ RegistryError::Conflict { .. } => ("", conflict.to_string()),
+        }
+    }
+}
+
 /// Hands out the [`Resilience`] of each target, building it on first use,
 /// so that every client of a target shares its budget and breaker.
 #[derive(Debug, Clone, Default)]
@@ -86,6 +98,23 @@ impl ResilienceRegistry {
             (settings.clone(), Arc::from(source), resilience.clone()),
         );
         Ok(resilience)
+    }
+
+    /// A client's policies for `target`: from `registry`, shared with the
+    /// target's other clients there (`source` names the client's settings
+    /// for a conflict), or built for it alone when there is no registry.
+    /// What every transport's client builder does.
+    pub fn shared_or_own(
+        registry: Option<&ResilienceRegistry>,
+        target: &str,
+        settings: &ResilienceSettings,
+        source: &str,
+        meters: &Meters,
+    ) -> Result<Resilience, RegistryError> {
+        match registry {
+            Some(registry) => registry.get_or_insert(target, settings, source),
+            None => Ok(Resilience::with_meters(target, settings, meters)?),
+        }
     }
 
     /// The policies of `target`, if some client built them.

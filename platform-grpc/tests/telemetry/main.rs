@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::{Running, SERVICE, builder, call, raw_call};
 use opentelemetry::Value;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use platform_core::telemetry::SpanExporterHook;
 use platform_core::telemetry::opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 
@@ -152,5 +153,80 @@ async fn a_grpc_call_has_an_rpc_span_and_metric_with_its_status_code() {
         ),
         "the malformed grpc-timeout is counted: {metrics}"
     );
+
+    // The platform's channel: a client span the server's continues, and
+    // rpc.client.call.duration from the runtime's meters.
+    let channel =
+        platform_grpc::Channel::builder("self", &platform_grpc::GrpcClientSettings::default())
+            .endpoints([s.api.trim_start_matches("http://").to_owned()])
+            .meters(s.rt.meters().clone())
+            .build()
+            .unwrap();
+    let mut ours = TraceServiceClient::new(channel);
+    let answer = ours.export(call(&[])).await.unwrap();
+    let handler_trace = answer
+        .metadata()
+        .get("x-trace-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let failed = ours.export(call(&[("x-fail", "1")])).await.unwrap_err();
+    assert_eq!(failed.code(), tonic::Code::NotFound);
+    let spans = spans_named(&exporter, &name, 8).await;
+    let clients: Vec<_> = spans
+        .iter()
+        .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Client)
+        .collect();
+    assert_eq!(clients.len(), 2, "one client span per call");
+    let client = clients[0];
+    assert_eq!(
+        client.span_context.trace_id().to_string(),
+        handler_trace,
+        "the server continued the client's trace"
+    );
+    let server = spans
+        .iter()
+        .find(|s| {
+            s.span_kind == opentelemetry::trace::SpanKind::Server
+                && s.span_context.trace_id() == client.span_context.trace_id()
+        })
+        .expect("the server's span of that call");
+    assert_eq!(server.parent_span_id, client.span_context.span_id());
+    assert_eq!(attribute(client, "rpc.system"), Some("grpc".into()));
+    assert_eq!(attribute(client, "rpc.service"), Some(SERVICE.into()));
+    assert_eq!(attribute(client, "rpc.method"), Some("Export".into()));
+    assert_eq!(attribute(client, "rpc.grpc.status_code"), Some(0.into()));
+    assert_eq!(
+        attribute(client, "server.address"),
+        Some("127.0.0.1".into())
+    );
+    assert!(attribute(client, "server.port").is_some());
+    assert_eq!(
+        attribute(clients[1], "rpc.grpc.status_code"),
+        Some(5.into())
+    );
+    let metrics = reqwest::get(format!("{}/metrics", s.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let client_count = |code: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("rpc_client_call_duration_seconds_count{"))
+            .filter(|l| {
+                l.contains("rpc_system=\"grpc\"")
+                    && l.contains(&format!("rpc_service=\"{SERVICE}\""))
+                    && l.contains("rpc_method=\"Export\"")
+                    && l.contains("server_address=\"127.0.0.1\"")
+                    && l.contains(&format!("rpc_grpc_status_code=\"{code}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+            .next()
+    };
+    assert_eq!(client_count("0").as_deref(), Some("1"), "{metrics}");
+    assert_eq!(client_count("5").as_deref(), Some("1"), "{metrics}");
     s.stop().await;
 }

@@ -83,9 +83,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use platform_core::discovery::{DiscoverySettings, EndpointSet, Resolver, TargetResolver};
+use platform_core::discovery::{DiscoverySettings, Resolver, TargetResolver};
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
-use platform_core::resilience::{RegistryError, Resilience, ResilienceRegistry, SettingsError};
+use platform_core::resilience::{Resilience, ResilienceRegistry};
 use platform_core::{Meters, Runtime};
 
 pub use error::ClientError;
@@ -170,22 +170,9 @@ impl Client {
 
     /// How discovery is doing for this client, as a readiness-neutral check outcome.
     fn discovery_health(&self) -> CheckOutcome {
-        use platform_core::discovery::DiscoveryHealth;
-        let Some(set) = self.inner.endpoints.discovered_set() else {
-            return CheckOutcome::pass();
-        };
-        match set.health() {
-            DiscoveryHealth::Healthy { .. } => CheckOutcome::pass(),
-            DiscoveryHealth::Pending { last_error } => CheckOutcome::warn(format!(
-                "no answer from discovery yet{}",
-                last_error.map(|e| format!(": {e}")).unwrap_or_default()
-            )),
-            DiscoveryHealth::Stale {
-                reason, endpoints, ..
-            } => CheckOutcome::warn(format!(
-                "discovery failing ({reason}); using the last {endpoints} known endpoints"
-            )),
-            DiscoveryHealth::Empty => CheckOutcome::warn("discovery answered with no endpoints"),
+        match self.inner.endpoints.discovered_set() {
+            Some(set) => set.health().check_outcome(),
+            None => CheckOutcome::pass(),
         }
     }
 
@@ -416,7 +403,7 @@ fn endpoints(
     let discovery = settings.discovery.trim();
     if let Some(resolver) = resolver {
         let detector = resilience.new_outlier_detector();
-        return discovered(settings, SharedResolver(resolver), detector, meters);
+        return discovered(settings, resolver, detector, meters);
     }
     if explicit_endpoints || discovery.is_empty() {
         return Ok(Endpoints::new(list, resilience.new_outlier_detector()));
@@ -450,17 +437,8 @@ fn policies(
     source: &str,
     meters: &Meters,
 ) -> Result<Resilience, (&'static str, String)> {
-    let invalid = |e: SettingsError| (e.key, format!("{} (got {})", e.reason, e.value));
-    match registry {
-        Some(registry) => registry
-            .get_or_insert(name, &settings.resilience(), source)
-            .map_err(|e| match e {
-                RegistryError::Invalid(e) => invalid(e),
-                conflict @ RegistryError::Conflict { .. } => ("", conflict.to_string()),
-            }),
-        // Its own policies: shared with no other client.
-        None => Resilience::with_meters(name, &settings.resilience(), meters).map_err(invalid),
-    }
+    ResilienceRegistry::shared_or_own(registry, name, &settings.resilience(), source, meters)
+        .map_err(|e| e.key_and_reason())
 }
 
 /// The target's `headers` setting as a header map, or the key and what is
@@ -571,19 +549,5 @@ mod tests {
             .unwrap();
         assert!(ours.get(&url).send().await.is_err());
         assert_eq!(streams.load(Ordering::SeqCst), 1, "the one attempt made");
-    }
-}
-
-/// A resolver behind an `Arc`, so the builder can hold any resolver type.
-#[derive(Debug)]
-struct SharedResolver(Arc<dyn Resolver>);
-
-impl Resolver for SharedResolver {
-    fn target(&self) -> &str {
-        self.0.target()
-    }
-
-    fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<EndpointSet>> {
-        self.0.subscribe()
     }
 }

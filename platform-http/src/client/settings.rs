@@ -115,40 +115,16 @@ impl ClientSettings {
         if let Err(reason) = base_url(&self.base_url) {
             v.error("base_url", reason);
         }
-        if !self.discovery.trim().is_empty() {
-            match self.discovery.parse::<platform_core::discovery::Target>() {
-                Err(e) => v.error("discovery", e.to_string()),
-                Ok(target) => {
-                    if let Some(feature) = target.missing_feature() {
-                        v.error(
-                            "discovery",
-                            format!(
-                                "`{target}` needs the cargo feature `{feature}` of platform-core"
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-        if let Err(platform_core::balance::BalanceError::InvalidSettings { key, reason }) =
-            self.balance.validate()
-        {
-            v.error(key, reason);
-        }
-        v.check(
-            !self.connect_timeout.is_zero(),
-            "connect_timeout",
-            "must be above zero",
-        );
-        v.check(
-            !self.attempt_timeout.is_zero(),
-            "attempt_timeout",
-            "must be above zero",
-        );
-        v.check(
-            self.attempt_timeout <= self.total_timeout,
-            "attempt_timeout",
-            "must not exceed total_timeout",
+        let resilience = self.resilience();
+        platform_core::settings::check_client(
+            platform_core::settings::ClientRules {
+                discovery: &self.discovery,
+                balance: &self.balance,
+                connect_timeout: self.connect_timeout,
+                attempt_timeout: self.attempt_timeout,
+                resilience: &resilience,
+            },
+            v,
         );
         for (name, value) in &self.headers {
             let key = format!("headers.{name}");
@@ -157,10 +133,6 @@ impl ClientSettings {
             } else if http::HeaderValue::from_str(value).is_err() {
                 v.error(&key, "is not a valid header value (control characters?)");
             }
-        }
-        // The policies' rules, checked without building policies.
-        if let Err(e) = self.resilience().check() {
-            v.error(e.key, format!("{} (got {})", e.reason, e.value));
         }
     }
 }

@@ -1,0 +1,236 @@
+//! The gRPC channels' settings: the `grpc` section of the configuration.
+//!
+//! A section of its own rather than entries under `http.clients`: a gRPC
+//! target is named by a `host:port` authority, not a base URL; what is
+//! retried is a status code, not an HTTP status; idempotency is a property
+//! of a method (`package.Service/Method`), not of an HTTP verb; and
+//! messages, not bodies, are replayed. The shared parts (discovery,
+//! balancing, timeouts, retry, budget, breaker, outlier ejection, hedging,
+//! throttle, bulkhead) are the very same platform-core types, under the
+//! same keys, so an entry reads like its HTTP sibling.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use platform_config::{Section, Validation};
+use platform_core::{AppSettings, RuntimeBuilder};
+
+use super::codes::Code;
+
+/// Outgoing gRPC calls (platform-grpc), one entry per named channel. Read
+/// when the runtime's builder is given `.requires_grpc_client(name)` or
+/// `.grpc_clients()` ([`GrpcRuntimeBuilderExt`]).
+#[platform_config::settings(validate_with = Self::check)]
+#[derive(PartialEq)]
+pub struct GrpcSettings {
+    /// Named channels: `[grpc.clients.inventory]` configures `Channel::for_service(&rt, "inventory")`.
+    pub clients: BTreeMap<String, GrpcClientSettings>,
+}
+
+impl GrpcSettings {
+    /// "configured clients: a, b" (or none), for a message about a missing one.
+    pub(crate) fn configured(&self) -> String {
+        let names: Vec<&str> = self.clients.keys().map(String::as_str).collect();
+        format!(
+            "configured clients: {}",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        )
+    }
+
+    fn check(&self, v: &mut Validation) {
+        for (name, client) in &self.clients {
+            v.section(&format!("clients.{name}"), client);
+        }
+    }
+}
+
+impl Section for GrpcSettings {
+    const KEY: &'static str = "grpc";
+}
+
+/// One named gRPC channel: where its calls go and how they behave when that fails.
+#[platform_config::settings(validate_with = Self::check)]
+#[derive(PartialEq)]
+pub struct GrpcClientSettings {
+    /// The target's address, `host:port` (`inventory:9090`), one HTTP/2
+    /// connection without TLS. With `discovery` set it may stay empty.
+    pub address: String,
+    /// Where the target's endpoints come from, instead of `address`:
+    /// `static://host:port,host:port`, `dns://name:port` (A/AAAA),
+    /// `dns+srv://_grpc._tcp.name` (SRV), or `etcd://service`.
+    pub discovery: String,
+    /// With `discovery` set, `Channel::for_service` adds the health check
+    /// `grpc-discovery:<name>` (readiness; it warns while discovery is
+    /// pending, stale or empty and never fails readiness). `false` leaves it out.
+    #[setting(default = true)]
+    pub discovery_check: bool,
+    /// How calls are spread over the endpoints.
+    pub balance: platform_core::balance::BalanceSettings,
+    /// Time to establish a connection (TCP and the HTTP/2 handshake).
+    #[setting(default = Duration::from_secs(1))]
+    pub connect_timeout: Duration,
+    /// Time one attempt may take until the response headers arrive (the
+    /// moment a gRPC call commits); the stream after them is bounded by the
+    /// call's deadline only.
+    #[setting(default = Duration::from_secs(2))]
+    pub attempt_timeout: Duration,
+    /// Status codes retried, by name (`UNAVAILABLE`) or number, for every
+    /// method: the server's answer says the call was not done (gRPC A6's
+    /// `retryableStatusCodes`).
+    #[setting(default = vec!["UNAVAILABLE".to_owned()])]
+    pub retry_codes: Vec<String>,
+    /// Methods safe to repeat, `package.Service/Method` or `package.Service/*`:
+    /// hedged (when hedging is on), and also retried after a failure that
+    /// may have reached the server without an answer (a reset, an attempt
+    /// timeout). Other methods are retried only on `retry_codes` and when
+    /// the request never left the client.
+    pub idempotent_methods: Vec<String>,
+    /// Request messages up to this size (the whole request body of a unary
+    /// or finished client stream) are kept so a retry can resend them; a
+    /// larger or still-open stream is sent once and never retried after its
+    /// first message leaves.
+    #[setting(size, default = 64 * 1024)]
+    pub max_replay_message: u64,
+    /// Total time a call may take, every attempt and backoff included, when
+    /// the caller has no earlier deadline (tonic's `Request::set_timeout`,
+    /// or the request being served). The server is given what is left of it
+    /// as `grpc-timeout`, so it bounds a response stream too: raise it for
+    /// a channel whose streams stay open longer.
+    #[setting(default = platform_core::resilience::ResilienceSettings::default().total_timeout)]
+    pub total_timeout: Duration,
+    /// Retries (`max_attempts` at most 5, as gRPC A6 allows).
+    pub retry: platform_core::resilience::RetrySettings,
+    /// Retry budget shared by every call to this target.
+    pub budget: platform_core::resilience::BudgetSettings,
+    /// Circuit breaker for the whole target.
+    pub breaker: platform_core::resilience::BreakerSettings,
+    /// Outlier ejection of single endpoints.
+    pub outlier: platform_core::resilience::OutlierSettings,
+    /// Hedged calls for the `idempotent_methods` (on by default).
+    pub hedge: platform_core::resilience::HedgeSettings,
+    /// Adaptive throttling: calls refused locally while the target refuses
+    /// most as overloaded (on by default).
+    pub throttle: platform_core::resilience::ThrottleSettings,
+    /// At most this many calls to the target at once (a call holds its
+    /// place until its response ends); one more fails at once with
+    /// RESOURCE_EXHAUSTED, without a queue. 0: no limit.
+    pub max_concurrent_calls: u32,
+}
+
+impl GrpcClientSettings {
+    /// The resilience part, for [`platform_core::resilience::Resilience::new`].
+    pub fn resilience(&self) -> platform_core::resilience::ResilienceSettings {
+        platform_core::resilience::ResilienceSettings {
+            total_timeout: self.total_timeout,
+            retry: self.retry.clone(),
+            budget: self.budget.clone(),
+            breaker: self.breaker.clone(),
+            outlier: self.outlier.clone(),
+            hedge: self.hedge.clone(),
+            throttle: self.throttle.clone(),
+            max_concurrent_calls: self.max_concurrent_calls,
+        }
+    }
+
+    /// The retried codes, or the first entry that is not a status code.
+    pub(crate) fn codes(&self) -> Result<Vec<Code>, (String, String)> {
+        self.retry_codes
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                Code::parse(name).ok_or_else(|| {
+                    (
+                        format!("retry_codes.{i}"),
+                        format!("{name:?} is not a gRPC status code (UNAVAILABLE, 14, ...)"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn check(&self, v: &mut Validation) {
+        if self.discovery.trim().is_empty()
+            && let Err(reason) = super::endpoints::authority(&self.address)
+        {
+            v.error("address", reason);
+        }
+        let resilience = self.resilience();
+        platform_core::settings::check_client(
+            platform_core::settings::ClientRules {
+                discovery: &self.discovery,
+                balance: &self.balance,
+                connect_timeout: self.connect_timeout,
+                attempt_timeout: self.attempt_timeout,
+                resilience: &resilience,
+            },
+            v,
+        );
+        if let Err((key, reason)) = self.codes() {
+            v.error(&key, reason);
+        }
+        for (i, method) in self.idempotent_methods.iter().enumerate() {
+            if let Err(reason) = super::call::MethodPattern::parse(method) {
+                v.error(&format!("idempotent_methods.{i}"), reason);
+            }
+        }
+    }
+}
+
+/// What platform-grpc adds to the runtime's builder (named apart from
+/// platform-http's `RuntimeBuilderExt`, so both can be imported).
+pub trait GrpcRuntimeBuilderExt: Sized {
+    /// Reads the `grpc` section ([`GrpcSettings`]), so that
+    /// [`Channel::for_service`](crate::Channel::for_service) finds its channels.
+    fn grpc_clients(self) -> Self;
+
+    /// Reads the `grpc` section and requires `grpc.clients.<name>`: the
+    /// service calls `name` and cannot start without it. Start-up,
+    /// `--check-config` and reloads refuse a configuration without it.
+    fn requires_grpc_client(self, name: &str) -> Self;
+}
+
+impl<S: AppSettings> GrpcRuntimeBuilderExt for RuntimeBuilder<S> {
+    fn grpc_clients(self) -> Self {
+        self.section::<GrpcSettings>()
+    }
+
+    fn requires_grpc_client(self, name: &str) -> Self {
+        let name = name.to_owned();
+        self.section_rule(move |grpc: &GrpcSettings, v| {
+            if !grpc.clients.contains_key(&name) {
+                v.error(
+                    &format!("clients.{name}"),
+                    format!(
+                        "missing: this service calls `{name}` over gRPC ({})",
+                        grpc.configured()
+                    ),
+                );
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channels_resilience_defaults_are_the_resilience_settings_defaults() {
+        assert_eq!(
+            GrpcClientSettings::default().resilience(),
+            platform_core::resilience::ResilienceSettings::default()
+        );
+    }
+
+    #[test]
+    fn retry_codes_by_name_or_number() {
+        let mut s = GrpcClientSettings::default();
+        assert_eq!(s.codes().unwrap(), [Code::UNAVAILABLE]);
+        s.retry_codes = vec!["14".into(), "resource_exhausted".into(), "NOPE".into()];
+        assert_eq!(s.codes().unwrap_err().0, "retry_codes.2");
+    }
+}
