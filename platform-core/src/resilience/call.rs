@@ -76,6 +76,10 @@ pub struct CallOptions {
     pub max_attempts: Option<u32>,
     /// Never hedge this call, even if hedging is on.
     pub no_hedge: bool,
+    /// Never requeue this call: what it sends cannot be made again (a
+    /// streaming body is consumed by the first attempt, even one that never
+    /// reached a server), so a failed attempt ends the call.
+    pub no_requeue: bool,
     /// The attempts stop themselves at [`Attempt::deadline`] and fail when
     /// they do, so the call arms no timer of its own around them: a client
     /// with its own per-attempt timeout then needs one timer per attempt,
@@ -431,6 +435,7 @@ impl Resilience {
         };
         if classification.requeue
             && classification.elsewhere
+            && !options.no_requeue
             && *progress.requeues < inner.retry.max_requeues()
         {
             // Never reached a server: at once, to another endpoint, free.

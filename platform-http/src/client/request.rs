@@ -305,6 +305,10 @@ impl RequestBuilder {
                 .add(1, inner.instruments.target());
             options = options.with_max_attempts(1);
             options.no_hedge = true;
+            // reqwest consumes a stream even when the connection fails:
+            // another attempt would go without it. A large buffered body
+            // is still here, and may go elsewhere when it never left.
+            options.no_requeue = streaming.is_some();
         }
         let mut headers = inner.default_headers.clone();
         for name in self.headers.keys() {

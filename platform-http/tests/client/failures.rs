@@ -237,6 +237,49 @@ async fn a_refused_connection_is_retried_whatever_the_method() {
     }
 }
 
+/// A streaming body is gone once its first attempt took it, even when that
+/// attempt never reached a server: the call is not requeued with an empty
+/// body in its place (the server would take it for the whole request).
+#[tokio::test]
+async fn a_streaming_body_is_not_requeued_without_it() {
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = bodies.clone();
+    let router = axum::Router::new().route(
+        "/upload",
+        post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(body);
+                StatusCode::OK
+            }
+        }),
+    );
+    let url = serve(router).await;
+    let (dead, _bound) = closed_port().await;
+    let client = Client::builder(&target("stream-refused"), &settings(&url))
+        .endpoints([dead.clone(), url.clone()])
+        .build()
+        .unwrap();
+    // Round robin starts with the dead endpoint: refused, and with the body
+    // taken there is nothing left to send elsewhere.
+    let err = client
+        .post("/upload")
+        .streaming_body(reqwest::Body::from("the whole upload"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
+    // The next call starts on the live endpoint and arrives whole.
+    let sent = client
+        .post("/upload")
+        .streaming_body(reqwest::Body::from("the whole upload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    assert_eq!(*bodies.lock().unwrap(), ["the whole upload"]);
+}
+
 /// A raw HTTP/1.1 server: `answer(n)` gives the bytes for the n-th request
 /// (1-based), or `None` to reset the connection after reading it.
 async fn raw_server(answer: fn(usize) -> Option<&'static [u8]>) -> (String, Hits) {
