@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod grpc;
 pub mod semconv;
 pub mod server;
 

@@ -42,7 +42,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -50,11 +49,11 @@ use http::{HeaderMap, HeaderValue, Response};
 use http_body::Frame;
 
 use super::deadline::HeaderDeadline;
+use crate::grpc::Code;
 
 /// The request header carrying a gRPC caller's remaining time.
 pub(crate) const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
-const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static(GRPC_TIMEOUT_HEADER);
-const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+use crate::grpc::{GRPC_STATUS, GRPC_TIMEOUT};
 const GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
 /// gRPC's pushback (proposal A6): how long a client should wait before it
 /// retries, in milliseconds.
@@ -68,67 +67,30 @@ pub(crate) const DEADLINE_EXCEEDED: u16 = 4;
 pub(crate) const INTERNAL: u16 = 13;
 pub(crate) const UNAVAILABLE: u16 = 14;
 
-/// The names of gRPC's status codes, by code.
-const CODE_NAMES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
-/// Whether a request is a gRPC call: its content type says so.
-pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"))
-}
+pub(crate) use crate::grpc::is_grpc;
 
 /// Whether a call that ended with `code` failed on the server's side, as
 /// the gRPC semantic conventions count them (a caller's mistake, such as
 /// NOT_FOUND or INVALID_ARGUMENT, is not the server's error).
 pub(crate) fn is_server_error(code: u16) -> bool {
-    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+    Code(code).is_server_error()
 }
 
 /// The name of a status code (`error.type`); a code gRPC does not define
 /// is `_OTHER`.
 pub(crate) fn code_name(code: u16) -> &'static str {
-    CODE_NAMES
-        .get(usize::from(code))
-        .copied()
-        .unwrap_or("_OTHER")
+    Code(code).name()
 }
 
 /// The status code in `grpc-status`, if there is one that parses.
 pub(crate) fn status_in(headers: &HeaderMap) -> Option<u16> {
-    let value = headers.get(GRPC_STATUS)?;
-    std::str::from_utf8(value.as_bytes()).ok()?.parse().ok()
+    Code::in_headers(headers).map(|code| code.0)
 }
 
 /// The status code a gRPC client reads from an HTTP status without a
 /// `grpc-status` (gRPC's "HTTP to gRPC status code mapping").
 pub(crate) fn code_of_http_status(status: http::StatusCode) -> u16 {
-    match status.as_u16() {
-        400 => INTERNAL,
-        401 => 16,
-        403 => 7,
-        404 => 12,
-        429 | 502..=504 => UNAVAILABLE,
-        _ => UNKNOWN,
-    }
+    Code::of_http_status(status).0
 }
 
 /// Reads `grpc-timeout`: at most 8 ASCII digits and a unit. Anything else
@@ -138,27 +100,8 @@ pub(crate) fn timeout_in(headers: &HeaderMap) -> HeaderDeadline {
     let Some(value) = headers.get(GRPC_TIMEOUT) else {
         return HeaderDeadline::Absent;
     };
-    parse_timeout(value.as_bytes()).map_or(HeaderDeadline::Invalid, HeaderDeadline::Remaining)
-}
-
-fn parse_timeout(value: &[u8]) -> Option<Duration> {
-    let (&unit, digits) = value.split_last()?;
-    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    // Eight digits fit a u64 in any unit, hours included.
-    let n = digits
-        .iter()
-        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-    Some(match unit {
-        b'H' => Duration::from_secs(n * 3600),
-        b'M' => Duration::from_secs(n * 60),
-        b'S' => Duration::from_secs(n),
-        b'm' => Duration::from_millis(n),
-        b'u' => Duration::from_micros(n),
-        b'n' => Duration::from_nanos(n),
-        _ => return None,
-    })
+    crate::grpc::parse_timeout(value.as_bytes())
+        .map_or(HeaderDeadline::Invalid, HeaderDeadline::Remaining)
 }
 
 /// A trailers-only answer: HTTP 200 with the call's status in the headers

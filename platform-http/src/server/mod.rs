@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use platform_core::{Error, Runtime};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::grpc::is_grpc;
 pub use accept::{ClientAddr, serve_listener};
 pub use deadline::{DEADLINE_HEADER, HeaderDeadline};
-pub use grpc::is_grpc;
 pub use layer::{InFlight, ResponseFuture, ServerLayer, ServerService};
 pub use limit::OVERLOADED_HEADER;
 pub use rate_limit::{RateLimit, RateLimitLayer};
