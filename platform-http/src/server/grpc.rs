@@ -246,6 +246,7 @@ impl<F: FnOnce(u16)> Drop for ObservedBody<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn timeout(value: &[u8]) -> HeaderDeadline {
         let mut headers = HeaderMap::new();
