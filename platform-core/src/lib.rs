@@ -73,5 +73,7 @@ macro_rules! runtime {
 /// The telemetry crate, re-exported so a service links the same version
 /// (and so the same OpenTelemetry) as the platform.
 pub use platform_telemetry as telemetry;
-pub use runtime::{AppSettings, Config, Runtime, RuntimeBuilder, ServiceInfo, checks};
+pub use runtime::{
+    AppSettings, ClientsSection, Config, Runtime, RuntimeBuilder, ServiceInfo, checks,
+};
 pub use settings::Settings;

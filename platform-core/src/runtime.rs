@@ -91,6 +91,32 @@ fn parse_command_line(name: &str, version: &str) -> ConfigArgs {
 pub trait AppSettings: platform_config::Settings + Clone + std::fmt::Debug {}
 impl<S: platform_config::Settings + Clone + std::fmt::Debug> AppSettings for S {}
 
+/// A library's section of named clients (`http.clients.<name>`,
+/// `grpc.clients.<name>`): what [`RuntimeBuilder::requires_client_in`]
+/// checks.
+pub trait ClientsSection: platform_config::Section {
+    /// The names of the clients configured, in order.
+    fn client_names(&self) -> Vec<&str>;
+
+    /// Whether the client `name` is configured.
+    fn has_client(&self, name: &str) -> bool {
+        self.client_names().contains(&name)
+    }
+
+    /// "configured clients: a, b" (or none), for a message about a missing one.
+    fn configured(&self) -> String {
+        let names = self.client_names();
+        format!(
+            "configured clients: {}",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        )
+    }
+}
+
 /// Builds a [`Runtime`]; see [`Runtime::builder`].
 pub struct RuntimeBuilder<S> {
     name: String,
@@ -183,6 +209,25 @@ impl<S: AppSettings> RuntimeBuilder<S> {
     ) -> Self {
         self.loader = self.loader.section::<X>().rule(rule);
         self
+    }
+
+    /// Reads the clients section `X` and requires its client `name`: the
+    /// service calls `name` and cannot start without it. Start-up,
+    /// `--check-config` and reloads refuse a configuration without it (the
+    /// key named is `<section>.clients.<name>`).
+    pub fn requires_client_in<X: ClientsSection>(self, name: &str) -> Self {
+        let name = name.to_owned();
+        self.section_rule(move |section: &X, v| {
+            if !section.has_client(&name) {
+                v.error(
+                    &format!("clients.{name}"),
+                    format!(
+                        "missing: this service calls `{name}` ({})",
+                        section.configured()
+                    ),
+                );
+            }
+        })
     }
 
     /// Leaves SIGTERM and SIGINT alone (tests, embedding); call

@@ -72,7 +72,7 @@ use opentelemetry::metrics::{Counter, Histogram};
 use platform_core::discovery::{DiscoverySettings, Resolver, TargetResolver};
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
 use platform_core::resilience::{Resilience, ResilienceRegistry};
-use platform_core::{Meters, Runtime};
+use platform_core::{ClientsSection, Meters, Runtime};
 
 pub use body::ResponseBody;
 pub use error::ChannelError;

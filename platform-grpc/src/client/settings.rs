@@ -28,19 +28,6 @@ pub struct GrpcSettings {
 }
 
 impl GrpcSettings {
-    /// "configured clients: a, b" (or none), for a message about a missing one.
-    pub(crate) fn configured(&self) -> String {
-        let names: Vec<&str> = self.clients.keys().map(String::as_str).collect();
-        format!(
-            "configured clients: {}",
-            if names.is_empty() {
-                "none".to_owned()
-            } else {
-                names.join(", ")
-            }
-        )
-    }
-
     fn check(&self, v: &mut Validation) {
         for (name, client) in &self.clients {
             v.section(&format!("clients.{name}"), client);
@@ -50,6 +37,12 @@ impl GrpcSettings {
 
 impl Section for GrpcSettings {
     const KEY: &'static str = "grpc";
+}
+
+impl platform_core::ClientsSection for GrpcSettings {
+    fn client_names(&self) -> Vec<&str> {
+        self.clients.keys().map(String::as_str).collect()
+    }
 }
 
 /// One named gRPC channel: where its calls go and how they behave when that fails.
@@ -199,18 +192,7 @@ impl<S: AppSettings> GrpcRuntimeBuilderExt for RuntimeBuilder<S> {
     }
 
     fn requires_grpc_client(self, name: &str) -> Self {
-        let name = name.to_owned();
-        self.section_rule(move |grpc: &GrpcSettings, v| {
-            if !grpc.clients.contains_key(&name) {
-                v.error(
-                    &format!("clients.{name}"),
-                    format!(
-                        "missing: this service calls `{name}` over gRPC ({})",
-                        grpc.configured()
-                    ),
-                );
-            }
-        })
+        self.requires_client_in::<GrpcSettings>(name)
     }
 }
 

@@ -86,7 +86,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use platform_core::discovery::{DiscoverySettings, Resolver, TargetResolver};
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
 use platform_core::resilience::{Resilience, ResilienceRegistry};
-use platform_core::{Meters, Runtime};
+use platform_core::{ClientsSection, Meters, Runtime};
 
 pub use error::ClientError;
 pub use request::RequestBuilder;

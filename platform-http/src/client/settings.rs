@@ -17,19 +17,6 @@ pub struct HttpSettings {
 }
 
 impl HttpSettings {
-    /// "configured clients: a, b" (or none), for a message about a missing one.
-    pub(crate) fn configured(&self) -> String {
-        let names: Vec<&str> = self.clients.keys().map(String::as_str).collect();
-        format!(
-            "configured clients: {}",
-            if names.is_empty() {
-                "none".to_owned()
-            } else {
-                names.join(", ")
-            }
-        )
-    }
-
     fn check(&self, v: &mut Validation) {
         for (name, client) in &self.clients {
             v.section(&format!("clients.{name}"), client);
@@ -160,6 +147,12 @@ impl Section for HttpSettings {
     const KEY: &'static str = "http";
 }
 
+impl platform_core::ClientsSection for HttpSettings {
+    fn client_names(&self) -> Vec<&str> {
+        self.clients.keys().map(String::as_str).collect()
+    }
+}
+
 /// What platform-http adds to the runtime's builder.
 pub trait RuntimeBuilderExt: Sized {
     /// Reads the `http` section ([`HttpSettings`]), so that
@@ -178,18 +171,7 @@ impl<S: AppSettings> RuntimeBuilderExt for RuntimeBuilder<S> {
     }
 
     fn requires_client(self, name: &str) -> Self {
-        let name = name.to_owned();
-        self.section_rule(move |http: &HttpSettings, v| {
-            if !http.clients.contains_key(&name) {
-                v.error(
-                    &format!("clients.{name}"),
-                    format!(
-                        "missing: this service calls `{name}` ({})",
-                        http.configured()
-                    ),
-                );
-            }
-        })
+        self.requires_client_in::<HttpSettings>(name)
     }
 }
 
