@@ -12,9 +12,12 @@ use std::time::Duration;
 use platform_config::cli::ConfigArgs;
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
 use platform_core::resilience::BreakerState;
+use platform_grpc::GrpcRuntimeBuilderExt;
 use platform_http::RuntimeBuilderExt;
 
-pub use settings::OrdersSettings;
+use routes::Inventory;
+
+pub use settings::{InventoryApi, OrdersSettings};
 
 /// Where the shipped config files are: `default.toml`, then one per profile.
 const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/orders");
@@ -26,16 +29,26 @@ pub async fn main(args: Option<ConfigArgs>) -> Result<(), platform_core::Error> 
         .version(env!("CARGO_PKG_VERSION"))
         .default_config_dir(CONFIG_DIR)
         // Checked with the rest of the config: `--check-config` refuses a
-        // config without it, as `Client::for_service` below would.
-        .requires_client("inventory");
+        // config without them, as `for_service` below would. Both APIs'
+        // clients are configured, so that switching is one setting.
+        .requires_client("inventory")
+        .requires_grpc_client("inventory");
     if let Some(args) = args {
         builder = builder.args(args);
     }
     let (rt, config) = builder.init().await?;
     // Retries within a budget, deadlines passed on, breaker, discovery and
-    // balancing: all from [http.clients.inventory]. Adds the readiness-neutral
-    // `discovery:inventory` check when inventory comes from discovery.
-    let inventory = platform_http::Client::for_service(&rt, "inventory")?;
+    // balancing: all from [http.clients.inventory] (or [grpc.clients.inventory]).
+    // Adds the readiness-neutral `discovery:inventory` check when inventory
+    // comes from discovery.
+    let inventory = match config.current().app.inventory_api {
+        InventoryApi::Http => {
+            Inventory::Http(platform_http::Client::for_service(&rt, "inventory")?)
+        }
+        InventoryApi::Grpc => {
+            Inventory::grpc(platform_grpc::Channel::for_service(&rt, "inventory")?)
+        }
+    };
 
     // Orders without inventory cannot take orders, but restarting orders or
     // taking it out of the load balancer would not bring inventory back:
@@ -57,7 +70,7 @@ pub async fn main(args: Option<ConfigArgs>) -> Result<(), platform_core::Error> 
 }
 
 /// How calls to inventory are going: its breaker and its ejected instances.
-fn dependency_check(inventory: &platform_http::Client) -> CheckOutcome {
+fn dependency_check(inventory: &Inventory) -> CheckOutcome {
     match inventory.resilience().breaker().state() {
         BreakerState::Open => {
             CheckOutcome::warn("inventory is failing: circuit open, failing fast")

@@ -22,6 +22,17 @@ const ORDERS: &str = env!("CARGO_BIN_EXE_orders");
 
 #[tokio::test]
 async fn orders_reserve_stock_in_inventory() {
+    orders_reserve_stock_over("http").await;
+}
+
+/// One setting switches orders to inventory's gRPC API: the same answers,
+/// the same refusal passed on.
+#[tokio::test]
+async fn orders_reserve_stock_in_inventory_over_grpc() {
+    orders_reserve_stock_over("grpc").await;
+}
+
+async fn orders_reserve_stock_over(api: &str) {
     let (inv_port, ord_port) = (free_port(), free_port());
     let _inventory = Service::start_on(
         INVENTORY,
@@ -29,13 +40,14 @@ async fn orders_reserve_stock_in_inventory() {
         free_port(),
         &["app.initial_stock.apple=7"],
     );
-    let inv_url = format!("http.clients.inventory.discovery=static://127.0.0.1:{inv_port}");
     let mut orders = Command::new(ORDERS);
     orders.args(["--profile", "dev"]);
     for set in [
         format!("server.bind=127.0.0.1:{ord_port}"),
         format!("admin.bind=127.0.0.1:{}", free_port()),
-        inv_url,
+        format!("http.clients.inventory.discovery=static://127.0.0.1:{inv_port}"),
+        format!("grpc.clients.inventory.discovery=static://127.0.0.1:{inv_port}"),
+        format!("app.inventory_api={api}"),
     ] {
         orders.args(["--set", &set]);
     }
@@ -51,9 +63,9 @@ async fn orders_reserve_stock_in_inventory() {
         .send()
         .await
         .unwrap();
-    assert_eq!(placed.status(), 201);
+    assert_eq!(placed.status(), 201, "{api}");
     let body: serde_json::Value = placed.json().await.unwrap();
-    assert_eq!(body["remaining_stock"], 2);
+    assert_eq!(body["remaining_stock"], 2, "{api}");
 
     // Inventory refuses more than it has: orders passes that on as a conflict.
     let refused = client
@@ -62,7 +74,7 @@ async fn orders_reserve_stock_in_inventory() {
         .send()
         .await
         .unwrap();
-    assert_eq!(refused.status(), 409);
+    assert_eq!(refused.status(), 409, "{api}");
 }
 
 #[tokio::test]

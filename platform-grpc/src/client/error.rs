@@ -191,3 +191,10 @@ impl ChannelError {
         tonic::Status::new(self.code(), self.to_string())
     }
 }
+
+/// `?` in `main`, which returns the runtime's error.
+impl From<ChannelError> for platform_core::Error {
+    fn from(error: ChannelError) -> Self {
+        platform_core::Error::Client(Box::new(error))
+    }
+}
