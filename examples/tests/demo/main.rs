@@ -116,3 +116,62 @@ fn the_overload_scene_sheds_load_and_keeps_serving() {
     assert!(report["p99_ms"].as_f64().unwrap() < 1000.0, "{report:#}");
     assert_eq!(report["stopped_cleanly"], true, "{report:#}");
 }
+
+/// `--grpc`: orders calls inventory over gRPC. The same platform work shows
+/// in the same report: the flaky instance's UNAVAILABLE answers retried
+/// elsewhere, the slow instance avoided, everything stopped cleanly.
+#[test]
+fn the_grpc_scene_serves_orders_over_grpc_with_the_same_protection() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let out = Command::new(DEMO)
+        .args([
+            "--grpc",
+            "--duration",
+            "6s",
+            "--rate",
+            "100",
+            "--report-json",
+        ])
+        .arg(&report_path)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .env_remove("APP_PROFILE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("over gRPC"), "{stdout}");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let rate = report["success_rate"].as_f64().unwrap();
+    assert!(rate >= 0.98, "success rate {rate}: {report:#}");
+    assert!(
+        report["orders"]["retries"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    assert_eq!(report["stopped_cleanly"], true, "{report:#}");
+    let instance = |name: &str| {
+        report["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {report:#}"))
+            .clone()
+    };
+    // Inventory's figures are its gRPC calls: the flaky instance's failures
+    // are counted as it answered them (UNAVAILABLE).
+    let flaky = instance("inventory-flaky");
+    assert!(flaky["answered_503"].as_u64().unwrap() > 0, "{report:#}");
+    let (healthy, slow) = (
+        instance("inventory-healthy")["requests"].as_u64().unwrap(),
+        instance("inventory-slow")["requests"].as_u64().unwrap(),
+    );
+    assert!(
+        slow < healthy,
+        "the balancer sends the least to the slow instance: {report:#}"
+    );
+}

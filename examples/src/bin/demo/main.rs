@@ -46,6 +46,12 @@ struct DemoArgs {
     /// limit and refusals, and what orders' clients throttled.
     #[arg(long)]
     overload: bool,
+    /// The gRPC scene: orders calls inventory over gRPC (its
+    /// `app.inventory_api = "grpc"`, the same instances on the same ports)
+    /// instead of its HTTP API, with the same retries, budget, balancing and
+    /// ejection. The report is the same; inventory's figures are its gRPC calls.
+    #[arg(long)]
+    grpc: bool,
     /// Extra latency of the slow inventory instance.
     #[arg(long, default_value = "20ms", value_parser = parse_duration)]
     slow_latency: Duration,
@@ -237,12 +243,15 @@ async fn run(args: DemoArgs) -> Result<Ended, processes::FleetError> {
         "Starting 3 inventory instances and orders (logs in {})",
         log_dir.display()
     );
-    let fleet = Fleet::start(&log_dir, &roles).await?;
+    let fleet = Fleet::start(&log_dir, &roles, args.grpc).await?;
     for process in fleet.processes() {
         println!(
             "  {:<18} {:<29} api http://{}  admin http://{}/health",
             process.name, process.description, process.api, process.admin
         );
+    }
+    if args.grpc {
+        println!("orders calls inventory over gRPC (inventory.v1.Inventory/Reserve).\n");
     }
     if args.overload {
         println!(

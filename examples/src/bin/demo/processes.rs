@@ -119,7 +119,11 @@ pub(crate) struct Fleet {
 impl Fleet {
     /// Starts every inventory role, then orders pointed at all of them, and
     /// waits until each answers `/readyz`.
-    pub(crate) async fn start(log_dir: &Path, inventories: &[Role]) -> Result<Fleet, FleetError> {
+    pub(crate) async fn start(
+        log_dir: &Path,
+        inventories: &[Role],
+        grpc: bool,
+    ) -> Result<Fleet, FleetError> {
         std::fs::create_dir_all(log_dir).map_err(|source| FleetError::LogDir {
             path: log_dir.to_owned(),
             source,
@@ -139,19 +143,27 @@ impl Fleet {
                 .push(spawn(&exe, log_dir, role, next_port(), next_port())?);
         }
         let addresses: Vec<String> = fleet.processes.iter().map(|p| p.api.to_string()).collect();
+        // Both clients know the instances (inventory serves both APIs on
+        // one port); `app.inventory_api` says which one orders uses.
+        let mut sets = Vec::new();
+        for client in ["http", "grpc"] {
+            sets.push(format!(
+                "{client}.clients.inventory.discovery=static://{}",
+                addresses.join(",")
+            ));
+            // The default (30s, as Envoy's) would keep an ejected instance
+            // out for most of a demo: let it come back sooner.
+            sets.push(format!(
+                "{client}.clients.inventory.outlier.base_ejection_time={EJECTION}"
+            ));
+        }
+        let api = if grpc { "grpc" } else { "http" };
+        sets.push(format!("app.inventory_api={api}"));
         let orders = Role {
             name: "orders".into(),
             service: "orders",
-            description: format!("static discovery, {} instances", addresses.len()),
-            sets: vec![
-                format!(
-                    "http.clients.inventory.discovery=static://{}",
-                    addresses.join(",")
-                ),
-                // The default (30s, as Envoy's) would keep an ejected
-                // instance out for most of a demo: let it come back sooner.
-                format!("http.clients.inventory.outlier.base_ejection_time={EJECTION}"),
-            ],
+            description: format!("static discovery, {} instances, {api}", addresses.len()),
+            sets,
         };
         fleet
             .processes

@@ -137,12 +137,16 @@ impl Snapshot {
                     dependency_check: health.as_deref().and_then(dependency_check),
                 };
             } else {
+                // HTTP requests and gRPC calls alike (the `--grpc` scene):
+                // a 503 over HTTP is UNAVAILABLE (14) over gRPC.
                 let requests = "http_server_request_duration_seconds_count";
+                let calls = "rpc_server_call_duration_seconds_count";
                 snapshot.instances.push(InstanceFigures {
                     name: process.name.clone(),
                     description: process.description.clone(),
-                    requests: count(requests, &[]),
-                    answered_503: count(requests, &[("http_response_status_code", "503")]),
+                    requests: count(requests, &[]) + count(calls, &[]),
+                    answered_503: count(requests, &[("http_response_status_code", "503")])
+                        + count(calls, &[("rpc_grpc_status_code", "14")]),
                     limit: count("platform_http_server_limit", &[]),
                     refused_overloaded: count("platform_http_server_limit_rejected_total", &[]),
                 });
