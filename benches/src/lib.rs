@@ -9,3 +9,4 @@ pub mod load;
 pub mod noop;
 pub mod plot;
 pub mod report;
+pub mod turns;

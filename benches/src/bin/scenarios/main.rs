@@ -11,6 +11,7 @@
 mod churn;
 mod faults;
 mod flaky;
+mod grpc_overhead;
 mod outage;
 mod overhead;
 mod overload;
@@ -34,6 +35,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("probes", probes::run),
     ("overhead", overhead::run),
     ("server-overhead", server_overhead::run),
+    ("grpc-overhead", grpc_overhead::run),
     ("retry-storm", retry_storm::run),
     ("flaky", flaky::run),
     ("outage", outage::run),

@@ -18,12 +18,12 @@
 //! by Prometheus has between scrapes) is installed before the clients are
 //! built, so the client's metrics cost what they cost in a service.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use platform_benches::load::{Mode, TargetServer, thread_cpu_time};
+use platform_benches::load::{Mode, TargetServer};
 use platform_benches::noop::NoopExporter;
 use platform_benches::report::summarize;
 use platform_core::telemetry::sampling::{self, SamplerChoice};
@@ -36,7 +36,7 @@ use crate::Budget;
 /// installs) over a provider with `sampler` and a no-op exporter behind a
 /// batch processor, as a service exports (a span's end queues it; the
 /// exporter runs on the processor's own thread).
-fn dispatch(sampler: SamplerChoice) -> (tracing::Dispatch, SdkTracerProvider) {
+pub(crate) fn dispatch(sampler: SamplerChoice) -> (tracing::Dispatch, SdkTracerProvider) {
     let provider = SdkTracerProvider::builder()
         .with_sampler(sampler.to_sdk())
         .with_batch_exporter(NoopExporter)
@@ -119,14 +119,6 @@ impl Clients {
             }
         }
     }
-}
-
-#[derive(Default)]
-struct Tally {
-    latencies: Vec<Duration>,
-    cpu: Duration,
-    requests: u64,
-    failures: u64,
 }
 
 /// Everything the variants share: the server, the clients, the tracing
@@ -273,50 +265,20 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         ..
     } = bench;
     let slice = (budget.load / 5).max(Duration::from_millis(200));
-    let mut tallies: Vec<Tally> = VARIANTS.iter().map(|_| Tally::default()).collect();
-    // Round 0 warms connections, the latency estimate and the allocator; not counted.
-    for round in 0..=budget.repeats {
-        for k in 0..VARIANTS.len() {
-            // Rotate the order so no variant always runs right after another.
-            let i = (k + round) % VARIANTS.len();
-            let variant = VARIANTS[i];
-            let (latencies, cpu, failures) =
-                tracing::dispatcher::with_default(bench.dispatch(variant), || {
-                    rt.block_on(async {
-                        let mut latencies = Vec::new();
-                        let mut failures = 0u64;
-                        let cpu_before = thread_cpu_time();
-                        let stop = Instant::now() + slice;
-                        while Instant::now() < stop {
-                            let t = Instant::now();
-                            if !clients.call(variant).await {
-                                failures += 1;
-                            }
-                            latencies.push(t.elapsed());
-                        }
-                        let cpu = match (cpu_before, thread_cpu_time()) {
-                            (Some(a), Some(b)) => b.saturating_sub(a),
-                            _ => Duration::ZERO,
-                        };
-                        (latencies, cpu, failures)
-                    })
-                });
-            if round == 0 {
-                continue;
-            }
-            let tally = &mut tallies[i];
-            tally.requests += latencies.len() as u64;
-            tally.latencies.extend(latencies);
-            tally.cpu += cpu;
-            tally.failures += failures;
-        }
-    }
+    let mut tallies = platform_benches::turns::measure(
+        rt,
+        VARIANTS.len(),
+        slice,
+        budget.repeats,
+        |i| bench.dispatch(VARIANTS[i]),
+        |i| clients.call(VARIANTS[i]),
+    );
     bench.shutdown();
 
     let mut rows = Vec::new();
     for (variant, tally) in VARIANTS.iter().zip(tallies.iter_mut()) {
         let summary = summarize(&mut tally.latencies);
-        let cpu_us = tally.cpu.as_secs_f64() * 1e6 / tally.requests.max(1) as f64;
+        let cpu_us = tally.cpu_us_per_call();
         rows.push((*variant, summary, cpu_us, tally.failures));
     }
     let raw = rows[0];

@@ -1,0 +1,212 @@
+//! `grpc-overhead`: what the platform's gRPC channel costs over a plain
+//! tonic `Channel` to one endpoint, unary calls (`grpc.health.v1.Health/Check`
+//! against tonic's own server, on its own thread).
+//!
+//! Measured as `overhead` measures the HTTP client: one call in flight, the
+//! variants in turns on a current-thread runtime on this thread (its CPU
+//! time is the client's), every variant under a service's tracing pipeline
+//! with sampling off, and the platform channel once more with every span
+//! kept and exported to a no-op exporter. The platform channel has every
+//! feature on: retries with the budget, breaker, ejection, hedging (the
+//! method is marked idempotent), telemetry.
+
+use std::time::Duration;
+
+use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+use platform_benches::report::{Summary, summarize};
+use platform_core::telemetry::sampling::SamplerChoice;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::Budget;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Raw,
+    Platform,
+    PlatformSampled,
+}
+
+const VARIANTS: [Variant; 3] = [Variant::Raw, Variant::Platform, Variant::PlatformSampled];
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Raw => "tonic Channel",
+            Variant::Platform => "platform Channel",
+            Variant::PlatformSampled => "platform, sampling on",
+        }
+    }
+}
+
+/// tonic's server with its health service, on a thread and runtime of its own.
+fn start_server() -> Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>), String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                return;
+            };
+            let (_reporter, health) = tonic_health::server::health_reporter();
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let _ = tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+    });
+    Ok((addr, stop))
+}
+
+pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
+    let (addr, stop) = start_server()?;
+    // Instruments are taken when a channel is built: install first.
+    let meters = SdkMeterProvider::builder()
+        .with_reader(ManualReader::builder().build())
+        .build();
+    opentelemetry::global::set_meter_provider(meters.clone());
+    opentelemetry::global::set_text_map_propagator(
+        platform_core::telemetry::propagation::TraceContextPropagator::new(),
+    );
+    let (off, off_provider) = crate::overhead::dispatch(SamplerChoice::AlwaysOff);
+    let (on, on_provider) = crate::overhead::dispatch(SamplerChoice::AlwaysOn);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let mut settings = platform_grpc::GrpcClientSettings {
+        address: addr.to_string(),
+        idempotent_methods: vec!["grpc.health.v1.Health/*".into()],
+        ..Default::default()
+    };
+    settings.hedge.enabled = true;
+    let (raw, platform) = rt.block_on(async {
+        let raw = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_lazy();
+        let platform = platform_grpc::Channel::builder("grpc-overhead", &settings)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((HealthClient::new(raw), HealthClient::new(platform)))
+    })?;
+    let call = |variant: Variant| {
+        let (mut raw, mut platform) = (raw.clone(), platform.clone());
+        async move {
+            let request = HealthCheckRequest {
+                service: String::new(),
+            };
+            match variant {
+                Variant::Raw => raw.check(request).await.is_ok(),
+                Variant::Platform | Variant::PlatformSampled => {
+                    platform.check(request).await.is_ok()
+                }
+            }
+        }
+    };
+    let slice = (budget.load / 5).max(Duration::from_millis(200));
+    let mut tallies = platform_benches::turns::measure(
+        &rt,
+        VARIANTS.len(),
+        slice,
+        budget.repeats,
+        |i| match VARIANTS[i] {
+            Variant::PlatformSampled => &on,
+            _ => &off,
+        },
+        |i| call(VARIANTS[i]),
+    );
+    let _ = off_provider.shutdown();
+    let _ = on_provider.shutdown();
+    let _ = meters.shutdown();
+    let _ = stop.send(());
+
+    let rows: Vec<(Variant, Summary, f64, u64)> = VARIANTS
+        .iter()
+        .zip(tallies.iter_mut())
+        .map(|(v, t)| {
+            (
+                *v,
+                summarize(&mut t.latencies),
+                t.cpu_us_per_call(),
+                t.failures,
+            )
+        })
+        .collect();
+    let ratio = |row: &(Variant, Summary, f64, u64)| {
+        (
+            row.1.p50_us / rows[0].1.p50_us,
+            row.1.p99_us / rows[0].1.p99_us,
+            row.2 / rows[0].2,
+        )
+    };
+    println!(
+        "{:<24} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8} {:>6}",
+        "channel", "p50 us", "p99 us", "cpu us/call", "p50 x", "p99 x", "cpu x", "fails"
+    );
+    for row in &rows {
+        let (p50, p99, cpu) = ratio(row);
+        println!(
+            "{:<24} {:>9.1} {:>9.1} {:>11.1} {:>8.3} {:>8.3} {:>8.3} {:>6}",
+            row.0.name(),
+            row.1.p50_us,
+            row.1.p99_us,
+            row.2,
+            p50,
+            p99,
+            cpu,
+            row.3
+        );
+    }
+    let (p50_ratio, p99_ratio, cpu_ratio) = ratio(&rows[1]);
+    let (sampled_p50_ratio, sampled_p99_ratio, sampled_cpu_ratio) = ratio(&rows[2]);
+    for (name, value, target) in [
+        ("p50 ratio", p50_ratio, 1.05),
+        ("p99 ratio", p99_ratio, 1.10),
+        ("cpu ratio", cpu_ratio, 1.15),
+    ] {
+        println!(
+            "  {name}: {value:.3} (target <= {target}) {}",
+            if value <= target { "met" } else { "MISSED" }
+        );
+    }
+    let bars = |f: fn(&(Variant, Summary, f64, u64)) -> f64| {
+        rows.iter()
+            .map(|r| (r.0.name().to_owned(), f(r)))
+            .collect::<Vec<_>>()
+    };
+    for (file, title, data) in [
+        ("grpc-overhead-p50", "p50 latency", bars(|r| r.1.p50_us)),
+        ("grpc-overhead-p99", "p99 latency", bars(|r| r.1.p99_us)),
+        ("grpc-overhead-cpu", "client CPU per call", bars(|r| r.2)),
+    ] {
+        let svg = platform_benches::plot::bar_chart(title, "us", &data, None);
+        platform_benches::plot::write_svg(file, &svg).map_err(|e| e.to_string())?;
+    }
+    Ok(serde_json::json!({
+        "p50_ratio": p50_ratio,
+        "p99_ratio": p99_ratio,
+        "cpu_ratio": cpu_ratio,
+        "sampled_p50_ratio": sampled_p50_ratio,
+        "sampled_p99_ratio": sampled_p99_ratio,
+        "sampled_cpu_ratio": sampled_cpu_ratio,
+        "failures": rows.iter().map(|r| r.3).sum::<u64>(),
+        "rows": rows.iter().map(|r| serde_json::json!({
+            "channel": r.0.name(),
+            "p50_us": r.1.p50_us,
+            "p99_us": r.1.p99_us,
+            "cpu_us_per_call": r.2,
+        })).collect::<Vec<_>>(),
+    }))
+}
