@@ -50,6 +50,16 @@ struct Shared {
     phase: watch::Sender<Phase>,
 }
 
+/// What an instance speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1, `GET /` (axum's server).
+    Http,
+    /// gRPC, `grpc.health.v1.Health/Check` (tonic's server); a failure is
+    /// UNAVAILABLE.
+    Grpc,
+}
+
 /// Commands to the instance's thread.
 enum Command {
     Crash,
@@ -58,7 +68,8 @@ enum Command {
     Stop,
 }
 
-/// One loopback HTTP instance answering `GET /`.
+/// One loopback instance answering `GET /` or, over gRPC,
+/// `grpc.health.v1.Health/Check`.
 #[derive(Debug)]
 pub struct FaultServer {
     /// Where it listens.
@@ -72,6 +83,15 @@ impl FaultServer {
     /// Starts an instance answering after `delay`, failing every
     /// `fail_every`-th request with 503 (0: none).
     pub fn start(delay: Duration, fail_every: u64) -> std::io::Result<Self> {
+        Self::start_speaking(Protocol::Http, delay, fail_every)
+    }
+
+    /// [`FaultServer::start`], speaking `protocol`.
+    pub fn start_speaking(
+        protocol: Protocol,
+        delay: Duration,
+        fail_every: u64,
+    ) -> std::io::Result<Self> {
         let (phase, _) = watch::channel(Phase::Serving);
         let shared = Arc::new(Shared {
             delay_us: AtomicU64::new(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX)),
@@ -86,7 +106,7 @@ impl FaultServer {
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(format!("fault-server-{}", addr.port()))
-            .spawn(move || run(listener, addr, thread_shared, receiver))?;
+            .spawn(move || run(protocol, listener, addr, thread_shared, receiver))?;
         Ok(Self {
             addr,
             shared,
@@ -144,31 +164,100 @@ impl Drop for FaultServer {
     }
 }
 
+impl Shared {
+    /// One request's work, whatever the protocol: counted, held while the
+    /// instance is stopped or black-holed, delayed, and failed every
+    /// `fail_every`-th time. `true` for a success.
+    async fn answer(&self) -> bool {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut phase = self.phase.subscribe();
+        // Stopped or black-holed: no answer until serving again.
+        let _ = phase.wait_for(|p| *p == Phase::Serving).await;
+        let delay = self.delay_us.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_micros(delay)).await;
+        }
+        let every = self.fail_every.load(Ordering::Relaxed);
+        !(every > 0 && n.is_multiple_of(every))
+    }
+}
+
 fn router(shared: Arc<Shared>) -> axum::Router {
     let handler = move || {
         let shared = Arc::clone(&shared);
         async move {
-            let n = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
-            let mut phase = shared.phase.subscribe();
-            // Stopped or black-holed: no answer until serving again.
-            let _ = phase.wait_for(|p| *p == Phase::Serving).await;
-            let delay = shared.delay_us.load(Ordering::Relaxed);
-            if delay > 0 {
-                tokio::time::sleep(Duration::from_micros(delay)).await;
-            }
-            let every = shared.fail_every.load(Ordering::Relaxed);
-            if every > 0 && n.is_multiple_of(every) {
-                (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-            } else {
+            if shared.answer().await {
                 (axum::http::StatusCode::OK, "ok")
+            } else {
+                (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
         }
     };
     axum::Router::new().route("/", axum::routing::get(handler))
 }
 
+/// The gRPC face: `Health/Check` answered as `GET /` is.
+struct Health(Arc<Shared>);
+
+#[tonic::async_trait]
+impl tonic_health::pb::health_server::Health for Health {
+    async fn check(
+        &self,
+        _: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        if self.0.answer().await {
+            Ok(tonic::Response::new(
+                tonic_health::pb::HealthCheckResponse {
+                    status: tonic_health::pb::health_check_response::ServingStatus::Serving.into(),
+                },
+            ))
+        } else {
+            Err(tonic::Status::unavailable("unavailable"))
+        }
+    }
+
+    type WatchStream =
+        futures::stream::Empty<Result<tonic_health::pb::HealthCheckResponse, tonic::Status>>;
+
+    async fn watch(
+        &self,
+        _: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("only Check"))
+    }
+}
+
+/// Serves `listener` in `protocol` until `stopped` (then drains).
+async fn serve(
+    protocol: Protocol,
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    match protocol {
+        Protocol::Http => {
+            let _ = axum::serve(listener, router(shared))
+                .with_graceful_shutdown(stopped)
+                .await;
+        }
+        Protocol::Grpc => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let _ = tonic::transport::Server::builder()
+                .add_service(tonic_health::pb::health_server::HealthServer::new(Health(
+                    shared,
+                )))
+                .serve_with_incoming_shutdown(incoming, stopped)
+                .await;
+        }
+    }
+}
+
 /// The instance's thread: serves until told otherwise.
 fn run(
+    protocol: Protocol,
     listener: std::net::TcpListener,
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -187,13 +276,7 @@ fn run(
         };
         loop {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let serve = tokio::spawn(
-                axum::serve(listener, router(Arc::clone(&shared)))
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .into_future(),
-            );
+            let serve = tokio::spawn(serve(protocol, listener, Arc::clone(&shared), stopped));
             match commands.recv().await {
                 // The runtime is dropped below, with every connection.
                 None | Some(Command::Stop) | Some(Command::Crash) => return,

@@ -8,13 +8,20 @@
 //! Each fault runs on a fresh scene and a fresh client, with a meter
 //! provider of its own from which the client's decisions are read: retries,
 //! requeues, hedges, budget refusals, breaker openings and ejections.
+//!
+//! `grpc-faults` is the same scene over gRPC: the instances answer
+//! `grpc.health.v1.Health/Check` (a failure is UNAVAILABLE) and the caller
+//! is a generated tonic client through the platform's `Channel`, the method
+//! marked idempotent (as a read is) so that it may be hedged.
 
 use std::time::{Duration, Instant};
 
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-use platform_benches::fault_server::{Fault, FaultServer};
+use platform_benches::fault_server::{Fault, FaultServer, Protocol};
 use platform_benches::report::summarize;
 use platform_core::discovery::{Endpoint, ManualResolver};
+
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::Budget;
 
@@ -56,6 +63,15 @@ struct Outcome {
 }
 
 pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
+    run_in(Protocol::Http, budget)
+}
+
+/// `grpc-faults`: the same faults, over gRPC.
+pub(crate) fn run_grpc(budget: Budget) -> Result<serde_json::Value, String> {
+    run_in(Protocol::Grpc, budget)
+}
+
+fn run_in(protocol: Protocol, budget: Budget) -> Result<serde_json::Value, String> {
     // The issue's scene: 30 s with the fault at 8 s and a 12 s hang; a
     // quick run keeps the proportions in 12 s.
     let timing = if budget.load >= Duration::from_secs(10) {
@@ -98,7 +114,7 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         "ejects"
     );
     for (name, fault) in faults {
-        let outcome = one(name, fault, timing)?;
+        let outcome = one(protocol, name, fault, timing)?;
         println!(
             "{:<17} {:>8} {:>9.5} {:>6} {:>8.2} {:>8.2} {:>8.1} {:>8} {:>7} {:>6} {:>7} {:>7} {:>6}",
             outcome.fault,
@@ -144,7 +160,11 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
             .collect::<Vec<_>>(),
         Some(100.0),
     );
-    platform_benches::plot::write_svg("faults", &svg).map_err(|e| e.to_string())?;
+    let file = match protocol {
+        Protocol::Http => "faults",
+        Protocol::Grpc => "grpc-faults",
+    };
+    platform_benches::plot::write_svg(file, &svg).map_err(|e| e.to_string())?;
     let mut json = serde_json::Map::new();
     for o in &outcomes {
         json.insert(
@@ -164,10 +184,18 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
     Ok(serde_json::Value::Object(json))
 }
 
-fn one(name: &'static str, fault: Option<Fault>, timing: Timing) -> Result<Outcome, String> {
-    let healthy = FaultServer::start(Duration::ZERO, 0).map_err(|e| e.to_string())?;
-    let slow = FaultServer::start(SLOW, 0).map_err(|e| e.to_string())?;
-    let flaky = FaultServer::start(Duration::ZERO, FLAKY_EVERY).map_err(|e| e.to_string())?;
+fn one(
+    protocol: Protocol,
+    name: &'static str,
+    fault: Option<Fault>,
+    timing: Timing,
+) -> Result<Outcome, String> {
+    let start = |delay, fail_every| {
+        FaultServer::start_speaking(protocol, delay, fail_every).map_err(|e| e.to_string())
+    };
+    let healthy = start(Duration::ZERO, 0)?;
+    let slow = start(SLOW, 0)?;
+    let flaky = start(Duration::ZERO, FLAKY_EVERY)?;
     let endpoints: Vec<Endpoint> = [&healthy, &slow, &flaky]
         .iter()
         .map(|s| Endpoint::new(s.addr.ip().to_string(), s.addr.port()))
@@ -182,16 +210,7 @@ fn one(name: &'static str, fault: Option<Fault>, timing: Timing) -> Result<Outco
     let calls = rt.block_on(async {
         let resolver = ManualResolver::new("inventory");
         resolver.set(endpoints);
-        let mut settings = platform_http::ClientSettings {
-            base_url: "http://inventory".into(),
-            ..Default::default()
-        };
-        // As the demo sets it: an ejected instance comes back within the run.
-        settings.outlier.base_ejection_time = Duration::from_secs(5);
-        let client = platform_http::Client::builder(&format!("inventory-{name}"), &settings)
-            .resolver(resolver)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = Caller::build(protocol, &format!("inventory-{name}"), resolver)?;
         let injector = async {
             tokio::time::sleep(timing.fault_at).await;
             if let Some(fault) = fault {
@@ -240,7 +259,7 @@ fn one(name: &'static str, fault: Option<Fault>, timing: Timing) -> Result<Outco
 /// that a slow answer never delays the next request (an open loop, as
 /// callers arriving independently do). Returns each call's latency and
 /// whether it was answered 200.
-async fn open_loop(client: platform_http::Client, duration: Duration) -> Vec<(Duration, bool)> {
+async fn open_loop(client: Caller, duration: Duration) -> Vec<(Duration, bool)> {
     let period = Duration::from_secs(1) / RATE;
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -251,12 +270,67 @@ async fn open_loop(client: platform_http::Client, duration: Duration) -> Vec<(Du
         let client = client.clone();
         calls.spawn(async move {
             let start = Instant::now();
-            let ok = matches!(client.get("/").send().await, Ok(r) if r.status() == 200);
+            let ok = client.call().await;
             (start.elapsed(), ok)
         });
     }
     // Every call ends within the client's total timeout (10 s).
     calls.join_all().await
+}
+
+/// The platform's client of the scene's instances, in either protocol.
+#[derive(Clone)]
+enum Caller {
+    Http(platform_http::Client),
+    Grpc(HealthClient<platform_grpc::Channel>),
+}
+
+impl Caller {
+    /// A client with the defaults, except that an ejected instance comes
+    /// back within the run (as the demo sets it).
+    fn build(protocol: Protocol, name: &str, resolver: ManualResolver) -> Result<Caller, String> {
+        let ejection = Duration::from_secs(5);
+        match protocol {
+            Protocol::Http => {
+                let mut settings = platform_http::ClientSettings {
+                    base_url: "http://inventory".into(),
+                    ..Default::default()
+                };
+                settings.outlier.base_ejection_time = ejection;
+                platform_http::Client::builder(name, &settings)
+                    .resolver(resolver)
+                    .build()
+                    .map(Caller::Http)
+                    .map_err(|e| e.to_string())
+            }
+            Protocol::Grpc => {
+                let mut settings = platform_grpc::GrpcClientSettings {
+                    idempotent_methods: vec!["grpc.health.v1.Health/*".into()],
+                    ..Default::default()
+                };
+                settings.outlier.base_ejection_time = ejection;
+                platform_grpc::Channel::builder(name, &settings)
+                    .resolver(resolver)
+                    .build()
+                    .map(|channel| Caller::Grpc(HealthClient::new(channel)))
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// One call: `GET /` answered 200, or `Health/Check` answered OK.
+    async fn call(&self) -> bool {
+        match self {
+            Caller::Http(client) => {
+                matches!(client.get("/").send().await, Ok(r) if r.status() == 200)
+            }
+            Caller::Grpc(client) => client
+                .clone()
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .is_ok(),
+        }
+    }
 }
 
 /// A meter provider installed globally for one run, read at its end.

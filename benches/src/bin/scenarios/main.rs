@@ -42,6 +42,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("slow-backend", slow_backend::run),
     ("churn", churn::run),
     ("faults", faults::run),
+    ("grpc-faults", faults::run_grpc),
     ("overload", overload::run),
 ];
 
