@@ -254,7 +254,7 @@ pub(crate) async fn call(
     inner: Arc<Inner>,
     request: http::Request<tonic::body::Body>,
 ) -> Result<http::Response<ResponseBody>, tonic::Status> {
-    let names = RpcNames::of(request.uri().path());
+    let names = inner.names.of(request.uri().path());
     let (trace, span) = CallSpan::start(&names);
     run(inner, request, names, trace).instrument(span).await
 }
@@ -262,7 +262,7 @@ pub(crate) async fn call(
 async fn run(
     inner: Arc<Inner>,
     request: http::Request<tonic::body::Body>,
-    names: RpcNames,
+    names: Arc<RpcNames>,
     trace: CallSpan,
 ) -> Result<http::Response<ResponseBody>, tonic::Status> {
     let started = Instant::now();
@@ -729,7 +729,7 @@ impl AttemptError {
 /// The end of a call: the span, the duration metric, the throttle.
 struct End {
     inner: Arc<Inner>,
-    names: RpcNames,
+    names: Arc<RpcNames>,
     trace: CallSpan,
     started: Instant,
 }
@@ -791,24 +791,34 @@ impl End {
         connection: Option<&Connection>,
     ) {
         self.trace.end(code, error_type);
-        let mut attributes = Vec::with_capacity(8);
-        attributes.extend([
-            KeyValue::new("rpc.system", "grpc"),
-            KeyValue::new("rpc.service", self.names.service().to_owned()),
-            KeyValue::new("rpc.method", self.names.method().to_owned()),
-            KeyValue::new("rpc.grpc.status_code", i64::from(code.0)),
-        ]);
-        if let Some(connection) = connection {
-            attributes.push(KeyValue::new("server.address", connection.address.clone()));
-            attributes.push(KeyValue::new("server.port", i64::from(connection.port)));
+        let seconds = self.started.elapsed().as_secs_f64();
+        let error = error_type.or_else(|| code.is_server_error().then(|| code.name()));
+        let attributes = || {
+            let mut attributes = Vec::with_capacity(8);
+            attributes.push(KeyValue::new("rpc.system", "grpc"));
+            attributes.extend(self.names.attributes());
+            attributes.push(KeyValue::new("rpc.grpc.status_code", i64::from(code.0)));
+            if let Some(connection) = connection {
+                attributes.push(KeyValue::new("server.address", connection.address.clone()));
+                attributes.push(KeyValue::new("server.port", i64::from(connection.port)));
+            }
+            if let Some(error) = error {
+                attributes.push(KeyValue::new("error.type", error));
+            }
+            attributes
+        };
+        let duration = &self.inner.instruments.duration;
+        match connection {
+            // Bound per method, code and error on the endpoint: no hashing
+            // of the attributes on every call.
+            Some(connection) => connection.durations.record(
+                duration,
+                (Arc::clone(&self.names.full), code.0, error),
+                seconds,
+                attributes,
+            ),
+            None => duration.record(seconds, &attributes()),
         }
-        if let Some(error) = error_type.or_else(|| code.is_server_error().then(|| code.name())) {
-            attributes.push(KeyValue::new("error.type", error));
-        }
-        self.inner
-            .instruments
-            .duration
-            .record(self.started.elapsed().as_secs_f64(), &attributes);
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use platform_http::semconv::BoundDurations;
 use tokio::net::TcpStream;
 
 use super::body::RequestBody;
@@ -37,6 +38,9 @@ pub(crate) struct Connection {
     pub(crate) address: Arc<str>,
     /// `server.port`.
     pub(crate) port: u16,
+    /// `rpc.client.call.duration` bound to the attribute sets of this
+    /// endpoint's calls: method, status code, error type.
+    pub(crate) durations: BoundDurations<(Arc<str>, u16, Option<&'static str>)>,
     connect_timeout: Duration,
     /// The live connection; the async lock makes calls that find none wait
     /// for one connect rather than each open their own.
@@ -72,6 +76,7 @@ impl Connection {
             authority: endpoint.authority().parse().ok(),
             address: Arc::from(endpoint.host()),
             port: endpoint.port(),
+            durations: BoundDurations::default(),
             connect_timeout,
             sender: tokio::sync::Mutex::new(None),
         }

@@ -102,6 +102,8 @@ struct Inner {
     retry_codes: Vec<Code>,
     idempotent: Vec<MethodPattern>,
     instruments: Instruments,
+    /// The names of the methods called, made once each.
+    names: trace::NameTable,
 }
 
 #[derive(Debug)]
@@ -394,6 +396,7 @@ impl ChannelBuilder {
         Ok(Channel {
             inner: Arc::new(Inner {
                 instruments: Instruments::new(&target, meters),
+                names: trace::NameTable::default(),
                 target,
                 endpoints,
                 resilience,

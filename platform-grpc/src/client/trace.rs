@@ -4,6 +4,8 @@
 //! at all when the sampler drops it), a `tracing` span under any other
 //! subscriber; the same two ways platform-http's client span is made.
 
+use std::sync::{Arc, RwLock};
+
 use http::HeaderMap;
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
@@ -12,31 +14,72 @@ use platform_core::telemetry::tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::codes::Code;
 
-/// `package.Service/Method` and its parts.
-#[derive(Debug, Clone)]
+/// `package.Service/Method` and its parts, made once per method (see
+/// [`NameTable`]): a call's span and metric attributes share them.
+#[derive(Debug)]
 pub(crate) struct RpcNames {
-    pub(crate) full: String,
-    /// Where the method starts in `full`, after the `/`.
-    slash: usize,
+    /// The request path, as the table looks it up.
+    path: Box<str>,
+    pub(crate) full: Arc<str>,
+    service: Arc<str>,
+    method: Arc<str>,
 }
 
 impl RpcNames {
     /// The names in a request path (`/package.Service/Method`); a path of
     /// another shape is named as it is, with no service or method.
     pub(crate) fn of(path: &str) -> Self {
-        let full = path.strip_prefix('/').unwrap_or(path).to_owned();
-        let slash = full.find('/').unwrap_or(full.len());
-        RpcNames { full, slash }
+        let full = path.strip_prefix('/').unwrap_or(path);
+        let (service, method) = full.split_once('/').unwrap_or((full, ""));
+        RpcNames {
+            path: path.into(),
+            full: Arc::from(full),
+            service: Arc::from(service),
+            method: Arc::from(method),
+        }
     }
 
     /// `rpc.service`.
     pub(crate) fn service(&self) -> &str {
-        &self.full[..self.slash]
+        &self.service
     }
 
     /// `rpc.method`.
     pub(crate) fn method(&self) -> &str {
-        self.full.get(self.slash + 1..).unwrap_or("")
+        &self.method
+    }
+
+    /// `rpc.service` and `rpc.method` as attributes (shared, not copied).
+    pub(crate) fn attributes(&self) -> [KeyValue; 2] {
+        [
+            KeyValue::new("rpc.service", Arc::clone(&self.service)),
+            KeyValue::new("rpc.method", Arc::clone(&self.method)),
+        ]
+    }
+}
+
+/// The names of the methods a channel has called, made once each. Bounded:
+/// past [`MAX_NAMES`] methods (a caller making paths up), names are made
+/// per call and not kept.
+#[derive(Debug, Default)]
+pub(crate) struct NameTable(RwLock<Vec<Arc<RpcNames>>>);
+
+const MAX_NAMES: usize = 256;
+
+impl NameTable {
+    /// The names of the method at `path`.
+    pub(crate) fn of(&self, path: &str) -> Arc<RpcNames> {
+        let known = self.0.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(names) = known.iter().find(|n| &*n.path == path) {
+            return Arc::clone(names);
+        }
+        drop(known);
+        let names = Arc::new(RpcNames::of(path));
+        let mut known = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if known.len() < MAX_NAMES && !known.iter().any(|n| &*n.path == path) {
+            known.push(Arc::clone(&names));
+        }
+        names
     }
 }
 
@@ -57,19 +100,17 @@ impl CallSpan {
     /// span to run the call in.
     pub(crate) fn start(names: &RpcNames) -> (Self, tracing::Span) {
         let trace = sampling::call_span(|| {
-            SpanBuilder::from_name(names.full.clone())
+            SpanBuilder::from_name(names.full.to_string())
                 .with_kind(SpanKind::Client)
-                .with_attributes(vec![
-                    KeyValue::new("rpc.system", "grpc"),
-                    KeyValue::new("rpc.service", names.service().to_owned()),
-                    KeyValue::new("rpc.method", names.method().to_owned()),
-                ])
+                .with_attributes(
+                    std::iter::once(KeyValue::new("rpc.system", "grpc")).chain(names.attributes()),
+                )
         });
         match trace {
             CallTrace::Layer => {
                 let span = tracing::info_span!(
                     "rpc.client.call",
-                    otel.name = names.full.as_str(),
+                    otel.name = &*names.full,
                     otel.kind = "client",
                     rpc.system = "grpc",
                     rpc.service = names.service(),
@@ -95,7 +136,7 @@ impl CallSpan {
                 let span = tracing::info_span!(
                     target: sampling::UNSAMPLED_TARGET,
                     "rpc.client.call",
-                    rpc.method = names.full.as_str(),
+                    rpc.method = &*names.full,
                 );
                 (CallSpan::Own { cx, recording }, span)
             }
@@ -191,7 +232,7 @@ mod tests {
     #[test]
     fn names_from_the_path() {
         let names = RpcNames::of("/inventory.v1.Stock/Reserve");
-        assert_eq!(names.full, "inventory.v1.Stock/Reserve");
+        assert_eq!(&*names.full, "inventory.v1.Stock/Reserve");
         assert_eq!(names.service(), "inventory.v1.Stock");
         assert_eq!(names.method(), "Reserve");
         let odd = RpcNames::of("/nothing");

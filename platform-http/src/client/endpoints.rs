@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use opentelemetry::KeyValue;
-use opentelemetry::metrics::{BoundHistogram, Histogram};
 use platform_core::balance::{BalanceSettings, Balancer};
 use platform_core::discovery::{EndpointId, Resolver};
 use platform_core::resilience::{EndpointOutcome, OutlierDetector};
+
+use crate::semconv::BoundDurations;
 
 /// One place the target can be reached.
 #[derive(Debug, Clone)]
@@ -34,46 +34,12 @@ pub(crate) struct Endpoint {
     /// `server.port`.
     pub(crate) port: u16,
     /// `http.client.request.duration` bound to this endpoint's attributes.
-    pub(crate) durations: Arc<BoundDurations>,
+    pub(crate) durations: Arc<BoundDurations<DurationKey>>,
 }
 
 /// What varies in the attributes of one endpoint's attempts: method,
 /// status code and error type.
 pub(crate) type DurationKey = (&'static str, Option<u16>, Option<&'static str>);
-
-/// The duration histogram bound to each attribute set an endpoint has seen,
-/// so an attempt is recorded without hashing its attributes. Bounded: past
-/// [`MAX_BOUND_DURATIONS`] sets, attempts are recorded the ordinary way.
-#[derive(Debug, Default)]
-pub(crate) struct BoundDurations(RwLock<Vec<(DurationKey, BoundHistogram<f64>)>>);
-
-const MAX_BOUND_DURATIONS: usize = 32;
-
-impl BoundDurations {
-    /// Records `seconds` under `key`; `attributes` makes the full set when
-    /// it is not bound yet.
-    pub(crate) fn record(
-        &self,
-        histogram: &Histogram<f64>,
-        key: DurationKey,
-        seconds: f64,
-        attributes: impl FnOnce() -> Vec<KeyValue>,
-    ) {
-        let bound = self.0.read().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, histogram)) = bound.iter().find(|(k, _)| *k == key) {
-            histogram.record(seconds);
-            return;
-        }
-        drop(bound);
-        let attributes = attributes();
-        let mut bound = self.0.write().unwrap_or_else(|p| p.into_inner());
-        if bound.len() < MAX_BOUND_DURATIONS && !bound.iter().any(|(k, _)| *k == key) {
-            bound.push((key, histogram.bind(&attributes)));
-        }
-        drop(bound);
-        histogram.record(seconds, &attributes);
-    }
-}
 
 impl Endpoint {
     /// Parses a base URL; errors say what is wrong with it.

@@ -69,68 +69,143 @@ fn start_server() -> Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<
     Ok((addr, stop))
 }
 
-pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
-    let (addr, stop) = start_server()?;
-    // Instruments are taken when a channel is built: install first.
-    let meters = SdkMeterProvider::builder()
-        .with_reader(ManualReader::builder().build())
-        .build();
-    opentelemetry::global::set_meter_provider(meters.clone());
-    opentelemetry::global::set_text_map_propagator(
-        platform_core::telemetry::propagation::TraceContextPropagator::new(),
-    );
-    let (off, off_provider) = crate::overhead::dispatch(SamplerChoice::AlwaysOff);
-    let (on, on_provider) = crate::overhead::dispatch(SamplerChoice::AlwaysOn);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+/// The server, the two channels and the tracing pipelines the variants share.
+struct Bench {
+    stop: tokio::sync::oneshot::Sender<()>,
+    meters: SdkMeterProvider,
+    off: tracing::Dispatch,
+    off_provider: opentelemetry_sdk::trace::SdkTracerProvider,
+    on: tracing::Dispatch,
+    on_provider: opentelemetry_sdk::trace::SdkTracerProvider,
+    rt: tokio::runtime::Runtime,
+    raw: HealthClient<tonic::transport::Channel>,
+    platform: HealthClient<platform_grpc::Channel>,
+}
 
-    let mut settings = platform_grpc::GrpcClientSettings {
-        address: addr.to_string(),
-        idempotent_methods: vec!["grpc.health.v1.Health/*".into()],
-        ..Default::default()
-    };
-    settings.hedge.enabled = true;
-    let (raw, platform) = rt.block_on(async {
-        let raw = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| e.to_string())?
-            .connect_lazy();
-        let platform = platform_grpc::Channel::builder("grpc-overhead", &settings)
+impl Bench {
+    fn start() -> Result<Bench, String> {
+        let (addr, stop) = start_server()?;
+        // Instruments are taken when a channel is built: install first.
+        let meters = SdkMeterProvider::builder()
+            .with_reader(ManualReader::builder().build())
+            .build();
+        opentelemetry::global::set_meter_provider(meters.clone());
+        opentelemetry::global::set_text_map_propagator(
+            platform_core::telemetry::propagation::TraceContextPropagator::new(),
+        );
+        let (off, off_provider) = crate::overhead::dispatch(SamplerChoice::AlwaysOff);
+        let (on, on_provider) = crate::overhead::dispatch(SamplerChoice::AlwaysOn);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        Ok::<_, String>((HealthClient::new(raw), HealthClient::new(platform)))
-    })?;
-    let call = |variant: Variant| {
-        let (mut raw, mut platform) = (raw.clone(), platform.clone());
-        async move {
-            let request = HealthCheckRequest {
-                service: String::new(),
-            };
-            match variant {
-                Variant::Raw => raw.check(request).await.is_ok(),
-                Variant::Platform | Variant::PlatformSampled => {
-                    platform.check(request).await.is_ok()
-                }
+        let mut settings = platform_grpc::GrpcClientSettings {
+            address: addr.to_string(),
+            idempotent_methods: vec!["grpc.health.v1.Health/*".into()],
+            ..Default::default()
+        };
+        settings.hedge.enabled = true;
+        let (raw, platform) = rt.block_on(async {
+            let raw = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .map_err(|e| e.to_string())?
+                .connect_lazy();
+            let platform = platform_grpc::Channel::builder("grpc-overhead", &settings)
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((HealthClient::new(raw), HealthClient::new(platform)))
+        })?;
+        Ok(Bench {
+            stop,
+            meters,
+            off,
+            off_provider,
+            on,
+            on_provider,
+            rt,
+            raw,
+            platform,
+        })
+    }
+
+    fn dispatch(&self, variant: Variant) -> &tracing::Dispatch {
+        match variant {
+            Variant::PlatformSampled => &self.on,
+            _ => &self.off,
+        }
+    }
+
+    async fn call(&self, variant: Variant) -> bool {
+        let request = HealthCheckRequest {
+            service: String::new(),
+        };
+        match variant {
+            Variant::Raw => self.raw.clone().check(request).await.is_ok(),
+            Variant::Platform | Variant::PlatformSampled => {
+                self.platform.clone().check(request).await.is_ok()
             }
         }
+    }
+
+    fn shutdown(self) {
+        let _ = self.off_provider.shutdown();
+        let _ = self.on_provider.shutdown();
+        let _ = self.meters.shutdown();
+        let _ = self.stop.send(());
+    }
+}
+
+/// `scenarios profile-grpc <raw|platform|sampled> [calls]`: only `calls`
+/// calls of one variant (after as many to warm up), inside
+/// `profiled_grpc_calls`, for `valgrind --tool=callgrind
+/// --collect-atstart=no --toggle-collect='*profiled_grpc_calls*'`.
+pub(crate) fn profile(args: &[String]) -> Result<(), String> {
+    let variant = match args.first().map(String::as_str) {
+        Some("raw") => Variant::Raw,
+        Some("platform") => Variant::Platform,
+        Some("sampled") => Variant::PlatformSampled,
+        _ => return Err("name a variant: raw, platform, sampled".into()),
     };
+    let calls: u64 = match args.get(1) {
+        Some(n) => n
+            .parse()
+            .map_err(|_| format!("calls must be a whole number, got {n:?}"))?,
+        None => 10_000,
+    };
+    let bench = Bench::start()?;
+    let failures = tracing::dispatcher::with_default(bench.dispatch(variant), || {
+        bench.rt.block_on(async {
+            profiled_grpc_calls(&bench, variant, calls).await;
+            profiled_grpc_calls(&bench, variant, calls).await
+        })
+    });
+    bench.shutdown();
+    println!("{}: {calls} calls, {failures} failed", variant.name());
+    Ok(())
+}
+
+#[inline(never)]
+async fn profiled_grpc_calls(bench: &Bench, variant: Variant, calls: u64) -> u64 {
+    let mut failures = 0;
+    for _ in 0..calls {
+        if !bench.call(variant).await {
+            failures += 1;
+        }
+    }
+    failures
+}
+
+pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
+    let bench = Bench::start()?;
     let slice = (budget.load / 5).max(Duration::from_millis(200));
     let mut tallies = platform_benches::turns::measure(
-        &rt,
+        &bench.rt,
         VARIANTS.len(),
         slice,
         budget.repeats,
-        |i| match VARIANTS[i] {
-            Variant::PlatformSampled => &on,
-            _ => &off,
-        },
-        |i| call(VARIANTS[i]),
+        |i| bench.dispatch(VARIANTS[i]),
+        |i| bench.call(VARIANTS[i]),
     );
-    let _ = off_provider.shutdown();
-    let _ = on_provider.shutdown();
-    let _ = meters.shutdown();
-    let _ = stop.send(());
+    bench.shutdown();
 
     let rows: Vec<(Variant, Summary, f64, u64)> = VARIANTS
         .iter()

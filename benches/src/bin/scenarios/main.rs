@@ -55,6 +55,13 @@ fn main() {
         }
         return;
     }
+    if args.first().is_some_and(|a| a == "profile-grpc") {
+        if let Err(e) = grpc_overhead::profile(&args[1..]) {
+            eprintln!("profile-grpc: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     if args.first().is_some_and(|a| a == "serve-bench") {
         if let Err(e) = server_overhead::serve_child(&args[1..]) {
             eprintln!("serve-bench: {e}");
