@@ -37,7 +37,7 @@
 //!
 //! Every channel and HTTP client of one target in the process shares its
 //! budget, breaker and latency estimate (one
-//! [`Resilience`](platform_core::resilience::Resilience) per target name, from
+//! [`Resilience`] per target name, from
 //! the runtime's registry): their resilience settings must agree.
 //!
 //! ```no_run
