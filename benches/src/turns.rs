@@ -81,3 +81,86 @@ where
     }
     tallies
 }
+
+/// One variant's figures, for the table, the ratios and the charts.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The variant's name.
+    pub name: &'static str,
+    /// Its latencies.
+    pub summary: crate::report::Summary,
+    /// CPU time per call, in microseconds.
+    pub cpu_us: f64,
+    /// Calls that failed.
+    pub failures: u64,
+}
+
+impl Row {
+    /// The row of `tally` (its latencies are sorted on the way).
+    pub fn of(name: &'static str, tally: &mut Tally) -> Row {
+        Row {
+            name,
+            summary: crate::report::summarize(&mut tally.latencies),
+            cpu_us: tally.cpu_us_per_call(),
+            failures: tally.failures,
+        }
+    }
+
+    /// p50, p99 and CPU of this row over `base`'s.
+    pub fn ratios(&self, base: &Row) -> (f64, f64, f64) {
+        (
+            self.summary.p50_us / base.summary.p50_us,
+            self.summary.p99_us / base.summary.p99_us,
+            self.cpu_us / base.cpu_us,
+        )
+    }
+}
+
+/// Prints `rows` as a table, each with its ratios over the first; `what`
+/// heads the name column.
+pub fn print_table(what: &str, rows: &[Row]) {
+    println!(
+        "{what:<26} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8} {:>6}",
+        "p50 us", "p99 us", "cpu us/call", "p50 x", "p99 x", "cpu x", "fails"
+    );
+    for row in rows {
+        let (p50, p99, cpu) = row.ratios(&rows[0]);
+        println!(
+            "{:<26} {:>9.1} {:>9.1} {:>11.1} {:>8.3} {:>8.3} {:>8.3} {:>6}",
+            row.name,
+            row.summary.p50_us,
+            row.summary.p99_us,
+            row.cpu_us,
+            p50,
+            p99,
+            cpu,
+            row.failures
+        );
+    }
+}
+
+/// Prints whether `value` is at most `target`.
+pub fn check(name: &str, value: f64, target: f64) {
+    println!(
+        "  {name}: {value:.3} (target <= {target}) {}",
+        if value <= target { "met" } else { "MISSED" }
+    );
+}
+
+/// Writes `<prefix>-p50`, `-p99` and `-cpu` bar charts of `rows`.
+pub fn write_charts(prefix: &str, rows: &[Row]) -> std::io::Result<()> {
+    let bars = |f: fn(&Row) -> f64| {
+        rows.iter()
+            .map(|r| (r.name.to_owned(), f(r)))
+            .collect::<Vec<_>>()
+    };
+    for (suffix, title, data) in [
+        ("p50", "p50 latency", bars(|r| r.summary.p50_us)),
+        ("p99", "p99 latency", bars(|r| r.summary.p99_us)),
+        ("cpu", "client CPU per call", bars(|r| r.cpu_us)),
+    ] {
+        let svg = crate::plot::bar_chart(title, "us", &data, None);
+        crate::plot::write_svg(&format!("{prefix}-{suffix}"), &svg)?;
+    }
+    Ok(())
+}

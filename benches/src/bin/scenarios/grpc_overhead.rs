@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
-use platform_benches::report::{Summary, summarize};
+use platform_benches::turns::{self, Row};
 use platform_core::telemetry::sampling::SamplerChoice;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -197,7 +197,7 @@ async fn profiled_grpc_calls(bench: &Bench, variant: Variant, calls: u64) -> u64
 pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
     let bench = Bench::start()?;
     let slice = (budget.load / 5).max(Duration::from_millis(200));
-    let mut tallies = platform_benches::turns::measure(
+    let mut tallies = turns::measure(
         &bench.rt,
         VARIANTS.len(),
         slice,
@@ -207,68 +207,18 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
     );
     bench.shutdown();
 
-    let rows: Vec<(Variant, Summary, f64, u64)> = VARIANTS
+    let rows: Vec<Row> = VARIANTS
         .iter()
         .zip(tallies.iter_mut())
-        .map(|(v, t)| {
-            (
-                *v,
-                summarize(&mut t.latencies),
-                t.cpu_us_per_call(),
-                t.failures,
-            )
-        })
+        .map(|(v, t)| Row::of(v.name(), t))
         .collect();
-    let ratio = |row: &(Variant, Summary, f64, u64)| {
-        (
-            row.1.p50_us / rows[0].1.p50_us,
-            row.1.p99_us / rows[0].1.p99_us,
-            row.2 / rows[0].2,
-        )
-    };
-    println!(
-        "{:<24} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8} {:>6}",
-        "channel", "p50 us", "p99 us", "cpu us/call", "p50 x", "p99 x", "cpu x", "fails"
-    );
-    for row in &rows {
-        let (p50, p99, cpu) = ratio(row);
-        println!(
-            "{:<24} {:>9.1} {:>9.1} {:>11.1} {:>8.3} {:>8.3} {:>8.3} {:>6}",
-            row.0.name(),
-            row.1.p50_us,
-            row.1.p99_us,
-            row.2,
-            p50,
-            p99,
-            cpu,
-            row.3
-        );
-    }
-    let (p50_ratio, p99_ratio, cpu_ratio) = ratio(&rows[1]);
-    let (sampled_p50_ratio, sampled_p99_ratio, sampled_cpu_ratio) = ratio(&rows[2]);
-    for (name, value, target) in [
-        ("p50 ratio", p50_ratio, 1.05),
-        ("p99 ratio", p99_ratio, 1.10),
-        ("cpu ratio", cpu_ratio, 1.15),
-    ] {
-        println!(
-            "  {name}: {value:.3} (target <= {target}) {}",
-            if value <= target { "met" } else { "MISSED" }
-        );
-    }
-    let bars = |f: fn(&(Variant, Summary, f64, u64)) -> f64| {
-        rows.iter()
-            .map(|r| (r.0.name().to_owned(), f(r)))
-            .collect::<Vec<_>>()
-    };
-    for (file, title, data) in [
-        ("grpc-overhead-p50", "p50 latency", bars(|r| r.1.p50_us)),
-        ("grpc-overhead-p99", "p99 latency", bars(|r| r.1.p99_us)),
-        ("grpc-overhead-cpu", "client CPU per call", bars(|r| r.2)),
-    ] {
-        let svg = platform_benches::plot::bar_chart(title, "us", &data, None);
-        platform_benches::plot::write_svg(file, &svg).map_err(|e| e.to_string())?;
-    }
+    turns::print_table("channel", &rows);
+    let (p50_ratio, p99_ratio, cpu_ratio) = rows[1].ratios(&rows[0]);
+    let (sampled_p50_ratio, sampled_p99_ratio, sampled_cpu_ratio) = rows[2].ratios(&rows[0]);
+    turns::check("p50 ratio", p50_ratio, 1.05);
+    turns::check("p99 ratio", p99_ratio, 1.10);
+    turns::check("cpu ratio", cpu_ratio, 1.15);
+    turns::write_charts("grpc-overhead", &rows).map_err(|e| e.to_string())?;
     Ok(serde_json::json!({
         "p50_ratio": p50_ratio,
         "p99_ratio": p99_ratio,
@@ -276,12 +226,12 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         "sampled_p50_ratio": sampled_p50_ratio,
         "sampled_p99_ratio": sampled_p99_ratio,
         "sampled_cpu_ratio": sampled_cpu_ratio,
-        "failures": rows.iter().map(|r| r.3).sum::<u64>(),
+        "failures": rows.iter().map(|r| r.failures).sum::<u64>(),
         "rows": rows.iter().map(|r| serde_json::json!({
-            "channel": r.0.name(),
-            "p50_us": r.1.p50_us,
-            "p99_us": r.1.p99_us,
-            "cpu_us_per_call": r.2,
+            "channel": r.name,
+            "p50_us": r.summary.p50_us,
+            "p99_us": r.summary.p99_us,
+            "cpu_us_per_call": r.cpu_us,
         })).collect::<Vec<_>>(),
     }))
 }

@@ -25,7 +25,7 @@ use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use platform_benches::load::{Mode, TargetServer};
 use platform_benches::noop::NoopExporter;
-use platform_benches::report::summarize;
+use platform_benches::turns::{self, Row};
 use platform_core::telemetry::sampling::{self, SamplerChoice};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -265,7 +265,7 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         ..
     } = bench;
     let slice = (budget.load / 5).max(Duration::from_millis(200));
-    let mut tallies = platform_benches::turns::measure(
+    let mut tallies = turns::measure(
         rt,
         VARIANTS.len(),
         slice,
@@ -275,85 +275,27 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
     );
     bench.shutdown();
 
-    let mut rows = Vec::new();
-    for (variant, tally) in VARIANTS.iter().zip(tallies.iter_mut()) {
-        let summary = summarize(&mut tally.latencies);
-        let cpu_us = tally.cpu_us_per_call();
-        rows.push((*variant, summary, cpu_us, tally.failures));
-    }
-    let raw = rows[0];
-    let ratio = |row: &(Variant, platform_benches::report::Summary, f64, u64)| {
-        (
-            row.1.p50_us / raw.1.p50_us,
-            row.1.p99_us / raw.1.p99_us,
-            row.2 / raw.2,
-        )
-    };
-    println!(
-        "{:<26} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8} {:>6}",
-        "client", "p50 us", "p99 us", "cpu us/req", "p50 x", "p99 x", "cpu x", "fails"
-    );
-    for row in &rows {
-        let (p50, p99, cpu) = ratio(row);
-        println!(
-            "{:<26} {:>9.1} {:>9.1} {:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>6}",
-            row.0.name(),
-            row.1.p50_us,
-            row.1.p99_us,
-            row.2,
-            p50,
-            p99,
-            cpu,
-            row.3
-        );
-    }
-    let (p50_ratio, p99_ratio, cpu_ratio) = ratio(&rows[1]);
-    let (middleware_p50_ratio, middleware_p99_ratio, middleware_cpu_ratio) = ratio(&rows[2]);
-    let sampling_p50_ratio = rows[3].1.p50_us / rows[1].1.p50_us;
-    let sampling_cpu_ratio = rows[3].2 / rows[1].2;
-    let check = |name: &str, value: f64, target: f64| {
-        println!(
-            "  {name}: {value:.3} (target <= {target}) {}",
-            if value <= target { "met" } else { "MISSED" }
-        );
-    };
-    check("p50 ratio", p50_ratio, 1.05);
-    check("p99 ratio", p99_ratio, 1.10);
-    check("cpu ratio", cpu_ratio, 1.15);
-    check("sampling on / off p50", sampling_p50_ratio, 1.03);
+    let rows: Vec<Row> = VARIANTS
+        .iter()
+        .zip(tallies.iter_mut())
+        .map(|(v, t)| Row::of(v.name(), t))
+        .collect();
+    let raw = &rows[0];
+    turns::print_table("client", &rows);
+    let (p50_ratio, p99_ratio, cpu_ratio) = rows[1].ratios(raw);
+    let (middleware_p50_ratio, middleware_p99_ratio, middleware_cpu_ratio) = rows[2].ratios(raw);
+    let (sampling_p50_ratio, _, sampling_cpu_ratio) = rows[3].ratios(&rows[1]);
+    turns::check("p50 ratio", p50_ratio, 1.05);
+    turns::check("p99 ratio", p99_ratio, 1.10);
+    turns::check("cpu ratio", cpu_ratio, 1.15);
+    turns::check("sampling on / off p50", sampling_p50_ratio, 1.03);
+    let met = |ok: bool| if ok { "met" } else { "MISSED" };
     println!(
         "  below the middleware stack: p50 {} cpu {}",
-        if p50_ratio < middleware_p50_ratio {
-            "met"
-        } else {
-            "MISSED"
-        },
-        if cpu_ratio < middleware_cpu_ratio {
-            "met"
-        } else {
-            "MISSED"
-        },
+        met(p50_ratio < middleware_p50_ratio),
+        met(cpu_ratio < middleware_cpu_ratio),
     );
-
-    let bars = |f: fn(&(Variant, platform_benches::report::Summary, f64, u64)) -> f64| {
-        rows.iter()
-            .map(|r| (r.0.name().to_owned(), f(r)))
-            .collect::<Vec<_>>()
-    };
-    let plots = [
-        ("overhead-p50", "p50 latency", "us", bars(|r| r.1.p50_us)),
-        ("overhead-p99", "p99 latency", "us", bars(|r| r.1.p99_us)),
-        (
-            "overhead-cpu",
-            "client CPU per request",
-            "us",
-            bars(|r| r.2),
-        ),
-    ];
-    for (file, title, unit, data) in plots {
-        let svg = platform_benches::plot::bar_chart(title, unit, &data, None);
-        platform_benches::plot::write_svg(file, &svg).map_err(|e| e.to_string())?;
-    }
+    turns::write_charts("overhead", &rows).map_err(|e| e.to_string())?;
 
     Ok(serde_json::json!({
         "p50_ratio": p50_ratio,
@@ -364,13 +306,13 @@ pub(crate) fn run(budget: Budget) -> Result<serde_json::Value, String> {
         "middleware_cpu_ratio": middleware_cpu_ratio,
         "sampling_p50_ratio": sampling_p50_ratio,
         "sampling_cpu_ratio": sampling_cpu_ratio,
-        "raw_p50_us": raw.1.p50_us,
-        "raw_p99_us": raw.1.p99_us,
-        "raw_cpu_us_per_request": raw.2,
-        "platform_p50_us": rows[1].1.p50_us,
-        "platform_p99_us": rows[1].1.p99_us,
-        "platform_cpu_us_per_request": rows[1].2,
-        "requests_per_variant": rows[0].1.count,
-        "failures": rows.iter().map(|r| r.3).sum::<u64>(),
+        "raw_p50_us": raw.summary.p50_us,
+        "raw_p99_us": raw.summary.p99_us,
+        "raw_cpu_us_per_request": raw.cpu_us,
+        "platform_p50_us": rows[1].summary.p50_us,
+        "platform_p99_us": rows[1].summary.p99_us,
+        "platform_cpu_us_per_request": rows[1].cpu_us,
+        "requests_per_variant": rows[0].summary.count,
+        "failures": rows.iter().map(|r| r.failures).sum::<u64>(),
     }))
 }
