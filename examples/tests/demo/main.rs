@@ -6,29 +6,35 @@ use std::time::Duration;
 
 const DEMO: &str = env!("CARGO_BIN_EXE_demo");
 
-#[test]
-fn demo_serves_orders_spreads_load_away_from_the_slow_instance_and_stops_cleanly() {
+/// Runs the demo with `args`, its report as JSON and its logs in a temp
+/// dir; it must exit 0. The dir (logs in `logs/`), stdout and the report.
+fn run_demo(args: &[&str]) -> (tempfile::TempDir, String, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let report_path = dir.path().join("report.json");
     let out = Command::new(DEMO)
-        .args(["--duration", "8s", "--rate", "100", "--report-json"])
+        .args(args)
+        .arg("--report-json")
         .arg(&report_path)
         .arg("--log-dir")
         .arg(dir.path().join("logs"))
         .env_remove("APP_PROFILE")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let report = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    (dir, stdout, report)
+}
+
+#[test]
+fn demo_serves_orders_spreads_load_away_from_the_slow_instance_and_stops_cleanly() {
+    let (dir, stdout, report) = run_demo(&["--duration", "8s", "--rate", "100"]);
 
     // A status line a second, then the report.
     let status_lines = stdout.lines().filter(|l| l.contains(" answers ")).count();
     assert!((6..=9).contains(&status_lines), "{stdout}");
     assert!(stdout.contains("Report after"), "{stdout}");
-
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     let rate = report["success_rate"].as_f64().unwrap();
     // The flaky instance fails a quarter of what it gets: retries within
     // the budget and ejection hide it from callers.
@@ -84,22 +90,8 @@ fn demo_serves_orders_spreads_load_away_from_the_slow_instance_and_stops_cleanly
 /// inventory can do, and everything stops cleanly.
 #[test]
 fn the_overload_scene_sheds_load_and_keeps_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let report_path = dir.path().join("report.json");
-    let out = Command::new(DEMO)
-        .args(["--overload", "--duration", "6s", "--report-json"])
-        .arg(&report_path)
-        .arg("--log-dir")
-        .arg(dir.path().join("logs"))
-        .env_remove("APP_PROFILE")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (_dir, stdout, report) = run_demo(&["--overload", "--duration", "6s"]);
     assert!(stdout.contains("  overload "), "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     let seconds = report["seconds"].as_f64().unwrap();
     let goodput = report["ok"].as_u64().unwrap() as f64 / seconds;
     // Inventory takes about 250 orders a second; a debug build on a busy
@@ -122,30 +114,8 @@ fn the_overload_scene_sheds_load_and_keeps_serving() {
 /// elsewhere, the slow instance avoided, everything stopped cleanly.
 #[test]
 fn the_grpc_scene_serves_orders_over_grpc_with_the_same_protection() {
-    let dir = tempfile::tempdir().unwrap();
-    let report_path = dir.path().join("report.json");
-    let out = Command::new(DEMO)
-        .args([
-            "--grpc",
-            "--duration",
-            "6s",
-            "--rate",
-            "100",
-            "--report-json",
-        ])
-        .arg(&report_path)
-        .arg("--log-dir")
-        .arg(dir.path().join("logs"))
-        .env_remove("APP_PROFILE")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (_dir, stdout, report) = run_demo(&["--grpc", "--duration", "6s", "--rate", "100"]);
     assert!(stdout.contains("over gRPC"), "{stdout}");
-
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     let rate = report["success_rate"].as_f64().unwrap();
     assert!(rate >= 0.98, "success rate {rate}: {report:#}");
     assert!(
