@@ -28,7 +28,7 @@ pub mod semconv;
 pub mod server;
 
 pub use client::{
-    CallInfo, Client, ClientBuilder, ClientError, ClientSettings, HttpService, HttpSettings,
-    RequestBuilder, Response, RuntimeBuilderExt,
+    BoxError, CallInfo, Client, ClientBuilder, ClientError, ClientSettings, HttpService,
+    HttpSettings, RequestBuilder, Response, RuntimeBuilderExt,
 };
 pub use server::{BoundServer, InFlight, ServerLayer, serve};

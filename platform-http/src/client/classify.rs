@@ -23,8 +23,8 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Version};
 use platform_core::resilience::{Classification, EndpointOutcome, ResilienceError};
 
-use super::ClientError;
 use super::response::Response;
+use super::{BoxError, ClientError};
 
 /// Statuses that say "try again (later)".
 pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
@@ -43,11 +43,11 @@ pub(crate) struct AttemptError {
 #[derive(Debug)]
 pub(crate) enum Failure {
     /// No connection: never sent.
-    Connect(reqwest::Error),
+    Connect(BoxError),
     /// The attempt took longer than `attempt_timeout`.
     Timeout,
     /// Broken after the connection was made.
-    Body(reqwest::Error),
+    Body(BoxError),
     /// The request could not be built (a bad URL): nothing was sent.
     Invalid(String),
     /// Discovery gave no endpoint to send to: nothing was sent.
@@ -71,16 +71,13 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
-    /// From a reqwest error of sending or reading the answer.
-    pub(crate) fn from_reqwest(error: reqwest::Error) -> Self {
-        if error.is_builder() {
-            Failure::Invalid(error.to_string())
-        } else if error.is_connect() {
-            Failure::Connect(error)
-        } else if error.is_timeout() {
-            Failure::Timeout
+    /// From the pool's error of sending a request or reading the head of
+    /// its answer (timeouts are the attempt's own timer, not the pool's).
+    pub(crate) fn from_transport(error: hyper_util::client::legacy::Error) -> Self {
+        if error.is_connect() {
+            Failure::Connect(Box::new(error))
         } else {
-            Failure::Body(error)
+            Failure::Body(Box::new(error))
         }
     }
 
@@ -179,8 +176,8 @@ pub(crate) fn endpoint_outcome(failure: &Failure) -> EndpointOutcome {
     }
 }
 
-fn is_refused(error: &reqwest::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+fn is_refused(error: &BoxError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&**error);
     while let Some(error) = source {
         if let Some(io) = error.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::ConnectionRefused

@@ -18,15 +18,21 @@ use platform_core::balance::{BalanceSettings, Balancer};
 use platform_core::discovery::{EndpointId, Resolver};
 use platform_core::resilience::{EndpointOutcome, OutlierDetector};
 
+use http::Uri;
+use http::uri::{Authority, PathAndQuery, Scheme};
+
 use crate::semconv::BoundDurations;
 
 /// One place the target can be reached.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
     /// The base URL as a directory (`http://inventory:8081/api/`): paths
-    /// are parsed relative to it, so the scheme and host are parsed once
-    /// here rather than on every attempt.
-    base: reqwest::Url,
+    /// are read relative to it.
+    base: url::Url,
+    /// Its scheme and authority, as every attempt's URI has them: parsed
+    /// once here rather than on every attempt.
+    scheme: Scheme,
+    authority: Authority,
     /// `host:port`, for errors, events and the outlier detector.
     pub(crate) label: Arc<str>,
     /// `server.address` of the semantic conventions.
@@ -45,15 +51,33 @@ impl Endpoint {
     /// Parses a base URL; errors say what is wrong with it.
     pub(crate) fn parse(base_url: &str) -> Result<Self, String> {
         let mut url =
-            reqwest::Url::parse(base_url).map_err(|e| format!("{base_url:?} is not a URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("{base_url:?}: expected an http:// or https:// URL"));
+            url::Url::parse(base_url).map_err(|e| format!("{base_url:?} is not a URL: {e}"))?;
+        match url.scheme() {
+            "http" => {}
+            #[cfg(feature = "rustls")]
+            "https" => {}
+            #[cfg(not(feature = "rustls"))]
+            "https" => {
+                return Err(format!(
+                    "{base_url:?}: https needs platform-http's `rustls` feature"
+                ));
+            }
+            _ => return Err(format!("{base_url:?}: expected an http:// or https:// URL")),
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(format!("{base_url:?}: a base URL has no query or fragment"));
         }
+        // They would not be sent: hyper takes the Host header from the
+        // host and port alone.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "{base_url:?}: credentials in a base URL are not sent; set an \
+                 `authorization` header in the client's `headers` instead"
+            ));
+        }
         let host = url
             .host_str()
+            .filter(|host| !host.is_empty())
             .ok_or_else(|| format!("{base_url:?} has no host"))?
             .to_owned();
         let port = url
@@ -63,23 +87,71 @@ impl Endpoint {
             let dir = format!("{}/", url.path());
             url.set_path(&dir);
         }
+        Self::new(
+            url,
+            Arc::from(format!("{host}:{port}")),
+            Arc::from(host),
+            port,
+        )
+    }
+
+    fn new(base: url::Url, label: Arc<str>, address: Arc<str>, port: u16) -> Result<Self, String> {
+        let scheme = Scheme::try_from(base.scheme())
+            .map_err(|e| format!("{base}: scheme not usable in a request: {e}"))?;
+        let authority =
+            Authority::try_from(&base[url::Position::BeforeHost..url::Position::AfterPort])
+                .map_err(|e| format!("{base}: host not usable in a request: {e}"))?;
         Ok(Endpoint {
-            base: url,
-            label: Arc::from(format!("{host}:{port}")),
-            address: Arc::from(host),
+            base,
+            scheme,
+            authority,
+            label,
+            address,
             port,
             durations: Arc::default(),
         })
     }
 
-    /// The URL of `path` (with or without a leading slash, perhaps with a
+    /// The URI of `path` (with or without a leading slash, perhaps with a
     /// query) on this endpoint, with `query` appended.
-    pub(crate) fn url(
-        &self,
-        path: &str,
-        query: &[(String, String)],
-    ) -> Result<reqwest::Url, String> {
+    pub(crate) fn uri(&self, path: &str, query: &[(String, String)]) -> Result<Uri, String> {
         let path = path.trim_start_matches('/');
+        let mut target = if is_plain(path) {
+            // What the URL parser would make of it, without parsing: the
+            // common path costs a copy.
+            let prefix = self.base.path();
+            let mut target = String::with_capacity(prefix.len() + path.len() + 32);
+            target.push_str(prefix);
+            target.push_str(path);
+            target
+        } else {
+            self.resolve(path)?
+        };
+        if !query.is_empty() {
+            let start = match target.find('?') {
+                Some(at) => at + 1,
+                None => {
+                    target.push('?');
+                    target.len()
+                }
+            };
+            target = url::form_urlencoded::Serializer::for_suffix(target, start)
+                .extend_pairs(query)
+                .finish();
+        }
+        let path_and_query = PathAndQuery::try_from(target)
+            .map_err(|e| format!("invalid URL for path {path:?}: {e}"))?;
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|e| format!("invalid URL for path {path:?}: {e}"))
+    }
+
+    /// The path and query of `path` read by the URL parser relative to the
+    /// base: dot segments resolved, what needs it percent-encoded, the
+    /// fragment left out (it is never sent).
+    fn resolve(&self, path: &str) -> Result<String, String> {
         // Read as relative to the base, a first segment with a colon
         // (`a:b`) would be a scheme and a leading backslash the start of
         // another host: "./" keeps both a path on this endpoint.
@@ -93,14 +165,11 @@ impl Endpoint {
         } else {
             Cow::Borrowed(path)
         };
-        let mut url = reqwest::Url::options()
+        let url = url::Url::options()
             .base_url(Some(&self.base))
             .parse(&relative)
             .map_err(|e| format!("invalid URL for path {path:?}: {e}"))?;
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        Ok(url)
+        Ok(url[url::Position::BeforePath..url::Position::AfterQuery].to_owned())
     }
 
     /// This base URL's scheme and path prefix on a discovered instance.
@@ -114,14 +183,28 @@ impl Endpoint {
             .map_err(|e| format!("discovered host {host:?} does not fit a URL: {e}"))?;
         base.set_port(Some(found.port()))
             .map_err(|()| format!("discovered endpoint {found} does not fit {}", self.base))?;
-        Ok(Endpoint {
+        Self::new(
             base,
-            label: Arc::from(found.authority()),
-            address: Arc::from(found.host()),
-            port: found.port(),
-            durations: Arc::default(),
-        })
+            Arc::from(found.authority()),
+            Arc::from(found.host()),
+            found.port(),
+        )
     }
+}
+
+/// Whether the URL parser would take `path` (relative to a directory) as
+/// it is: only characters no part of a URL encodes, no dot segment, no
+/// fragment. Anything else goes through the parser.
+fn is_plain(path: &str) -> bool {
+    fn plain(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/%".contains(&b)
+    }
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    path.bytes().all(plain)
+        && query.bytes().all(|b| plain(b) || b == b'?')
+        && !path.split('/').any(|segment| segment == "." || segment == "..")
+        // `%2e` is a dot to the parser.
+        && !path.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'2' && w[2] | 0x20 == b'e')
 }
 
 /// The pool of a target's endpoints: the base URLs of the config, or what
@@ -139,7 +222,7 @@ pub(crate) enum Endpoints {
         balancer: Balancer,
         detector: Arc<OutlierDetector<EndpointId>>,
         /// `base_url`: its scheme and path prefix go on every discovered host.
-        template: Endpoint,
+        template: Box<Endpoint>,
         /// The endpoint-set generation the detector and `made` last saw.
         generation: AtomicU64,
         /// Discovered endpoints as attempts use them, made once per
@@ -238,7 +321,7 @@ impl Endpoints {
         detector: OutlierDetector<EndpointId>,
         meters: &platform_core::Meters,
     ) -> Result<Self, String> {
-        let template = Endpoint::parse(base_url)?;
+        let template = Box::new(Endpoint::parse(base_url)?);
         let detector = Arc::new(detector);
         let ejected = Arc::clone(&detector);
         let balancer = Balancer::with_meters(resolver, settings, meters)
@@ -404,7 +487,7 @@ mod tests {
 
     #[test]
     fn base_urls_parse_or_say_why() {
-        let url = |e: &Endpoint, path: &str| e.url(path, &[]).unwrap().to_string();
+        let url = |e: &Endpoint, path: &str| e.uri(path, &[]).unwrap().to_string();
         for base in ["http://inventory:8081/api/", "http://inventory:8081/api"] {
             let e = Endpoint::parse(base).unwrap();
             assert_eq!(url(&e, "/stock/1"), "http://inventory:8081/api/stock/1");
@@ -412,9 +495,18 @@ mod tests {
             assert_eq!(url(&e, ""), "http://inventory:8081/api/");
             assert_eq!(&*e.label, "inventory:8081");
         }
-        let e = Endpoint::parse("https://example.test").unwrap();
-        assert_eq!(e.port, 443);
-        assert_eq!(url(&e, "/x"), "https://example.test/x");
+        #[cfg(feature = "rustls")]
+        {
+            let e = Endpoint::parse("https://example.test").unwrap();
+            assert_eq!(e.port, 443);
+            assert_eq!(url(&e, "/x"), "https://example.test/x");
+        }
+        #[cfg(not(feature = "rustls"))]
+        assert!(
+            Endpoint::parse("https://example.test")
+                .unwrap_err()
+                .contains("rustls")
+        );
         for bad in ["", "inventory:8081", "ftp://x", "http://x/?a=1", "http://"] {
             assert!(Endpoint::parse(bad).is_err(), "{bad:?}");
         }
@@ -428,7 +520,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
-            e.url(path, &query).unwrap().to_string()
+            e.uri(path, &query).unwrap().to_string()
         };
         // A colon in the first segment is a path, not a scheme.
         assert_eq!(url("/a:b", &[]), "http://inventory:8081/api/a:b");
@@ -441,34 +533,86 @@ mod tests {
         assert_eq!(url("/x\\y", &[]), "http://inventory:8081/api/x/y");
         assert_eq!(url("?sku=1", &[]), "http://inventory:8081/api/?sku=1");
         assert_eq!(url("/x?sku=1", &[]), "http://inventory:8081/api/x?sku=1");
-        assert_eq!(url("/x#top", &[]), "http://inventory:8081/api/x#top");
+        // The fragment is the caller's: never sent.
+        assert_eq!(url("/x#top", &[]), "http://inventory:8081/api/x");
         assert_eq!(
             url("/x?a=1", &[("b", "two words")]),
             "http://inventory:8081/api/x?a=1&b=two+words"
         );
         assert_eq!(url("/a b", &[]), "http://inventory:8081/api/a%20b");
         assert_eq!(url("/a/../b", &[]), "http://inventory:8081/api/b");
+        assert_eq!(url("/a/%2E%2e/b", &[]), "http://inventory:8081/api/b");
+        assert_eq!(
+            url("/a?q=x y'", &[]),
+            "http://inventory:8081/api/a?q=x%20y%27"
+        );
+        assert_eq!(url("/x?", &[("b", "1")]), "http://inventory:8081/api/x?b=1");
+    }
+
+    #[test]
+    fn plain_paths_skip_the_parser_and_come_out_as_it_would_make_them() {
+        let e = Endpoint::parse("http://inventory:8081/api").unwrap();
+        let paths = [
+            "",
+            "/",
+            "stock/1",
+            "/stock/apple?sku=1&n=2",
+            "/a:b/c",
+            "/x/y.json",
+            "/.well-known/z",
+            "/a..b/",
+            "/%41%2F",
+            "/~user/(x)*,;=@!$&",
+            "/q?a=b?c/d",
+            "/a/.",
+            "/a/..",
+            "/a/%2e",
+            "/a b",
+            "/é",
+            "/x\\y",
+            "/x#f",
+            "/x?y#f",
+            "/{x}",
+            "/x?'",
+        ];
+        for path in paths {
+            let via_parser = e.resolve(path.trim_start_matches('/')).unwrap();
+            let uri = e.uri(path, &[]).unwrap();
+            assert_eq!(
+                uri.path_and_query().unwrap().as_str(),
+                via_parser,
+                "{path:?}"
+            );
+        }
+        assert!(is_plain("stock/apple?sku=1"));
+        assert!(!is_plain("a/../b") && !is_plain("a/%2E") && !is_plain("a b") && !is_plain("x#f"));
+    }
+
+    #[test]
+    fn base_urls_with_credentials_are_refused() {
+        let error = Endpoint::parse("http://user:secret@inventory:8081").unwrap_err();
+        assert!(error.contains("credentials"), "{error}");
     }
 
     #[test]
     fn discovered_hosts_keep_the_base_urls_scheme_and_prefix() {
-        let template = Endpoint::parse("https://inventory/v1").unwrap();
+        let template = Endpoint::parse("http://inventory/v1").unwrap();
         for ((host, port), expected, label) in [
             (
                 ("10.0.0.7", 9000),
-                "https://10.0.0.7:9000/v1/stock",
+                "http://10.0.0.7:9000/v1/stock",
                 "10.0.0.7:9000",
             ),
-            (("::1", 9000), "https://[::1]:9000/v1/stock", "[::1]:9000"),
+            (("::1", 9000), "http://[::1]:9000/v1/stock", "[::1]:9000"),
             (
-                ("inventory-2.internal", 443),
-                "https://inventory-2.internal/v1/stock",
-                "inventory-2.internal:443",
+                ("inventory-2.internal", 80),
+                "http://inventory-2.internal/v1/stock",
+                "inventory-2.internal:80",
             ),
         ] {
             let found = platform_core::discovery::Endpoint::new(host, port);
             let e = template.at(&found).unwrap();
-            assert_eq!(e.url("/stock", &[]).unwrap().to_string(), expected);
+            assert_eq!(e.uri("/stock", &[]).unwrap().to_string(), expected);
             assert_eq!(&*e.label, label);
             assert_eq!(&*e.address, found.host());
         }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
+use super::BoxError;
+
 /// Why a call through [`Client`](super::Client) failed.
 ///
 /// Every variant names the target; where it is known, the endpoint
@@ -109,7 +111,7 @@ pub enum ClientError {
         attempts: u32,
         /// What the transport said.
         #[source]
-        source: reqwest::Error,
+        source: BoxError,
     },
     /// The target answered with an error status: a retryable one (408, 429,
     /// 502, 503, 504) after retrying stopped, or any 4xx/5xx through
@@ -141,7 +143,7 @@ pub enum ClientError {
         attempts: u32,
         /// What the transport said.
         #[source]
-        source: reqwest::Error,
+        source: BoxError,
     },
     /// The answer's body is larger than `max_response_body`: refused, not
     /// buffered, so a huge or endless answer cannot exhaust memory.

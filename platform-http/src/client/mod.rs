@@ -1,5 +1,5 @@
-//! The platform's HTTP client: reqwest underneath, the resilience layer of
-//! `platform-core` around every call.
+//! The platform's HTTP client: hyper's connection pool underneath, the
+//! resilience layer of `platform-core` around every call.
 //!
 //! A [`Client`] calls one named target, configured under
 //! `http.clients.<name>` (base URL, connect / per-attempt / total timeouts,
@@ -39,8 +39,8 @@
 //!   sampled and as debug log events; trace context and baggage injected
 //!   into every attempt; `http.client.request.duration` per attempt.
 //!
-//! reqwest's own retries (of HTTP/2 refusals, unbudgeted) are turned off:
-//! every attempt goes through the budget.
+//! The pool makes no attempt of its own (reqwest would resend refused
+//! HTTP/2 streams twice, unbudgeted): every attempt goes through the budget.
 //!
 //! Every client of one target in the process shares its budget, breaker and
 //! latency estimate (one [`Resilience`] per target name, from the runtime's
@@ -82,7 +82,10 @@ mod trace;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use platform_core::discovery::{DiscoverySettings, Resolver, TargetResolver};
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
 use platform_core::resilience::{Resilience, ResilienceRegistry};
@@ -109,7 +112,7 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     target: Arc<str>,
-    http: reqwest::Client,
+    http: Transport,
     endpoints: Endpoints,
     resilience: Resilience,
     attempt_timeout: Duration,
@@ -358,8 +361,7 @@ impl ClientBuilder {
             )
             .map_err(|(key, reason)| config(key, reason))?,
         };
-        let http = http_client(settings.connect_timeout)
-            .build()
+        let http = transport(settings.connect_timeout)
             .map_err(|e| config("", format!("cannot build the HTTP client: {e}")))?;
         let endpoints = endpoints(
             list,
@@ -478,23 +480,67 @@ fn discovered(
 /// How long an idle connection is kept for reuse.
 const IDLE_CONNECTION_KEPT: Duration = Duration::from_secs(60);
 
-/// The reqwest client under every [`Client`].
+#[cfg(feature = "rustls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "rustls"))]
+type Connector = HttpConnector;
+
+/// The connection pool under every [`Client`]: hyper's, without reqwest
+/// over it. reqwest parsed each request's URL twice (once more in its
+/// redirect policy) and checked proxies on every request; the platform
+/// follows no redirects and goes through no proxy, and a third of a call's
+/// instructions went there.
+pub(crate) type Transport = hyper_util::client::legacy::Client<Connector, AttemptBody>;
+
+/// An attempt's body: the call's bytes (shared, so a retry sends them
+/// again) or its stream.
+pub(crate) type AttemptBody = http_body_util::Either<http_body_util::Full<Bytes>, StreamingBody>;
+
+/// A streamed request body.
+pub(crate) type StreamingBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// The error of a streamed body or of the transport.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The pool, with what reqwest set by default and the platform relies on:
+/// `TCP_NODELAY` (a small request is not held back by Nagle's algorithm)
+/// and TCP keep-alive, so a peer gone silent is found.
 ///
-/// reqwest 0.13 retries on its own by default: HTTP/2 refusals (GOAWAY with
-/// NO_ERROR, REFUSED_STREAM) up to twice, unbudgeted. That is turned off so
-/// every request that reaches a server is an attempt the budget counted.
-/// What stays is hyper's resend of a request that was never written
-/// because its pooled connection closed first (reqwest has no switch for
-/// it): the server never saw the first copy, so it adds no load.
-fn http_client(connect_timeout: Duration) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        // Below the platform server's `server.idle_timeout` (120 s): a
-        // pooled connection is dropped here before the server closes it, so
-        // no request is sent on a connection being closed (and retried).
-        .pool_idle_timeout(IDLE_CONNECTION_KEPT)
-        .retry(reqwest::retry::never())
+/// hyper makes no attempt of its own beyond resending a request that was
+/// never written because its pooled connection closed first: the server
+/// never saw the first copy, so it adds no load. A refused HTTP/2 stream
+/// is an error here, an attempt the retry budget counts.
+fn transport(connect_timeout: Duration) -> Result<Transport, String> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.set_keepalive(Some(TCP_KEEPALIVE));
+    #[cfg(feature = "rustls")]
+    let connector = {
+        http.enforce_http(false);
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
+            .map_err(|e| format!("TLS: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http)
+    };
+    #[cfg(not(feature = "rustls"))]
+    let connector = http;
+    Ok(
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            // Below the platform server's `server.idle_timeout` (120 s): a
+            // pooled connection is dropped here before the server closes
+            // it, so no request is sent on a connection being closed.
+            .pool_idle_timeout(IDLE_CONNECTION_KEPT)
+            .pool_timer(TokioTimer::new())
+            .build(connector),
+    )
 }
+
+/// How often an idle connection is probed (reqwest's default).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
 
 #[cfg(test)]
 mod tests {
@@ -528,26 +574,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reqwest_makes_no_attempt_of_its_own() {
+    async fn the_transport_makes_no_attempt_of_its_own() {
         let (addr, streams) = refusing_h2_server().await;
-        let url = format!("http://{addr}/");
+        let uri: http::Uri = format!("http://{addr}/").parse().unwrap();
         // The control: reqwest as it comes resends the refused request.
         let stock = reqwest::Client::builder()
             .http2_prior_knowledge()
             .build()
             .unwrap();
-        assert!(stock.get(&url).send().await.is_err());
+        assert!(stock.get(uri.to_string()).send().await.is_err());
         assert_eq!(
             streams.swap(0, Ordering::SeqCst),
             3,
             "1 + reqwest's 2 retries"
         );
 
-        let ours = http_client(Duration::from_secs(1))
-            .http2_prior_knowledge()
-            .build()
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(1)));
+        let ours: Transport = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(connector_for_test(http));
+        let request = http::Request::get(uri)
+            .body(AttemptBody::Left(http_body_util::Full::new(Bytes::new())))
             .unwrap();
-        assert!(ours.get(&url).send().await.is_err());
+        assert!(ours.request(request).await.is_err());
         assert_eq!(streams.load(Ordering::SeqCst), 1, "the one attempt made");
+    }
+
+    #[cfg(not(feature = "rustls"))]
+    fn connector_for_test(http: HttpConnector) -> Connector {
+        http
+    }
+
+    #[cfg(feature = "rustls")]
+    fn connector_for_test(mut http: HttpConnector) -> Connector {
+        http.enforce_http(false);
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
+            .unwrap()
+            .https_or_http()
+            .enable_http2()
+            .wrap_connector(http)
     }
 }

@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use opentelemetry::KeyValue;
 use platform_core::resilience::{
     Admission, Attempt, CallOptions, Classification, Deadline, EndpointOutcome, ResilienceError,
@@ -21,7 +23,10 @@ use super::endpoints::{Endpoint, PickKey, TriedSet};
 use super::propagation::set_deadline;
 use super::retry_after::RetryAfter;
 use super::trace::CallSpan;
-use super::{Client, ClientError, IDEMPOTENCY_KEY_HEADER, Inner, Response};
+use super::{
+    AttemptBody, BoxError, Client, ClientError, IDEMPOTENCY_KEY_HEADER, Inner, Response,
+    StreamingBody,
+};
 use crate::server::{REQUEST_ID_NAME, RequestId};
 
 enum Body {
@@ -29,7 +34,7 @@ enum Body {
     /// Kept whole: can be sent again.
     Buffered(Bytes),
     /// Read as it is sent: one attempt only.
-    Streaming(reqwest::Body),
+    Streaming(StreamingBody),
 }
 
 /// A request being built; [`send`](RequestBuilder::send) runs it.
@@ -126,9 +131,16 @@ impl RequestBuilder {
         self
     }
 
-    /// Streams the body: the request is sent once and never retried.
-    pub fn streaming_body(mut self, body: impl Into<reqwest::Body>) -> Self {
-        self.body = Body::Streaming(body.into());
+    /// Streams the body: the request is sent once and never retried. Any
+    /// [`http_body::Body`] of [`Bytes`]: a stream of chunks through
+    /// `http_body_util::StreamBody`, a channel, a file's reader.
+    pub fn streaming_body<B>(mut self, body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use http_body_util::BodyExt as _;
+        self.body = Body::Streaming(body.map_err(Into::into).boxed());
         self
     }
 
@@ -241,9 +253,9 @@ impl RequestBuilder {
             .resilience
             .call(&classifier, &options, |attempt| {
                 let body = match (&buffered, streaming.take()) {
-                    (Some(bytes), _) => Some(reqwest::Body::from(bytes.clone())),
-                    (None, Some(stream)) => Some(stream),
-                    (None, None) => None,
+                    (Some(bytes), _) => AttemptBody::Left(Full::new(bytes.clone())),
+                    (None, Some(stream)) => AttemptBody::Right(stream),
+                    (None, None) => AttemptBody::Left(Full::new(Bytes::new())),
                 };
                 exchange.attempt(attempt, body)
             })
@@ -338,7 +350,7 @@ struct Prepared {
     headers: HeaderMap,
     options: CallOptions,
     buffered: Option<Bytes>,
-    streaming: Option<reqwest::Body>,
+    streaming: Option<StreamingBody>,
 }
 
 /// What the caller gets when the resilience loop stopped without an answer
@@ -459,11 +471,7 @@ struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    async fn attempt(
-        &self,
-        attempt: Attempt,
-        body: Option<reqwest::Body>,
-    ) -> Result<Response, AttemptError> {
+    async fn attempt(&self, attempt: Attempt, body: AttemptBody) -> Result<Response, AttemptError> {
         let (key, endpoint) = self.pick()?;
         let endpoint = &*endpoint;
         // One clock read for the start, the deadline header and the timer.
@@ -539,7 +547,7 @@ impl Exchange<'_> {
         &self,
         endpoint: &Endpoint,
         attempt: &Attempt,
-        body: Option<reqwest::Body>,
+        body: AttemptBody,
         started: Instant,
     ) -> (Result<Answer, Failure>, bool) {
         let deadline = attempt.deadline.instant();
@@ -547,11 +555,13 @@ impl Exchange<'_> {
             Some(own) if own < deadline => (own, false),
             _ => (deadline, true),
         };
-        let url = match endpoint.url(self.path, self.query) {
-            Ok(url) => url,
+        let uri = match endpoint.uri(self.path, self.query) {
+            Ok(uri) => uri,
             Err(reason) => return (Err(Failure::Invalid(reason)), false),
         };
-        let mut request = reqwest::Request::new(self.method.clone(), url);
+        let mut request = http::Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = uri;
         let headers = request.headers_mut();
         // Sized once for the call's headers and the ones added here
         // (deadline, traceparent, tracestate or baggage), rather than a
@@ -562,7 +572,6 @@ impl Exchange<'_> {
         }
         set_deadline(headers, deadline.saturating_duration_since(started));
         self.trace.inject(headers);
-        *request.body_mut() = body;
         match tokio::time::timeout_at(limit, self.exchange(request)).await {
             Ok(result) => (result, false),
             Err(_elapsed) => (Err(Failure::Timeout), cut_by_deadline),
@@ -596,17 +605,16 @@ impl Exchange<'_> {
     }
 
     /// Sends the request and reads the whole answer.
-    async fn exchange(&self, request: reqwest::Request) -> Result<Answer, Failure> {
-        let mut response = self
+    async fn exchange(&self, request: http::Request<AttemptBody>) -> Result<Answer, Failure> {
+        let response = self
             .inner
             .http
-            .execute(request)
+            .request(request)
             .await
-            .map_err(Failure::from_reqwest)?;
-        let status = response.status();
-        let version = response.version();
-        let headers = std::mem::take(response.headers_mut());
-        let body = read_limited(&mut response, self.inner.max_response_body).await?;
+            .map_err(Failure::from_transport)?;
+        let (parts, mut body) = response.into_parts();
+        let (status, version, headers) = (parts.status, parts.version, parts.headers);
+        let body = read_limited(&headers, &mut body, self.inner.max_response_body).await?;
         if is_retryable_status(status) {
             let retry_after = match RetryAfter::from_headers(&headers, SystemTime::now()) {
                 RetryAfter::Absent => None,
@@ -759,29 +767,49 @@ fn millis(duration: Duration) -> f64 {
 
 /// Reads a whole body, refusing it once it passes `limit` bytes (checked
 /// against `Content-Length` first, then as chunks arrive).
-async fn read_limited(response: &mut reqwest::Response, limit: u64) -> Result<Bytes, Failure> {
-    if response.content_length().is_some_and(|n| n > limit) {
+async fn read_limited(
+    headers: &HeaderMap,
+    body: &mut Incoming,
+    limit: u64,
+) -> Result<Bytes, Failure> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
         return Err(Failure::TooLarge(limit));
     }
     let too_large = |len: usize| len as u64 > limit;
     // Most answers arrive in one chunk: kept as it came, not copied.
-    let Some(first) = response.chunk().await.map_err(Failure::from_reqwest)? else {
+    let Some(first) = next_chunk(body).await? else {
         return Ok(Bytes::new());
     };
     if too_large(first.len()) {
         return Err(Failure::TooLarge(limit));
     }
-    let Some(second) = response.chunk().await.map_err(Failure::from_reqwest)? else {
+    let Some(second) = next_chunk(body).await? else {
         return Ok(first);
     };
-    let mut body = bytes::BytesMut::from(first);
+    let mut whole = bytes::BytesMut::from(first);
     let mut next = Some(second);
     while let Some(chunk) = next {
-        if too_large(body.len() + chunk.len()) {
+        if too_large(whole.len() + chunk.len()) {
             return Err(Failure::TooLarge(limit));
         }
-        body.extend_from_slice(&chunk);
-        next = response.chunk().await.map_err(Failure::from_reqwest)?;
+        whole.extend_from_slice(&chunk);
+        next = next_chunk(body).await?;
     }
-    Ok(body.freeze())
+    Ok(whole.freeze())
+}
+
+/// The body's next data frame; trailers are skipped.
+async fn next_chunk(body: &mut Incoming) -> Result<Option<Bytes>, Failure> {
+    use http_body_util::BodyExt as _;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failure::Body(Box::new(e)))?;
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
 }

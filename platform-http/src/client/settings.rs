@@ -124,23 +124,11 @@ impl ClientSettings {
     }
 }
 
-/// A base URL the HTTP client can call: parsed as reqwest parses it (the
-/// `url` crate), http or https, a host and a port, no query or fragment.
+/// A base URL the HTTP client can call: the client's own reading of it
+/// (http, or https with TLS built in; a host and a port; no query,
+/// fragment or credentials).
 fn base_url(text: &str) -> Result<(), String> {
-    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{text:?}: expected an http:// or https:// URL"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{text:?}: a base URL has no query or fragment"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{text:?} has no host"));
-    }
-    if url.port_or_known_default().is_none() {
-        return Err(format!("{text:?} has no port"));
-    }
-    Ok(())
+    super::endpoints::Endpoint::parse(text).map(drop)
 }
 
 impl Section for HttpSettings {

@@ -264,7 +264,9 @@ async fn a_streaming_body_is_not_requeued_without_it() {
     // taken there is nothing left to send elsewhere.
     let err = client
         .post("/upload")
-        .streaming_body(reqwest::Body::from("the whole upload"))
+        .streaming_body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"the whole upload",
+        )))
         .send()
         .await
         .unwrap_err();
@@ -272,7 +274,9 @@ async fn a_streaming_body_is_not_requeued_without_it() {
     // The next call starts on the live endpoint and arrives whole.
     let sent = client
         .post("/upload")
-        .streaming_body(reqwest::Body::from("the whole upload"))
+        .streaming_body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"the whole upload",
+        )))
         .send()
         .await
         .unwrap();
@@ -463,7 +467,9 @@ async fn large_and_streaming_bodies_are_sent_once() {
     let client = Client::from_settings(&target("stream-body"), &settings(&url)).unwrap();
     let response = client
         .put("/")
-        .streaming_body(reqwest::Body::from("streamed"))
+        .streaming_body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"streamed",
+        )))
         .send()
         .await
         .unwrap();
