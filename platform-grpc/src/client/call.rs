@@ -47,6 +47,16 @@ use super::{ChannelError, Inner, timeout};
 const PREVIOUS_ATTEMPTS: http::HeaderName =
     http::HeaderName::from_static("grpc-previous-rpc-attempts");
 const PUSHBACK: http::HeaderName = http::HeaderName::from_static("grpc-retry-pushback-ms");
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
+/// A value new on every call, marked so that HTTP/2 sends it as a literal
+/// "never indexed": put in the connection's header table, it would only
+/// push out the entries that repeat (path, content type, authority), which
+/// then go as literals too, and both ends pay for the churn.
+fn never_indexed(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
+}
 const REQUEST_ID: http::HeaderName =
     http::HeaderName::from_static(platform_http::server::REQUEST_ID_HEADER);
 
@@ -531,11 +541,18 @@ impl Exchange<'_> {
         for (name, value) in &self.prepared.headers {
             headers.append(name.clone(), value.clone());
         }
-        headers.insert(timeout::GRPC_TIMEOUT, timeout::format(time_left));
+        headers.insert(
+            timeout::GRPC_TIMEOUT,
+            never_indexed(timeout::format(time_left)),
+        );
         if attempt.number > 1 {
             headers.insert(PREVIOUS_ATTEMPTS, HeaderValue::from(attempt.number - 1));
         }
         self.trace.inject(headers);
+        if let Some(traceparent) = headers.get_mut(TRACEPARENT) {
+            // New on every call, like the timeout.
+            traceparent.set_sensitive(true);
+        }
         request
     }
 
