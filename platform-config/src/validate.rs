@@ -61,6 +61,12 @@ impl Validation {
         }
     }
 
+    /// Reports "must be above zero" for `key` when `duration` is zero (a
+    /// timeout or window of zero would make every call or sample fail).
+    pub fn above_zero(&mut self, key: &str, duration: std::time::Duration) {
+        self.check(!duration.is_zero(), key, "must be above zero");
+    }
+
     /// Validates a nested section under `key`.
     pub fn section<V: Validate + ?Sized>(&mut self, key: &str, value: &V) {
         self.prefix.push(key.to_owned());

@@ -206,33 +206,21 @@ impl LimitSettings {
             "tolerance",
             format!("must be a number of at least 1, got {}", self.tolerance),
         );
-        v.check(!self.window.is_zero(), "window", "must be above zero");
+        v.above_zero("window", self.window);
     }
 }
 
 impl ServerSettings {
     fn check(&self, v: &mut Validation) {
         check_bind(v, &self.bind);
-        v.check(
-            !self.header_read_timeout.is_zero(),
-            "header_read_timeout",
-            "must be above zero",
-        );
-        v.check(
-            !self.idle_timeout.is_zero(),
-            "idle_timeout",
-            "must be above zero",
-        );
+        v.above_zero("header_read_timeout", self.header_read_timeout);
+        v.above_zero("idle_timeout", self.idle_timeout);
         v.check(
             self.max_header_size >= 1024,
             "max_header_size",
             "must be at least 1KiB",
         );
-        v.check(
-            !self.request_timeout.is_zero(),
-            "request_timeout",
-            "must be above zero",
-        );
+        v.above_zero("request_timeout", self.request_timeout);
         v.section("limit", &self.limit);
         v.section("rate_limit", &self.rate_limit);
     }
@@ -326,16 +314,8 @@ pub fn check_client(client: ClientRules<'_>, v: &mut Validation) {
     {
         v.error(key, reason);
     }
-    v.check(
-        !client.connect_timeout.is_zero(),
-        "connect_timeout",
-        "must be above zero",
-    );
-    v.check(
-        !client.attempt_timeout.is_zero(),
-        "attempt_timeout",
-        "must be above zero",
-    );
+    v.above_zero("connect_timeout", client.connect_timeout);
+    v.above_zero("attempt_timeout", client.attempt_timeout);
     v.check(
         client.attempt_timeout <= client.resilience.total_timeout,
         "attempt_timeout",

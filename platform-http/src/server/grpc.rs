@@ -274,20 +274,11 @@ mod tests {
                 "{value:?}"
             );
         }
-        for garbage in [
-            &b"123456789S"[..],
-            b"10",
-            b"S",
-            b"-1S",
-            b"+1S",
-            b"1.5S",
-            b"10s",
-            b"10 S",
-            b" 10S",
-            b"10x",
-            b"\xff\xfeS",
-            b"",
-        ] {
+        // Nine digits, no digits, signs, fractions, a lowercase or unknown
+        // unit, spaces, nothing at all.
+        let text = "123456789S|10|S|-1S|+1S|1.5S|10s|10 S| 10S|10x|";
+        let not_utf8 = &b"\xff\xfeS"[..];
+        for garbage in text.split('|').map(str::as_bytes).chain([not_utf8]) {
             assert_eq!(timeout(garbage), HeaderDeadline::Invalid, "{garbage:?}");
         }
     }
