@@ -48,6 +48,8 @@ const PREVIOUS_ATTEMPTS: http::HeaderName =
     http::HeaderName::from_static("grpc-previous-rpc-attempts");
 const PUSHBACK: http::HeaderName = http::HeaderName::from_static("grpc-retry-pushback-ms");
 const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const REQUEST_ID: http::HeaderName =
+    http::HeaderName::from_static(platform_http::server::REQUEST_ID_HEADER);
 
 /// A value new on every call, marked so that HTTP/2 sends it as a literal
 /// "never indexed": put in the connection's header table, it would only
@@ -57,8 +59,6 @@ fn never_indexed(mut value: HeaderValue) -> HeaderValue {
     value.set_sensitive(true);
     value
 }
-const REQUEST_ID: http::HeaderName =
-    http::HeaderName::from_static(platform_http::server::REQUEST_ID_HEADER);
 
 /// A method of `idempotent_methods`: `package.Service/Method`, or
 /// `package.Service/*` for all of a service's.

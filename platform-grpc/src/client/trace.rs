@@ -100,11 +100,14 @@ impl CallSpan {
     /// span to run the call in.
     pub(crate) fn start(names: &RpcNames) -> (Self, tracing::Span) {
         let trace = sampling::call_span(|| {
+            // Room for what the answer adds (server address and port, status
+            // code, error type): the SDK keeps this vector as the span's.
+            let mut attributes = Vec::with_capacity(7);
+            attributes.push(KeyValue::new("rpc.system", "grpc"));
+            attributes.extend(names.attributes());
             SpanBuilder::from_name(names.full.to_string())
                 .with_kind(SpanKind::Client)
-                .with_attributes(
-                    std::iter::once(KeyValue::new("rpc.system", "grpc")).chain(names.attributes()),
-                )
+                .with_attributes(attributes)
         });
         match trace {
             CallTrace::Layer => {

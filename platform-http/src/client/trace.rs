@@ -34,7 +34,9 @@ impl CallSpan {
     /// returns it with the `tracing` span to run the call in.
     pub(crate) fn start(method: &'static str, single: Option<&Endpoint>) -> (Self, tracing::Span) {
         let trace = sampling::call_span(|| {
-            let mut attributes = Vec::with_capacity(3);
+            // Room for what the end adds (status code, resend count): the
+            // SDK keeps this vector as the span's, and growing it is a copy.
+            let mut attributes = Vec::with_capacity(5);
             attributes.push(KeyValue::new("http.request.method", method));
             if let Some(endpoint) = single {
                 attributes.push(KeyValue::new("server.address", endpoint.address.clone()));

@@ -396,7 +396,9 @@ impl RequestSpan {
             return Self::start_rpc(parent, rpc.names, request_id);
         }
         let trace = sampling::server_span(parent.clone(), || {
-            let mut attributes = Vec::with_capacity(5);
+            // Room for the status code set at the end: the SDK keeps this
+            // vector as the span's, and growing it then is a copy.
+            let mut attributes = Vec::with_capacity(6);
             attributes.push(KeyValue::new("http.request.method", method));
             attributes.push(KeyValue::new("url.scheme", "http"));
             attributes.push(KeyValue::new("url.path", request.uri().path().to_owned()));
@@ -455,7 +457,8 @@ impl RequestSpan {
     ) -> Self {
         let name = names.map_or("grpc", |n| n.full);
         let trace = sampling::server_span(parent.clone(), || {
-            let mut attributes = Vec::with_capacity(4);
+            // With room for the status code, as for HTTP.
+            let mut attributes = Vec::with_capacity(5);
             attributes.push(KeyValue::new("rpc.system", "grpc"));
             if let Some(names) = names {
                 attributes.push(KeyValue::new("rpc.service", names.service));
