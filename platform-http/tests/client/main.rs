@@ -11,6 +11,8 @@ mod discovery;
 mod events;
 mod failures;
 mod policies;
+#[cfg(feature = "rustls")]
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
