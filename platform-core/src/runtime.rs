@@ -117,6 +117,111 @@ pub trait ClientsSection: platform_config::Section {
     }
 }
 
+/// Declares the extension of [`RuntimeBuilder`] a client library adds for
+/// its [`ClientsSection`]: one method that reads the section, one that also
+/// requires a named client in it. One definition for every client library
+/// (platform-http's `RuntimeBuilderExt`, platform-grpc's
+/// `GrpcRuntimeBuilderExt`), so that they read and behave alike.
+///
+/// ```ignore
+/// platform_core::clients_builder_ext! {
+///     /// What platform-http adds to the runtime's builder.
+///     pub trait RuntimeBuilderExt for HttpSettings, "http", "[`Client::for_service`](crate::Client::for_service)" {
+///         fn http_clients;
+///         fn requires_client;
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! clients_builder_ext {
+    (
+        $(#[$meta:meta])*
+        $vis:vis trait $name:ident for $section:ty, $key:literal, $finder:literal {
+            fn $read:ident;
+            fn $require:ident;
+        }
+    ) => {
+        $(#[$meta])*
+        $vis trait $name: Sized {
+            #[doc = concat!("Reads the `", $key, "` section, so that ", $finder, " finds its clients.")]
+            fn $read(self) -> Self;
+
+            #[doc = concat!(
+                "Reads the `", $key, "` section and requires `", $key, ".clients.<name>`: the ",
+                "service calls `name` and cannot start without it. Start-up, `--check-config` ",
+                "and reloads refuse a configuration without it."
+            )]
+            fn $require(self, name: &str) -> Self;
+        }
+
+        impl<S: $crate::AppSettings> $name for $crate::RuntimeBuilder<S> {
+            fn $read(self) -> Self {
+                self.section::<$section>()
+            }
+
+            fn $require(self, name: &str) -> Self {
+                self.requires_client_in::<$section>(name)
+            }
+        }
+    };
+}
+
+/// The builder methods every client of a target shares (platform-http's
+/// `ClientBuilder`, platform-grpc's `ChannelBuilder`): where endpoints come
+/// from, where instruments go, which policies calls go through. Expands
+/// inside the builder's `impl`, whose fields `discovery`, `resolver`,
+/// `meters`, `registry` and `resilience` they set; `$what` names the thing
+/// built in the docs ("client", "channel").
+#[macro_export]
+macro_rules! target_builder_methods {
+    ($what:literal) => {
+        /// How discovery backends are reached (the root `discovery`
+        /// section), when the settings name a `discovery` target; defaults
+        /// otherwise.
+        pub fn discovery_settings(mut self, settings: &$crate::discovery::DiscoverySettings) -> Self {
+            self.discovery = Some(settings.clone());
+            self
+        }
+
+        /// Takes the endpoints from `resolver` (one that learns them some
+        /// other way, or a `ManualResolver` in tests) instead of the settings.
+        pub fn resolver(mut self, resolver: impl $crate::discovery::Resolver + 'static) -> Self {
+            self.resolver = Some(::std::sync::Arc::new(resolver));
+            self
+        }
+
+        #[doc = concat!(
+            "Creates the ", $what, "'s instruments (and those of its policies, balancer and ",
+            "discovery) from `meters`: `for_service` uses the runtime's ",
+            "([`Runtime::meters`](", "platform_core::Runtime::meters)); without, the ",
+            "process-wide provider's."
+        )]
+        pub fn meters(mut self, meters: $crate::Meters) -> Self {
+            self.meters = meters;
+            self
+        }
+
+        #[doc = concat!(
+            "Shares the target's policies (budget, breaker, ejection) through `registry` with ",
+            "every other ", $what, " of the target built from it: `for_service` uses the ",
+            "runtime's ([`Runtime::targets`](platform_core::Runtime::targets)). Without one, ",
+            "the ", $what, " has policies of its own. Settings that differ from those the ",
+            "target already has in the registry are an error naming both sources."
+        )]
+        pub fn registry(mut self, registry: &$crate::resilience::ResilienceRegistry) -> Self {
+            self.registry = Some(registry.clone());
+            self
+        }
+
+        /// Uses these policies (say with a seeded backoff) instead of
+        /// building them from the settings.
+        pub fn resilience(mut self, resilience: $crate::resilience::Resilience) -> Self {
+            self.resilience = Some(resilience);
+            self
+        }
+    };
+}
+
 /// Builds a [`Runtime`]; see [`Runtime::builder`].
 pub struct RuntimeBuilder<S> {
     name: String,

@@ -279,40 +279,7 @@ impl ChannelBuilder {
         self
     }
 
-    /// Takes the endpoints from `resolver` (a `ManualResolver` in tests)
-    /// instead of the settings.
-    pub fn resolver(mut self, resolver: impl Resolver + 'static) -> Self {
-        self.resolver = Some(Arc::new(resolver));
-        self
-    }
-
-    /// How discovery backends are reached (the root `discovery` section).
-    pub fn discovery_settings(mut self, settings: &DiscoverySettings) -> Self {
-        self.discovery = Some(settings.clone());
-        self
-    }
-
-    /// Creates the channel's instruments (and its policies', balancer's and
-    /// discovery's) from `meters`; without, the process-wide provider's.
-    pub fn meters(mut self, meters: Meters) -> Self {
-        self.meters = meters;
-        self
-    }
-
-    /// Shares the target's policies through `registry` with every other
-    /// client of the target built from it (settings that differ are an
-    /// error naming both sources). Without one, policies of its own.
-    pub fn registry(mut self, registry: &ResilienceRegistry) -> Self {
-        self.registry = Some(registry.clone());
-        self
-    }
-
-    /// Uses these policies (say with a seeded backoff) instead of building
-    /// them from the settings.
-    pub fn resilience(mut self, resilience: Resilience) -> Self {
-        self.resilience = Some(resilience);
-        self
-    }
+    platform_core::target_builder_methods!("channel");
 
     /// The channel; every invalid setting is an error naming its key.
     /// Needs a tokio runtime.

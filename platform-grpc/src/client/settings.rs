@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use platform_config::{Section, Validation};
-use platform_core::{AppSettings, RuntimeBuilder};
 
 use super::codes::Code;
 
@@ -173,26 +172,12 @@ impl GrpcClientSettings {
     }
 }
 
-/// What platform-grpc adds to the runtime's builder (named apart from
-/// platform-http's `RuntimeBuilderExt`, so both can be imported).
-pub trait GrpcRuntimeBuilderExt: Sized {
-    /// Reads the `grpc` section ([`GrpcSettings`]), so that
-    /// [`Channel::for_service`](crate::Channel::for_service) finds its channels.
-    fn grpc_clients(self) -> Self;
-
-    /// Reads the `grpc` section and requires `grpc.clients.<name>`: the
-    /// service calls `name` and cannot start without it. Start-up,
-    /// `--check-config` and reloads refuse a configuration without it.
-    fn requires_grpc_client(self, name: &str) -> Self;
-}
-
-impl<S: AppSettings> GrpcRuntimeBuilderExt for RuntimeBuilder<S> {
-    fn grpc_clients(self) -> Self {
-        self.section::<GrpcSettings>()
-    }
-
-    fn requires_grpc_client(self, name: &str) -> Self {
-        self.requires_client_in::<GrpcSettings>(name)
+platform_core::clients_builder_ext! {
+    /// What platform-grpc adds to the runtime's builder (named apart from
+    /// platform-http's `RuntimeBuilderExt`, so both can be imported).
+    pub trait GrpcRuntimeBuilderExt for GrpcSettings, "grpc", "[`Channel::for_service`](crate::Channel::for_service)" {
+        fn grpc_clients;
+        fn requires_grpc_client;
     }
 }
 

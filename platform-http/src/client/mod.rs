@@ -279,45 +279,7 @@ impl ClientBuilder {
         self
     }
 
-    /// How discovery backends are reached (the root `discovery` section), for
-    /// a client whose settings name a `discovery` target; defaults otherwise.
-    pub fn discovery_settings(mut self, settings: &DiscoverySettings) -> Self {
-        self.discovery = Some(settings.clone());
-        self
-    }
-
-    /// Takes the endpoints from `resolver` (one that learns them some other
-    /// way, or a `ManualResolver` in tests) instead of `discovery`.
-    pub fn resolver(mut self, resolver: impl Resolver + 'static) -> Self {
-        self.resolver = Some(Arc::new(resolver));
-        self
-    }
-
-    /// Creates the client's instruments (and those of its policies, balancer
-    /// and discovery) from `meters`: [`Client::for_service`] uses the
-    /// runtime's ([`Runtime::meters`]); without, the process-wide provider's.
-    pub fn meters(mut self, meters: Meters) -> Self {
-        self.meters = meters;
-        self
-    }
-
-    /// Shares the target's policies (budget, breaker, ejection) through
-    /// `registry` with every other client of the target built from it:
-    /// [`Client::for_service`] uses the runtime's ([`Runtime::targets`]).
-    /// Without one, the client has policies of its own. Settings that
-    /// differ from those the target already has in the registry are an
-    /// error naming both sources.
-    pub fn registry(mut self, registry: &ResilienceRegistry) -> Self {
-        self.registry = Some(registry.clone());
-        self
-    }
-
-    /// Uses these policies (say with a seeded backoff) instead of building
-    /// them from the settings.
-    pub fn resilience(mut self, resilience: Resilience) -> Self {
-        self.resilience = Some(resilience);
-        self
-    }
+    platform_core::target_builder_methods!("client");
 
     /// The client; every invalid setting is an error naming its key.
     pub fn build(self) -> Result<Client, ClientError> {

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use platform_config::{Section, Validation};
-use platform_core::{AppSettings, RuntimeBuilder};
 
 /// Outgoing HTTP calls (platform-http), one entry per named client. Read
 /// when the runtime's builder is given `.requires_client(name)` or
@@ -141,25 +140,11 @@ impl platform_core::ClientsSection for HttpSettings {
     }
 }
 
-/// What platform-http adds to the runtime's builder.
-pub trait RuntimeBuilderExt: Sized {
-    /// Reads the `http` section ([`HttpSettings`]), so that
-    /// [`Client::for_service`](crate::Client::for_service) finds its clients.
-    fn http_clients(self) -> Self;
-
-    /// Reads the `http` section and requires `http.clients.<name>`: the
-    /// service calls `name` and cannot start without it. Start-up,
-    /// `--check-config` and reloads refuse a configuration without it.
-    fn requires_client(self, name: &str) -> Self;
-}
-
-impl<S: AppSettings> RuntimeBuilderExt for RuntimeBuilder<S> {
-    fn http_clients(self) -> Self {
-        self.section::<HttpSettings>()
-    }
-
-    fn requires_client(self, name: &str) -> Self {
-        self.requires_client_in::<HttpSettings>(name)
+platform_core::clients_builder_ext! {
+    /// What platform-http adds to the runtime's builder.
+    pub trait RuntimeBuilderExt for HttpSettings, "http", "[`Client::for_service`](crate::Client::for_service)" {
+        fn http_clients;
+        fn requires_client;
     }
 }
 
