@@ -86,6 +86,11 @@ impl MethodPattern {
         })
     }
 
+    /// `package.Service/*`: it yields to an entry naming the method.
+    pub(crate) fn is_wildcard(&self) -> bool {
+        self.method.is_none()
+    }
+
     fn matches(&self, names: &RpcNames) -> bool {
         self.service == names.service()
             && self.method.as_deref().is_none_or(|m| m == names.method())
@@ -327,6 +332,8 @@ async fn run(
 
 /// A call's request as every attempt sends it.
 struct Prepared {
+    /// Which of `method_retry_codes` applies, if one does (else `retry_codes`).
+    method_codes: Option<usize>,
     path: http::uri::PathAndQuery,
     headers: HeaderMap,
     options: CallOptions,
@@ -384,6 +391,10 @@ fn prepare(
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     Ok(Prepared {
+        method_codes: inner
+            .method_retry_codes
+            .iter()
+            .position(|(pattern, _)| pattern.matches(names)),
         path,
         headers,
         options,
@@ -556,6 +567,14 @@ impl Exchange<'_> {
         request
     }
 
+    /// The codes this call retries: its method's, or the channel's.
+    fn retry_codes(&self) -> &[Code] {
+        match self.prepared.method_codes {
+            Some(at) => &self.inner.method_retry_codes[at].1,
+            None => &self.inner.retry_codes,
+        }
+    }
+
     /// The response headers: they commit the call, unless they are a
     /// retryable status with no message to come.
     fn commit(
@@ -577,7 +596,7 @@ impl Exchange<'_> {
             ended,
         };
         match ended {
-            Some(code) if self.inner.retry_codes.contains(&code) => {
+            Some(code) if self.retry_codes().contains(&code) => {
                 let headers = answer.response.headers();
                 let pushback = Pushback::of(headers);
                 if pushback == Pushback::Stop {

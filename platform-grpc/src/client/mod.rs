@@ -100,6 +100,8 @@ struct Inner {
     attempt_timeout: Duration,
     max_replay_message: u64,
     retry_codes: Vec<Code>,
+    /// Methods with codes of their own, a method's before its service's.
+    method_retry_codes: Vec<(MethodPattern, Vec<Code>)>,
     idempotent: Vec<MethodPattern>,
     instruments: Instruments,
     /// The names of the methods called, made once each.
@@ -300,6 +302,9 @@ impl ChannelBuilder {
         let retry_codes = settings
             .codes()
             .map_err(|(key, reason)| config(&key, reason))?;
+        let method_retry_codes = settings
+            .method_codes()
+            .map_err(|(key, reason)| config(&key, reason))?;
         let idempotent = settings
             .idempotent_methods
             .iter()
@@ -370,6 +375,7 @@ impl ChannelBuilder {
                 attempt_timeout: settings.attempt_timeout,
                 max_replay_message: settings.max_replay_message,
                 retry_codes,
+                method_retry_codes,
                 idempotent,
             }),
         })

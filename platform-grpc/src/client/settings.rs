@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use platform_config::{Section, Validation};
 
+use super::call::MethodPattern;
 use super::codes::Code;
 
 /// Outgoing gRPC calls (platform-grpc), one entry per named channel. Read
@@ -75,6 +76,12 @@ pub struct GrpcClientSettings {
     /// `retryableStatusCodes`).
     #[setting(default = vec!["UNAVAILABLE".to_owned()])]
     pub retry_codes: Vec<String>,
+    /// Status codes retried for some methods instead of `retry_codes`
+    /// (gRPC's per-method `retryPolicy`): keys are `package.Service/Method`
+    /// or `package.Service/*`, a method's own entry winning over its
+    /// service's; values as in `retry_codes`, an empty list for "never on a
+    /// status". Say `ABORTED` for a method whose conflicts are safe to retry.
+    pub method_retry_codes: BTreeMap<String, Vec<String>>,
     /// Methods safe to repeat, `package.Service/Method` or `package.Service/*`:
     /// hedged (when hedging is on), and also retried after a failure that
     /// may have reached the server without an answer (a reset, an attempt
@@ -130,18 +137,23 @@ impl GrpcClientSettings {
 
     /// The retried codes, or the first entry that is not a status code.
     pub(crate) fn codes(&self) -> Result<Vec<Code>, (String, String)> {
-        self.retry_codes
+        parse_codes(&self.retry_codes, "retry_codes")
+    }
+
+    /// `method_retry_codes`, a method's own entries before its service's,
+    /// or the key of the first entry that is wrong and why.
+    pub(crate) fn method_codes(&self) -> Result<Vec<(MethodPattern, Vec<Code>)>, (String, String)> {
+        let mut parsed = self
+            .method_retry_codes
             .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                Code::parse(name).ok_or_else(|| {
-                    (
-                        format!("retry_codes.{i}"),
-                        format!("{name:?} is not a gRPC status code (UNAVAILABLE, 14, ...)"),
-                    )
-                })
+            .map(|(method, codes)| {
+                let key = format!("method_retry_codes.{method}");
+                let pattern = MethodPattern::parse(method).map_err(|r| (key.clone(), r))?;
+                Ok::<_, (String, String)>((pattern, parse_codes(codes, &key)?))
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        parsed.sort_by_key(|(pattern, _)| pattern.is_wildcard());
+        Ok(parsed)
     }
 
     fn check(&self, v: &mut Validation) {
@@ -164,12 +176,32 @@ impl GrpcClientSettings {
         if let Err((key, reason)) = self.codes() {
             v.error(&key, reason);
         }
+        if let Err((key, reason)) = self.method_codes() {
+            v.error(&key, reason);
+        }
         for (i, method) in self.idempotent_methods.iter().enumerate() {
-            if let Err(reason) = super::call::MethodPattern::parse(method) {
+            if let Err(reason) = MethodPattern::parse(method) {
                 v.error(&format!("idempotent_methods.{i}"), reason);
             }
         }
     }
+}
+
+/// Status codes by name or number; the key (`<key>.<i>`) of the first
+/// that is not one, and why.
+fn parse_codes(names: &[String], key: &str) -> Result<Vec<Code>, (String, String)> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            Code::parse(name).ok_or_else(|| {
+                (
+                    format!("{key}.{i}"),
+                    format!("{name:?} is not a gRPC status code (UNAVAILABLE, 14, ...)"),
+                )
+            })
+        })
+        .collect()
 }
 
 platform_core::clients_builder_ext! {
@@ -190,6 +222,42 @@ mod tests {
         assert_eq!(
             GrpcClientSettings::default().resilience(),
             platform_core::resilience::ResilienceSettings::default()
+        );
+    }
+
+    #[test]
+    fn method_retry_codes_name_the_wrong_entry_and_put_methods_before_services() {
+        let mut s = GrpcClientSettings::default();
+        let entry = |codes: &[&str]| codes.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>();
+        s.method_retry_codes = [
+            ("inventory.v1.Stock/*".to_owned(), entry(&["UNAVAILABLE"])),
+            (
+                "inventory.v1.Stock/Reserve".to_owned(),
+                entry(&["aborted", "10"]),
+            ),
+        ]
+        .into();
+        let parsed = s.method_codes().unwrap();
+        assert!(!parsed[0].0.is_wildcard(), "the method's own entry first");
+        assert_eq!(parsed[0].1, [Code(10), Code(10)]);
+        assert!(parsed[1].0.is_wildcard());
+
+        s.method_retry_codes.insert(
+            "inventory.v1.Stock/Reserve".to_owned(),
+            entry(&["ABORTED", "NEVER"]),
+        );
+        assert_eq!(
+            s.method_codes().unwrap_err().0,
+            "method_retry_codes.inventory.v1.Stock/Reserve.1"
+        );
+        s.method_retry_codes = [("Stock".to_owned(), entry(&["ABORTED"]))].into();
+        assert_eq!(s.method_codes().unwrap_err().0, "method_retry_codes.Stock");
+        let mut v = Validation::default();
+        s.check(&mut v);
+        assert!(
+            v.errors().iter().any(|(key, _)| key == "method_retry_codes.Stock"),
+            "{:?}",
+            v.errors()
         );
     }
 

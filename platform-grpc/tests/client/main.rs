@@ -364,6 +364,55 @@ async fn only_the_configured_codes_are_retried() {
     let status = internal.export(request()).await.unwrap_err();
     assert_eq!(status.code(), Code::Internal);
     assert_eq!(backends[0].calls(), 1 + 3, "retried up to max_attempts");
+
+    // Per method: the method's own entry, then its service's, then the
+    // channel's `retry_codes`.
+    const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    let per_method = |entries: &[(&str, &[&str])]| {
+        settings(|s| {
+            s.method_retry_codes = entries
+                .iter()
+                .map(|(method, codes)| {
+                    let codes = codes.iter().map(|c| (*c).to_owned()).collect();
+                    ((*method).to_owned(), codes)
+                })
+                .collect();
+        })
+    };
+    let calls = backends[0].calls();
+    let mut by_method = client(
+        &addresses,
+        &per_method(&[(&format!("{SERVICE}/Export"), &["INTERNAL"])]),
+    );
+    by_method.export(request()).await.unwrap_err();
+    assert_eq!(backends[0].calls() - calls, 3, "the method's codes");
+
+    let calls = backends[0].calls();
+    let mut method_over_service = client(
+        &addresses,
+        &per_method(&[
+            (&format!("{SERVICE}/*"), &["INTERNAL"]),
+            (&format!("{SERVICE}/Export"), &[]),
+        ]),
+    );
+    method_over_service.export(request()).await.unwrap_err();
+    assert_eq!(
+        backends[0].calls() - calls,
+        1,
+        "the method's own entry (none) wins over its service's"
+    );
+
+    let calls = backends[0].calls();
+    let mut other_method = client(
+        &addresses,
+        &per_method(&[(&format!("{SERVICE}/Other"), &["INTERNAL"])]),
+    );
+    other_method.export(request()).await.unwrap_err();
+    assert_eq!(
+        backends[0].calls() - calls,
+        1,
+        "another method's codes do not apply"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
