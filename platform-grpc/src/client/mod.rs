@@ -101,7 +101,7 @@ struct Inner {
     max_replay_message: u64,
     retry_codes: Vec<Code>,
     /// Methods with codes of their own, a method's before its service's.
-    method_retry_codes: Vec<(MethodPattern, Vec<Code>)>,
+    method_retry_codes: settings::MethodCodes,
     idempotent: Vec<MethodPattern>,
     instruments: Instruments,
     /// The names of the methods called, made once each.

@@ -142,7 +142,7 @@ impl GrpcClientSettings {
 
     /// `method_retry_codes`, a method's own entries before its service's,
     /// or the key of the first entry that is wrong and why.
-    pub(crate) fn method_codes(&self) -> Result<Vec<(MethodPattern, Vec<Code>)>, (String, String)> {
+    pub(crate) fn method_codes(&self) -> Result<MethodCodes, (String, String)> {
         let mut parsed = self
             .method_retry_codes
             .iter()
@@ -186,6 +186,9 @@ impl GrpcClientSettings {
         }
     }
 }
+
+/// Methods with retried codes of their own, a method's entries first.
+pub(crate) type MethodCodes = Vec<(MethodPattern, Vec<Code>)>;
 
 /// Status codes by name or number; the key (`<key>.<i>`) of the first
 /// that is not one, and why.
@@ -255,7 +258,9 @@ mod tests {
         let mut v = Validation::default();
         s.check(&mut v);
         assert!(
-            v.errors().iter().any(|(key, _)| key == "method_retry_codes.Stock"),
+            v.errors()
+                .iter()
+                .any(|(key, _)| key == "method_retry_codes.Stock"),
             "{:?}",
             v.errors()
         );
