@@ -121,6 +121,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod call_span;
 mod error;
 mod guard;
 mod init;

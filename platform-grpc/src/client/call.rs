@@ -41,7 +41,7 @@ use super::body::{Probed, RequestBody, ResponseBody, probe};
 use super::codes::Code;
 use super::connection::{ConnectError, Connection};
 use super::endpoints::PickKey;
-use super::trace::{CallSpan, RpcNames};
+use super::trace::{self, CallSpan, RpcNames};
 use super::{ChannelError, Inner, timeout};
 
 const PREVIOUS_ATTEMPTS: http::HeaderName =
@@ -270,7 +270,7 @@ pub(crate) async fn call(
     request: http::Request<tonic::body::Body>,
 ) -> Result<http::Response<ResponseBody>, tonic::Status> {
     let names = inner.names.of(request.uri().path());
-    let (trace, span) = CallSpan::start(&names);
+    let (trace, span) = trace::start(&names);
     run(inner, request, names, trace).instrument(span).await
 }
 
@@ -804,7 +804,7 @@ impl End {
         } else {
             Admission::Accepted
         });
-        self.trace.server(&connection.address, connection.port);
+        trace::server(&self.trace, &connection.address, connection.port);
         if attempts > 1 {
             tracing::debug!(attempts, "answered after retrying");
         }
@@ -826,7 +826,7 @@ impl End {
         error_type: Option<&'static str>,
         connection: Option<&Connection>,
     ) {
-        self.trace.end(code, error_type);
+        trace::end(&self.trace, code, error_type);
         let seconds = self.started.elapsed().as_secs_f64();
         let error = error_type.or_else(|| code.is_server_error().then(|| code.name()));
         let attributes = || {

@@ -1,22 +1,11 @@
-//! What travels with every attempt: the trace context and baggage (the
-//! telemetry crate's propagators) and the remaining deadline.
+//! What travels with every attempt besides the trace context (the call's
+//! span writes that): the remaining deadline.
 
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::server::DEADLINE_HEADER;
-
-/// Injects the trace context of the current `tracing` span (the client
-/// span of this call) and its baggage into `headers`.
-pub(crate) fn inject_trace_context(headers: &mut HeaderMap) {
-    platform_core::telemetry::propagation::inject(headers);
-}
-
-/// Injects `cx` (a call's context when it has no span of its own to take it from).
-pub(crate) fn inject_context(cx: &opentelemetry::Context, headers: &mut HeaderMap) {
-    platform_core::telemetry::propagation::inject_context(cx, headers);
-}
 
 /// Sets the deadline header: whole milliseconds left, rounded down so the
 /// next hop never believes it has more time than it has.

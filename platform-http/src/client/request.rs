@@ -193,7 +193,7 @@ impl RequestBuilder {
         let client = self.client.clone();
         let inner = &*client.inner;
         let method_attribute = crate::semconv::method_attribute(&self.method).0;
-        let (trace, span) = CallSpan::start(method_attribute, inner.endpoints.single());
+        let (trace, span) = super::trace::start(method_attribute, inner.endpoints.single());
         // Boxed: the call's state (attempts, timers, hedge) is several KiB,
         // and every `.await` up the caller's chain would otherwise copy it.
         Box::pin(self.run(inner, method_attribute, trace))
@@ -411,8 +411,7 @@ fn stopped_at(
 fn report(result: &Result<Response, ClientError>, trace: &CallSpan, elapsed: Duration) {
     match result {
         Ok(response) => {
-            trace.status_code(response.status);
-            trace.attempts(response.attempts);
+            super::trace::answered(trace, response.status, response.attempts);
             if response.status.is_server_error() {
                 trace.error(response.status.as_str_static());
             }
@@ -425,7 +424,7 @@ fn report(result: &Result<Response, ClientError>, trace: &CallSpan, elapsed: Dur
         }
         Err(error) => {
             if let Some(attempts) = error.attempts() {
-                trace.attempts(attempts);
+                super::trace::resent(trace, attempts);
             }
             trace.error(error.error_type());
             // Debug like the resilience layer's own events: during an
