@@ -85,31 +85,33 @@ impl CallSpan {
 
     /// An integer attribute (a field of the `layer` span).
     pub fn integer(&self, key: &'static str, value: i64) {
-        match self {
-            // As an i64: tracing-opentelemetry turns unsigned fields into strings.
-            CallSpan::Layer { span, .. } => {
-                span.record(key, value);
-            }
-            CallSpan::Own {
-                cx,
-                recording: true,
-            } => cx.span().set_attribute(KeyValue::new(key, value)),
-            CallSpan::Own { .. } => {}
-        }
+        // As an i64: tracing-opentelemetry turns unsigned fields into strings.
+        self.attribute(|span| span.record(key, value), || KeyValue::new(key, value));
     }
 
     /// A text attribute (a field of the `layer` span).
     pub fn text(&self, key: &'static str, value: &str) {
+        self.attribute(
+            |span| span.record(key, value),
+            || KeyValue::new(key, value.to_owned()),
+        );
+    }
+
+    /// Records an attribute: on the `tracing` span with `layer`, on a span
+    /// of its own that is recording as `own` makes it.
+    fn attribute(
+        &self,
+        layer: impl FnOnce(&tracing::Span) -> &tracing::Span,
+        own: impl FnOnce() -> KeyValue,
+    ) {
         match self {
             CallSpan::Layer { span, .. } => {
-                span.record(key, value);
+                layer(span);
             }
             CallSpan::Own {
                 cx,
                 recording: true,
-            } => cx
-                .span()
-                .set_attribute(KeyValue::new(key, value.to_owned())),
+            } => cx.span().set_attribute(own()),
             CallSpan::Own { .. } => {}
         }
     }
