@@ -43,11 +43,11 @@ pub(crate) fn probe(mut body: tonic::body::Body, limit: u64) -> Result<Probed, t
                 // A client sends no trailers; one that did is sent as it is.
                 Err(frame) => {
                     let trailers = frame.into_trailers().ok();
-                    return Ok(Probed::Once(RequestBody::Chained {
+                    return Ok(Probed::Once(RequestBody::Chained(Box::new(Chained {
                         read,
                         trailers,
                         rest: None,
-                    }));
+                    }))));
                 }
             },
             // tonic's encoder failed (a message over its own limit): nothing was sent.
@@ -76,29 +76,35 @@ pub(crate) enum RequestBody {
     /// A buffered message (each attempt gets its own handle on the bytes).
     Full(Option<Bytes>),
     /// What was read while probing, then the rest of the caller's stream.
-    Chained {
-        read: VecDeque<Bytes>,
-        trailers: Option<HeaderMap>,
-        rest: Option<tonic::body::Body>,
-    },
+    /// Boxed: hyper moves the body through every task it spawns for the
+    /// call, and a stream's parts would make the common unary case carry
+    /// them too.
+    Chained(Box<Chained>),
+}
+
+/// A stream's parts already read and the rest of it.
+pub(crate) struct Chained {
+    read: VecDeque<Bytes>,
+    trailers: Option<HeaderMap>,
+    rest: Option<tonic::body::Body>,
 }
 
 impl std::fmt::Debug for RequestBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RequestBody::Full(_) => f.write_str("RequestBody::Full"),
-            RequestBody::Chained { .. } => f.write_str("RequestBody::Chained"),
+            RequestBody::Chained(_) => f.write_str("RequestBody::Chained"),
         }
     }
 }
 
 impl RequestBody {
     fn chained(read: VecDeque<Bytes>, rest: tonic::body::Body) -> Self {
-        RequestBody::Chained {
+        RequestBody::Chained(Box::new(Chained {
             read,
             trailers: None,
             rest: Some(rest),
-        }
+        }))
     }
 }
 
@@ -112,11 +118,12 @@ impl http_body::Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
         match self.get_mut() {
             RequestBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            RequestBody::Chained {
-                read,
-                trailers,
-                rest,
-            } => {
+            RequestBody::Chained(chained) => {
+                let Chained {
+                    read,
+                    trailers,
+                    rest,
+                } = &mut **chained;
                 if let Some(data) = read.pop_front() {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
@@ -134,11 +141,12 @@ impl http_body::Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Full(bytes) => bytes.is_none(),
-            RequestBody::Chained {
-                read,
-                trailers,
-                rest,
-            } => {
+            RequestBody::Chained(chained) => {
+                let Chained {
+                    read,
+                    trailers,
+                    rest,
+                } = &**chained;
                 read.is_empty()
                     && trailers.is_none()
                     && rest.as_ref().is_none_or(http_body::Body::is_end_stream)
@@ -150,7 +158,7 @@ impl http_body::Body for RequestBody {
         match self {
             RequestBody::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             RequestBody::Full(None) => SizeHint::with_exact(0),
-            RequestBody::Chained { .. } => SizeHint::default(),
+            RequestBody::Chained(_) => SizeHint::default(),
         }
     }
 }
