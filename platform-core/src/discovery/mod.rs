@@ -54,7 +54,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use endpoint::{DiscoveryHealth, Endpoint, EndpointId, EndpointRecord, EndpointSet, Freshness};
+pub use endpoint::{
+    DiscoveryHealth, Endpoint, EndpointId, EndpointMap, EndpointRecord, EndpointSet, Freshness,
+};
 pub use error::DiscoveryError;
 #[cfg(feature = "etcd")]
 pub use registration::{Registration, RegistrationState};

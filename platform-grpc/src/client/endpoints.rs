@@ -10,13 +10,12 @@
 //! discovery answer keeps the last endpoints (platform-core's rule), so
 //! their connections stay.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use platform_core::balance::{BalanceSettings, Balancer, Picked};
-use platform_core::discovery::{EndpointId, EndpointSet, Resolver, Target};
+use platform_core::discovery::{EndpointId, EndpointMap, EndpointSet, Resolver, Target};
 use platform_core::resilience::{EndpointOutcome, OutlierDetector};
 
 use super::connection::Connection;
@@ -48,7 +47,7 @@ pub(crate) struct Endpoints {
     connect_timeout: Duration,
     /// The endpoint-set generation the detector and `connections` last saw.
     generation: AtomicU64,
-    connections: RwLock<HashMap<EndpointId, Arc<Connection>>>,
+    connections: RwLock<EndpointMap<Arc<Connection>>>,
 }
 
 /// Which endpoint an attempt went to, to report its outcome; the balancer's
@@ -77,7 +76,7 @@ impl Endpoints {
             detector,
             connect_timeout,
             generation: AtomicU64::new(u64::MAX),
-            connections: RwLock::new(HashMap::new()),
+            connections: RwLock::new(EndpointMap::default()),
         })
     }
 

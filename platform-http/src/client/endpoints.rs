@@ -10,12 +10,11 @@
 //! one base URL skips the detector entirely.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use platform_core::balance::{BalanceSettings, Balancer};
-use platform_core::discovery::{EndpointId, Resolver};
+use platform_core::discovery::{EndpointId, EndpointMap, Resolver};
 use platform_core::resilience::{EndpointOutcome, OutlierDetector};
 
 use http::Uri;
@@ -227,7 +226,7 @@ pub(crate) enum Endpoints {
         generation: AtomicU64,
         /// Discovered endpoints as attempts use them, made once per
         /// endpoint set rather than once per attempt.
-        made: RwLock<HashMap<EndpointId, Arc<Endpoint>>>,
+        made: RwLock<EndpointMap<Arc<Endpoint>>>,
     },
 }
 
@@ -332,7 +331,7 @@ impl Endpoints {
             detector,
             template,
             generation: AtomicU64::new(u64::MAX),
-            made: RwLock::new(HashMap::new()),
+            made: RwLock::new(EndpointMap::default()),
         })
     }
 

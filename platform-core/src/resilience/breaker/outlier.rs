@@ -19,6 +19,10 @@
 //! outcome and asks before picking an endpoint.
 
 use std::collections::HashMap;
+
+/// The detector's endpoints and their state, looked up on every outcome
+/// (see [`EndpointMap`](crate::discovery::EndpointMap) for the hasher).
+type Pool<K> = HashMap<K, Endpoint, foldhash::quality::RandomState>;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
@@ -74,7 +78,7 @@ struct Inner<K> {
     max_share: f64,
     eject_refused: bool,
     success_rate: SuccessRate,
-    endpoints: Mutex<HashMap<K, Endpoint>>,
+    endpoints: Mutex<Pool<K>>,
     instruments: Instruments,
 }
 
@@ -225,7 +229,7 @@ where
                 max: settings.max_ejection_time,
                 max_share: settings.max_ejection_share,
                 eject_refused: settings.eject_refused,
-                endpoints: Mutex::new(HashMap::new()),
+                endpoints: Mutex::new(Pool::default()),
                 instruments,
             }),
         };
@@ -268,7 +272,7 @@ where
     /// are added, gone ones forgotten, the others keep their history.
     pub fn set_endpoints(&self, endpoints: impl IntoIterator<Item = K>) {
         let mut map = self.inner.lock();
-        let mut next: HashMap<K, Endpoint> = HashMap::with_capacity(map.len());
+        let mut next = Pool::with_capacity_and_hasher(map.len(), Default::default());
         for key in endpoints {
             let state = map.remove(&key).unwrap_or_default();
             next.insert(key, state);
@@ -297,13 +301,10 @@ where
         let rate = self.inner.success_rate;
         let epoch = rate.epoch(now);
         let mut map = self.inner.lock();
-        if !map.contains_key(endpoint) {
-            map.insert(endpoint.clone(), Endpoint::default());
-        }
         // Only this endpoint is looked at on the common path; the whole pool
         // only when an ejection may be due.
         let (cause, own) = {
-            let state = map.get_mut(endpoint)?;
+            let state = map.entry(endpoint.clone()).or_default();
             self.inner.expire_one(endpoint, state, now);
             let failed = outcome != EndpointOutcome::Success;
             if state.ejected_until.is_some() {
@@ -374,13 +375,7 @@ where
 impl<K: Debug + Eq + Hash> Inner<K> {
     /// Whether `endpoint`, with `own` (attempts, failures) in the window,
     /// succeeds well below the other endpoints in the pool.
-    fn below_peers(
-        &self,
-        map: &HashMap<K, Endpoint>,
-        endpoint: &K,
-        own: (u64, u64),
-        epoch: u64,
-    ) -> bool {
+    fn below_peers(&self, map: &Pool<K>, endpoint: &K, own: (u64, u64), epoch: u64) -> bool {
         let rate = &self.success_rate;
         let (attempts, failures) = own;
         if !rate.enabled || attempts < rate.min_requests {
@@ -405,13 +400,7 @@ impl<K: Debug + Eq + Hash> Inner<K> {
 
     /// Ejects `endpoint` for `cause` unless the pool's share of ejected
     /// endpoints is reached. Returns whether it did.
-    fn eject(
-        &self,
-        map: &mut HashMap<K, Endpoint>,
-        endpoint: &K,
-        cause: EjectionCause,
-        now: Instant,
-    ) -> bool {
+    fn eject(&self, map: &mut Pool<K>, endpoint: &K, cause: EjectionCause, now: Instant) -> bool {
         self.expire(map, now);
         let pool = map.len();
         let ejected_now = map.values().filter(|e| e.ejected_until.is_some()).count();
@@ -449,13 +438,13 @@ impl<K: Debug + Eq + Hash> Inner<K> {
 }
 
 impl<K: Debug> Inner<K> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Endpoint>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool<K>> {
         self.endpoints
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn expire(&self, map: &mut HashMap<K, Endpoint>, now: Instant) {
+    fn expire(&self, map: &mut Pool<K>, now: Instant) {
         for (key, state) in map.iter_mut() {
             self.expire_one(key, state, now);
         }
