@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod client;
+mod executor;
 pub mod grpc;
 pub mod semconv;
 pub mod server;
@@ -31,4 +32,5 @@ pub use client::{
     BoxError, CallInfo, Client, ClientBuilder, ClientError, ClientSettings, HttpService,
     HttpSettings, RequestBuilder, Response, RuntimeBuilderExt,
 };
+pub use executor::BoxedExecutor;
 pub use server::{BoundServer, InFlight, ServerLayer, serve};

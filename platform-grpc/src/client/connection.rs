@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use platform_http::semconv::BoundDurations;
 use tokio::net::TcpStream;
 
@@ -117,13 +117,14 @@ impl Connection {
             .map_err(ConnectError::Io)?;
         // Small messages must not wait for Nagle's timer.
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
-            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(ConnectError::Handshake)?;
+        let (sender, connection) =
+            hyper::client::conn::http2::Builder::new(platform_http::BoxedExecutor)
+                .timer(TokioTimer::new())
+                .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(ConnectError::Handshake)?;
         let label = Arc::clone(&self.label);
         // Runs until the server closes the connection or every handle on it
         // (the slot's and the calls' in flight) is dropped.

@@ -85,7 +85,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use platform_core::discovery::{DiscoverySettings, Resolver, TargetResolver};
 use platform_core::health::{CheckOptions, CheckOutcome, Kind};
 use platform_core::resilience::{Resilience, ResilienceRegistry};
@@ -491,7 +491,7 @@ fn transport(connect_timeout: Duration) -> Result<Transport, String> {
     #[cfg(not(feature = "rustls"))]
     let connector = http;
     Ok(
-        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        hyper_util::client::legacy::Client::builder(crate::BoxedExecutor)
             // Below the platform server's `server.idle_timeout` (120 s): a
             // pooled connection is dropped here before the server closes
             // it, so no request is sent on a connection being closed.
@@ -553,7 +553,7 @@ mod tests {
 
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(Duration::from_secs(1)));
-        let ours: Transport = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        let ours: Transport = hyper_util::client::legacy::Client::builder(crate::BoxedExecutor)
             .http2_only(true)
             .build(connector_for_test(http));
         let request = http::Request::get(uri)

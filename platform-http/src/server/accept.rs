@@ -3,7 +3,9 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
+
+use crate::BoxedExecutor;
 use hyper_util::server::conn::auto;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -57,7 +59,7 @@ const FIRST_BYTES: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What each accepted connection is served with.
 struct Serving<'a> {
-    builder: &'a auto::Builder<TokioExecutor>,
+    builder: &'a auto::Builder<BoxedExecutor>,
     app: &'a axum::Router,
     stalls: &'a std::sync::Arc<StallWatch>,
     /// Cancelled when serving stops: connections finish what they began.
@@ -130,7 +132,7 @@ pub async fn serve_listener(
     settings: &ServerSettings,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(BoxedExecutor);
     // No timer for HTTP/1: hyper would start one per request head for its
     // header read timeout; the stall watch does that job per connection.
     builder.http1().max_buf_size(
