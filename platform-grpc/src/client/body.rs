@@ -25,26 +25,35 @@ pub(crate) enum Probed {
 /// so is a client stream made of a finished list), up to `limit` bytes.
 /// Never waits: a stream whose next message is not there yet is sent once.
 pub(crate) fn probe(mut body: tonic::body::Body, limit: u64) -> Result<Probed, tonic::Status> {
+    // A unary message is one frame: kept as it came, no queue made for it.
+    let mut first = None;
     let mut read = VecDeque::new();
     let mut len = 0u64;
     loop {
         let next = futures::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).now_or_never();
         match next {
             // Ended, all of it in hand.
-            Some(None) => return Ok(Probed::Replayable(concat(read))),
+            Some(None) if read.is_empty() => {
+                return Ok(Probed::Replayable(first.unwrap_or_default()));
+            }
+            Some(None) => return Ok(Probed::Replayable(concat(first, read))),
             Some(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) => {
                     len += data.len() as u64;
-                    read.push_back(data);
+                    if first.is_none() && read.is_empty() {
+                        first = Some(data);
+                    } else {
+                        read.push_back(data);
+                    }
                     if len > limit {
-                        return Ok(Probed::Once(RequestBody::chained(read, body)));
+                        return Ok(Probed::Once(RequestBody::chained(queue(first, read), body)));
                     }
                 }
                 // A client sends no trailers; one that did is sent as it is.
                 Err(frame) => {
                     let trailers = frame.into_trailers().ok();
                     return Ok(Probed::Once(RequestBody::Chained(Box::new(Chained {
-                        read,
+                        read: queue(first, read),
                         trailers,
                         rest: None,
                     }))));
@@ -52,23 +61,26 @@ pub(crate) fn probe(mut body: tonic::body::Body, limit: u64) -> Result<Probed, t
             },
             // tonic's encoder failed (a message over its own limit): nothing was sent.
             Some(Some(Err(status))) => return Err(status),
-            None => return Ok(Probed::Once(RequestBody::chained(read, body))),
+            None => return Ok(Probed::Once(RequestBody::chained(queue(first, read), body))),
         }
     }
 }
 
-fn concat(mut parts: VecDeque<Bytes>) -> Bytes {
-    match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.pop_front().unwrap_or_default(),
-        _ => {
-            let mut all = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-            for part in parts {
-                all.extend_from_slice(&part);
-            }
-            all.freeze()
-        }
+/// `first`, then `rest`, in one queue.
+fn queue(first: Option<Bytes>, mut rest: VecDeque<Bytes>) -> VecDeque<Bytes> {
+    if let Some(first) = first {
+        rest.push_front(first);
     }
+    rest
+}
+
+fn concat(first: Option<Bytes>, rest: VecDeque<Bytes>) -> Bytes {
+    let parts = queue(first, rest);
+    let mut all = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+    for part in parts {
+        all.extend_from_slice(&part);
+    }
+    all.freeze()
 }
 
 /// The body hyper sends for one attempt.
