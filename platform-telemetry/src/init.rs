@@ -353,9 +353,15 @@ fn log_outcome(
     );
 }
 
-/// `parent_based`: whether a sampled remote parent is always sampled here
-/// (then the SDK keeps its flags on the spans below it).
-fn install_propagators(chosen: &[Propagator], parent_based: bool) {
+/// Installs the `chosen` propagation formats as the global propagator, as
+/// [`init`] does, and the direct path [`extract`](crate::propagation::extract)
+/// and [`inject_context`](crate::propagation::inject_context) then take on
+/// every request (no lock, no dynamic dispatch, no `String` per header). For
+/// a process that sets its telemetry up by hand (a test, a benchmark):
+/// setting the global propagator alone leaves them on the slower, general
+/// path. `parent_based`: whether a sampled remote parent is always sampled
+/// here (then the SDK keeps its flags on the spans below it).
+pub fn install_propagators(chosen: &[Propagator], parent_based: bool) {
     let propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = chosen
         .iter()
         .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {

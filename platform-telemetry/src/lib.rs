@@ -151,12 +151,12 @@ mod traces;
 
 pub use error::TelemetryError;
 pub use guard::TelemetryGuard;
-pub use init::{SpanExporterHook, init, init_with_exporter};
+pub use init::{SpanExporterHook, init, init_with_exporter, install_propagators};
 pub use metrics::SECONDS_BUCKETS;
 #[cfg(feature = "prometheus")]
 pub use prometheus::PrometheusHandle;
 pub use service::ServiceInfo;
-pub use settings::{LogFormat, LogOutput, OtlpProtocol, TelemetrySettings};
+pub use settings::{LogFormat, LogOutput, OtlpProtocol, Propagator, TelemetrySettings};
 
 pub use opentelemetry;
 pub use opentelemetry_sdk;

@@ -144,8 +144,11 @@ impl Bench {
             .with_reader(ManualReader::builder().build())
             .build();
         opentelemetry::global::set_meter_provider(meters.clone());
-        opentelemetry::global::set_text_map_propagator(
-            platform_core::telemetry::propagation::TraceContextPropagator::new(),
+        // As a service's runtime installs it (the samplers here are not
+        // parent-based).
+        platform_core::telemetry::install_propagators(
+            &[platform_core::telemetry::Propagator::TraceContext],
+            false,
         );
         let (off, off_provider) = dispatch(SamplerChoice::AlwaysOff);
         let (on, on_provider) = dispatch(SamplerChoice::AlwaysOn);
