@@ -135,14 +135,25 @@ pub fn parse_timeout(value: &[u8]) -> Option<Duration> {
 /// most 8 digits, rounded down, so the server never believes it has more
 /// time than the caller gives it.
 pub fn format_timeout(remaining: Duration) -> HeaderValue {
-    const MAX: u128 = 99_999_999;
+    const MAX: u64 = 99_999_999;
+    // In u64 (a u128 division per unit costs more than the rest): past
+    // u64 nanoseconds (584 years) the count saturates, and only hours fit.
+    let secs = remaining.as_secs();
+    let sub = u64::from(remaining.subsec_nanos());
+    let nanos = secs.saturating_mul(1_000_000_000).saturating_add(sub);
     let units = [
-        (remaining.as_nanos(), b'n'),
-        (remaining.as_micros(), b'u'),
-        (remaining.as_millis(), b'm'),
-        (u128::from(remaining.as_secs()), b'S'),
-        (u128::from(remaining.as_secs() / 60), b'M'),
-        (u128::from(remaining.as_secs() / 3600), b'H'),
+        (nanos, b'n'),
+        (
+            secs.saturating_mul(1_000_000).saturating_add(sub / 1_000),
+            b'u',
+        ),
+        (
+            secs.saturating_mul(1_000).saturating_add(sub / 1_000_000),
+            b'm',
+        ),
+        (secs, b'S'),
+        (secs / 60, b'M'),
+        (secs / 3600, b'H'),
     ];
     let (n, unit) = units
         .iter()
@@ -152,10 +163,13 @@ pub fn format_timeout(remaining: Duration) -> HeaderValue {
         .copied()
         .unwrap_or((MAX, b'H'));
     let mut digits = itoa::Buffer::new();
-    let mut value = Vec::with_capacity(9);
-    value.extend_from_slice(digits.format(n).as_bytes());
-    value.push(unit);
-    HeaderValue::from_bytes(&value).unwrap_or_else(|_| HeaderValue::from_static("0n"))
+    let digits = digits.format(n).as_bytes();
+    // At most 8 digits and the unit, on the stack: one copy, into the value.
+    let mut text = [0u8; 9];
+    text[..digits.len()].copy_from_slice(digits);
+    text[digits.len()] = unit;
+    HeaderValue::from_bytes(&text[..=digits.len()])
+        .unwrap_or_else(|_| HeaderValue::from_static("0n"))
 }
 
 #[cfg(test)]
