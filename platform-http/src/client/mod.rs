@@ -473,23 +473,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// never saw the first copy, so it adds no load. A refused HTTP/2 stream
 /// is an error here, an attempt the retry budget counts.
 fn transport(connect_timeout: Duration) -> Result<Transport, String> {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    http.set_keepalive(Some(TCP_KEEPALIVE));
-    #[cfg(feature = "rustls")]
-    let connector = {
-        http.enforce_http(false);
-        hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
-            .map_err(|e| format!("TLS: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http)
-    };
-    #[cfg(not(feature = "rustls"))]
-    let connector = http;
     Ok(
         hyper_util::client::legacy::Client::builder(crate::BoxedExecutor)
             // Below the platform server's `server.idle_timeout` (120 s): a
@@ -497,8 +480,29 @@ fn transport(connect_timeout: Duration) -> Result<Transport, String> {
             // it, so no request is sent on a connection being closed.
             .pool_idle_timeout(IDLE_CONNECTION_KEPT)
             .pool_timer(TokioTimer::new())
-            .build(connector),
+            .build(connector(connect_timeout)?),
     )
+}
+
+/// How the pool connects: TCP, then TLS for `https://` with the feature.
+fn connector(connect_timeout: Duration) -> Result<Connector, String> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.set_keepalive(Some(TCP_KEEPALIVE));
+    #[cfg(feature = "rustls")]
+    {
+        http.enforce_http(false);
+        Ok(hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
+            .map_err(|e| format!("TLS: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http))
+    }
+    #[cfg(not(feature = "rustls"))]
+    Ok(http)
 }
 
 /// How often an idle connection is probed (reqwest's default).
@@ -551,31 +555,13 @@ mod tests {
             "1 + reqwest's 2 retries"
         );
 
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(Duration::from_secs(1)));
         let ours: Transport = hyper_util::client::legacy::Client::builder(crate::BoxedExecutor)
             .http2_only(true)
-            .build(connector_for_test(http));
+            .build(connector(Duration::from_secs(1)).unwrap());
         let request = http::Request::get(uri)
             .body(AttemptBody::Left(http_body_util::Full::new(Bytes::new())))
             .unwrap();
         assert!(ours.request(request).await.is_err());
         assert_eq!(streams.load(Ordering::SeqCst), 1, "the one attempt made");
-    }
-
-    #[cfg(not(feature = "rustls"))]
-    fn connector_for_test(http: HttpConnector) -> Connector {
-        http
-    }
-
-    #[cfg(feature = "rustls")]
-    fn connector_for_test(mut http: HttpConnector) -> Connector {
-        http.enforce_http(false);
-        hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
-            .unwrap()
-            .https_or_http()
-            .enable_http2()
-            .wrap_connector(http)
     }
 }
